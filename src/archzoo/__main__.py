@@ -1,0 +1,3 @@
+from archzoo.cli import entry
+
+entry()

@@ -1,0 +1,237 @@
+"""The ``archzoo`` command: list, train, eval, predict, summary, data.
+
+Data (tables, metrics as JSON, predictions) goes to stdout; messages go to
+stderr. A user error (unknown name, bad option, corrupt file, NaN loss) prints
+one sentence and exits with status 2; Ctrl-C exits with 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from archzoo.errors import UserError
+
+EXIT_USER = 2
+
+
+def _err(msg: str) -> None:
+    print(f"archzoo: error: {msg}", file=sys.stderr)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one sentence, not the usage dump
+        _err(f"{message[0].upper()}{message[1:]}; see 'archzoo {self.prog.split()[-1] if ' ' in self.prog else ''} --help'.".replace("  ", " "))
+        sys.exit(EXIT_USER)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="archzoo", description="Canonical neural architectures on real data, trained by one engine.")
+    p.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = p.add_subparsers(dest="cmd", parser_class=_Parser)
+
+    s = sub.add_parser("list", help="list registered models, datasets, tasks or recipes")
+    s.add_argument("what", nargs="?", default="recipes", choices=["models", "datasets", "tasks", "recipes"])
+    s.add_argument("pattern", nargs="?", default="*", help="shell-style filter, e.g. 'resnet*'")
+
+    s = sub.add_parser("train", help="train a recipe: archzoo train RECIPE [key.sub=value ...]")
+    s.add_argument("recipe", nargs="?", help="a shipped recipe (archzoo list recipes)")
+    s.add_argument("overrides", nargs="*", help="dotted overrides such as optim.lr=3e-3 train.epochs=5")
+    s.add_argument("--config", help="a YAML config (e.g. RUN/config.yaml) applied over the recipe")
+    s.add_argument("--resume", metavar="RUN", help="continue the run in directory RUN from its last checkpoint")
+    s.add_argument("--run-dir", help="write the run here instead of runs/<recipe>/<timestamp>")
+    s.add_argument("--data-dir", help="data root (else ARCHZOO_DATA, else a cache directory)")
+
+    s = sub.add_parser("eval", help="evaluate a finished run's weights on a split")
+    s.add_argument("run", help="run directory")
+    s.add_argument("--split", default="test", choices=["train", "val", "test"])
+    s.add_argument("--weights", default="final", choices=["final", "best", "last"], help="which weights to load")
+    s.add_argument("--data-dir")
+
+    s = sub.add_parser("predict", help="classify image files with a trained run")
+    s.add_argument("run", help="run directory")
+    s.add_argument("images", nargs="+", help="image files (PNG, JPEG, ...)")
+    s.add_argument("--top", type=int, default=1, help="show the top-k classes")
+
+    s = sub.add_parser("summary", help="layer table, parameter count and output shapes of a model or recipe")
+    s.add_argument("name", help="a model (archzoo list models) or recipe")
+    s.add_argument("overrides", nargs="*", help="model builder arguments as key=value, or dotted overrides for a recipe")
+    s.add_argument("--input", help="input shape without batch, e.g. 1,28,28 (default: from the recipe's data)")
+    s.add_argument("--data-dir")
+
+    s = sub.add_parser("data", help="dataset utilities")
+    dsub = s.add_subparsers(dest="data_cmd", parser_class=_Parser)
+    d = dsub.add_parser("download", help="download a dataset where a network exists (checksums verified)")
+    d.add_argument("name")
+    d.add_argument("--data-dir")
+    d.add_argument("--base-url", help="mirror to download from")
+    d = dsub.add_parser("where", help="print the data root that would be used")
+    d.add_argument("--data-dir")
+    return p
+
+
+# ----------------------------------------------------------------------------- commands
+
+
+def cmd_list(a: argparse.Namespace) -> int:
+    from archzoo import registry
+
+    fn = {
+        "models": registry.list_models,
+        "datasets": registry.list_datasets,
+        "tasks": registry.list_tasks,
+        "recipes": registry.list_recipes,
+    }[a.what]
+    for name in fn(a.pattern):
+        if a.what == "recipes":
+            from archzoo.config import recipe_dict
+
+            print(f"{name:<24} {recipe_dict(name).get('description', '')}")
+        else:
+            print(name)
+    return 0
+
+
+def _split_args(recipe: str | None, overrides: list[str]) -> tuple[str | None, list[str]]:
+    """``archzoo train optim.lr=1 --config x`` has no recipe: a first word with '=' is an override."""
+    if recipe and "=" in recipe:
+        return None, [recipe, *overrides]
+    return recipe, overrides
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    from archzoo.config import load_config
+    from archzoo.engine.trainer import Trainer
+
+    recipe, overrides = _split_args(a.recipe, a.overrides)
+    if a.resume:
+        run = Path(a.resume)
+        if not (run / "config.yaml").is_file():
+            raise UserError(f"{run} is not a run directory (it has no config.yaml).")
+        cfg = load_config(None, run / "config.yaml", overrides)
+        trainer = Trainer(cfg, run_dir=run, resume=True, data_dir=a.data_dir)
+    else:
+        if not recipe and not a.config:
+            raise UserError("Name a recipe (archzoo list recipes) or pass --config FILE.")
+        cfg = load_config(recipe, a.config, overrides)
+        trainer = Trainer(cfg, run_dir=Path(a.run_dir) if a.run_dir else None, data_dir=a.data_dir)
+    results = trainer.fit()
+    if trainer.dist.is_main:
+        print(json.dumps({"run_dir": str(trainer.run_dir), **results}, indent=2))
+        main_metric = next((k for k in ("test/acc", "test/rmse", "test/loss") if k in results), None)
+        if main_metric:
+            print(f"{main_metric} = {results[main_metric]:.4f}; run written to {trainer.run_dir}", file=sys.stderr)
+    from archzoo.engine.distributed import shutdown
+
+    shutdown(trainer.dist)
+    return 0
+
+
+def _load_run(run: str, data_dir: str | None, weights: str = "final") -> Any:
+    from archzoo.config import load_config
+    from archzoo.engine import checkpoint as ckpt
+    from archzoo.engine.trainer import Trainer
+
+    rd = Path(run)
+    if not (rd / "config.yaml").is_file():
+        raise UserError(f"{rd} is not a run directory (it has no config.yaml).")
+    cfg = load_config(None, rd / "config.yaml")
+    cfg.log.progress = "none"
+    trainer = Trainer(cfg, run_dir=rd, data_dir=data_dir)
+    if weights == "last":
+        last = ckpt.latest_checkpoint(rd / "checkpoints")
+        if last is None:
+            raise UserError(f"Run {rd} has no checkpoint.")
+        state, src = ckpt.load_checkpoint(last)[0], last
+    else:
+        src = rd / ("model.safetensors" if weights == "final" else "checkpoints/best.safetensors")
+        if not src.is_file():
+            raise UserError(f"Run {rd} has no {src.name}; it may not have finished (try --weights last).")
+        state = ckpt.load_weights_file(src)
+    ckpt.load_into(trainer.model, state, src)
+    trainer.model.eval()
+    return trainer
+
+
+def cmd_eval(a: argparse.Namespace) -> int:
+    trainer = _load_run(a.run, a.data_dir, a.weights)
+    print(json.dumps(trainer.evaluate(a.split), indent=2))
+    return 0
+
+
+def cmd_predict(a: argparse.Namespace) -> int:
+    import torch
+
+    from archzoo.data.images import load_image
+
+    trainer = _load_run(a.run, None)
+    info = trainer.info
+    if info.get("kind") != "image" or "num_classes" not in info:
+        raise UserError(f"Run {a.run} is not an image classifier; predict takes image files.")
+    classes = info.get("classes") or [str(i) for i in range(info["num_classes"])]
+    for path in a.images:
+        x = load_image(path, info["image_size"], info["in_channels"], info.get("mean"), info.get("std"), info.get("invert", False))
+        with torch.no_grad():
+            probs = trainer.task.predict(trainer.model, x.to(trainer.device))[0]
+        top = probs.topk(min(a.top, probs.numel()))
+        for p, i in zip(top.values.tolist(), top.indices.tolist()):
+            print(f"{path}\t{classes[i]}\t{p:.4f}")
+    return 0
+
+
+def cmd_summary(a: argparse.Namespace) -> int:
+    from archzoo.config import recipe_names
+    from archzoo.viz.summary import summarize
+
+    print(summarize(a.name, a.overrides, a.input, a.data_dir, is_recipe=a.name in recipe_names()))
+    return 0
+
+
+def cmd_data(a: argparse.Namespace) -> int:
+    if a.data_cmd == "where":
+        from archzoo.data.root import data_root
+
+        print(data_root(a.data_dir))
+        return 0
+    if a.data_cmd == "download":
+        from archzoo.data.download import download_dataset
+
+        path = download_dataset(a.name, a.data_dir, a.base_url)
+        print(path)
+        return 0
+    raise UserError("Use 'archzoo data download NAME' or 'archzoo data where'.")
+
+
+COMMANDS = {"list": cmd_list, "train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "summary": cmd_summary, "data": cmd_data}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    if a.version:
+        from archzoo import __version__
+
+        print(__version__)
+        return 0
+    if not a.cmd:
+        parser.print_help(sys.stderr)
+        return EXIT_USER
+    try:
+        return COMMANDS[a.cmd](a)
+    except UserError as e:
+        _err(str(e))
+        return EXIT_USER
+    except KeyboardInterrupt:
+        _err("Interrupted; the last checkpoint is kept (resume with 'archzoo train --resume RUN').")
+        return 130
+
+
+def entry() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

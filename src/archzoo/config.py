@@ -1,0 +1,422 @@
+"""Typed configs grouped by concern, YAML recipes and dotted overrides.
+
+A :class:`Config` has six groups: ``data``, ``model``, ``task``, ``optim``,
+``train`` and ``log``. Recipes are YAML files shipped in ``archzoo/recipes``;
+``archzoo train RECIPE optim.lr=3e-3 train.epochs=5`` overrides them. Each group
+validates itself in ``__post_init__`` and every problem is one sentence.
+Free-form argument dicts (``model.args``, ``data.args``, ``task.args``) take any
+key; the builder they are passed to rejects the ones it does not know.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field, fields
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from archzoo.errors import UserError
+
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")
+OPTIMIZERS = ("sgd", "rmsprop", "adam", "adamw", "adagrad", "nadam")
+SCHEDULERS = ("none", "step", "exponential", "cosine", "plateau", "onecycle", "warmup_cosine")
+
+
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise UserError(msg)
+
+
+@dataclass
+class DataConfig:
+    """Which dataset and how it is batched.
+
+    Args:
+        name: a registered dataset (``archzoo list datasets``).
+        dir: the data root; ``None`` uses ``--data-dir``, then ``ARCHZOO_DATA``, then a cache dir.
+        batch_size: global training batch (split across ranks under DDP).
+        eval_batch_size: batch for validation and test.
+        val_fraction: share of the training data held out for validation (fixed seed).
+        augment: batched augmentations, e.g. ``{crop_padding: 2, flip: true, cutout: 8}``.
+        args: further keyword arguments of the dataset builder.
+        on_device: keep the whole dataset on the training device.
+    """
+
+    name: str = "digits"
+    dir: str | None = None
+    batch_size: int = 128
+    eval_batch_size: int = 1024
+    val_fraction: float = 0.1
+    augment: dict[str, Any] = field(default_factory=dict)
+    args: dict[str, Any] = field(default_factory=dict)
+    on_device: bool = True
+
+    def __post_init__(self) -> None:
+        _check(self.batch_size >= 1, f"data.batch_size must be at least 1, got {self.batch_size}.")
+        _check(self.eval_batch_size >= 1, f"data.eval_batch_size must be at least 1, got {self.eval_batch_size}.")
+        _check(0.0 <= self.val_fraction < 1.0, f"data.val_fraction must be in [0, 1), got {self.val_fraction}.")
+
+
+@dataclass
+class ModelConfig:
+    """Which model and how it is built.
+
+    Args:
+        name: a registered model (``archzoo list models``).
+        args: keyword arguments of the model builder.
+        init: weight initialisation: default, kaiming, kaiming_uniform, xavier,
+            xavier_uniform, orthogonal or normal.
+        channels_last: keep 4-D activations in NHWC memory order.
+        compile: wrap the model with ``torch.compile``.
+        pretrained: a state_dict file (safetensors or a torch file) to start from.
+    """
+
+    name: str = "mlp"
+    args: dict[str, Any] = field(default_factory=dict)
+    init: str = "default"
+    channels_last: bool = False
+    compile: bool = False
+    pretrained: str | None = None
+
+    def __post_init__(self) -> None:
+        from archzoo.layers.init import INIT_SCHEMES
+
+        _check(self.init in INIT_SCHEMES, f"model.init must be one of {', '.join(INIT_SCHEMES)}, got '{self.init}'.")
+
+
+@dataclass
+class TaskConfig:
+    """The objective: a registered task (``classification``, ``regression``, ...) and its arguments."""
+
+    name: str = "classification"
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class OptimConfig:
+    """Optimizer, penalties and learning-rate schedule.
+
+    Args:
+        name: sgd, rmsprop, adam, adamw, adagrad or nadam.
+        lr: learning rate (the peak for onecycle and warmup_cosine).
+        weight_decay: decoupled for adamw, L2-in-gradient for the others; never on biases and norms.
+        momentum: momentum for sgd and rmsprop.
+        nesterov: Nesterov momentum for sgd.
+        betas: Adam-family betas.
+        eps: Adam-family and RMSprop epsilon.
+        l1: weight of an L1 penalty on weights added to the loss.
+        l2: weight of an L2 penalty on weights added to the loss.
+        scheduler: none, step, exponential, cosine, plateau, onecycle or warmup_cosine.
+        step_size: epochs between decays for ``step``.
+        gamma: decay factor for step, exponential and plateau.
+        warmup_epochs: linear warmup length for warmup_cosine (fractions allowed).
+        min_lr: floor of cosine schedules.
+        plateau_patience: epochs without improvement before plateau decays.
+        pct_start: rising share of a onecycle schedule.
+    """
+
+    name: str = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    nesterov: bool = False
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    l1: float = 0.0
+    l2: float = 0.0
+    scheduler: str = "none"
+    step_size: int = 10
+    gamma: float = 0.1
+    warmup_epochs: float = 0.0
+    min_lr: float = 0.0
+    plateau_patience: int = 3
+    pct_start: float = 0.25
+
+    def __post_init__(self) -> None:
+        _check(self.name in OPTIMIZERS, f"optim.name must be one of {', '.join(OPTIMIZERS)}, got '{self.name}'.")
+        _check(self.scheduler in SCHEDULERS, f"optim.scheduler must be one of {', '.join(SCHEDULERS)}, got '{self.scheduler}'.")
+        _check(self.lr > 0, f"optim.lr must be positive, got {self.lr}.")
+        _check(self.weight_decay >= 0, f"optim.weight_decay must be non-negative, got {self.weight_decay}.")
+        _check(self.l1 >= 0 and self.l2 >= 0, "optim.l1 and optim.l2 must be non-negative.")
+        _check(len(self.betas) == 2, f"optim.betas needs two numbers, got {self.betas}.")
+        _check(0 < self.pct_start < 1, f"optim.pct_start must be in (0, 1), got {self.pct_start}.")
+        _check(self.step_size >= 1, f"optim.step_size must be at least 1, got {self.step_size}.")
+
+
+@dataclass
+class TrainConfig:
+    """The loop.
+
+    Args:
+        epochs: passes over the training data.
+        seed: seeds Python, NumPy, torch and the loader order.
+        deterministic: ask torch for deterministic kernels.
+        device: auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.
+        precision: fp32, bf16 (autocast), fp16 (autocast and GradScaler, CUDA) or auto
+            (fp16 on CUDA; on CPU, bf16 only if a short probe finds it faster).
+        grad_accum: micro-batches per optimizer step.
+        grad_clip: maximum global gradient norm; 0 disables.
+        monitor: metric that selects the best checkpoint (default: the task's).
+        mode: min or max for ``monitor`` (default: the task's).
+        early_stopping: epochs without improvement before stopping; 0 disables.
+        min_delta: smallest change of ``monitor`` that counts as improvement.
+        log_every: optimizer steps between train-metric rows.
+        checkpoint_every: optimizer steps between mid-epoch checkpoints; 0 saves at epoch ends only.
+        max_steps: stop after this many optimizer steps; 0 means no limit.
+        threads: torch intra-op threads; 0 leaves torch's default.
+    """
+
+    epochs: int = 10
+    seed: int = 0
+    deterministic: bool = False
+    device: str = "auto"
+    precision: str = "fp32"
+    grad_accum: int = 1
+    grad_clip: float = 0.0
+    monitor: str | None = None
+    mode: str | None = None
+    early_stopping: int = 0
+    min_delta: float = 0.0
+    log_every: int = 50
+    checkpoint_every: int = 0
+    max_steps: int = 0
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        _check(self.epochs >= 1, f"train.epochs must be at least 1, got {self.epochs}.")
+        _check(self.precision in PRECISIONS, f"train.precision must be one of {', '.join(PRECISIONS)}, got '{self.precision}'.")
+        _check(self.grad_accum >= 1, f"train.grad_accum must be at least 1, got {self.grad_accum}.")
+        _check(self.grad_clip >= 0, f"train.grad_clip must be non-negative, got {self.grad_clip}.")
+        _check(self.mode in (None, "min", "max"), f"train.mode must be min or max, got '{self.mode}'.")
+        _check(self.early_stopping >= 0, "train.early_stopping must be non-negative.")
+        _check(self.log_every >= 1, f"train.log_every must be at least 1, got {self.log_every}.")
+        _check(self.checkpoint_every >= 0 and self.max_steps >= 0, "train.checkpoint_every and train.max_steps must be non-negative.")
+        dev = self.device
+        _check(
+            dev in ("auto", "cpu", "cuda", "mps") or dev.startswith("cuda:"),
+            f"train.device must be auto, cpu, cuda, cuda:N or mps, got '{dev}'.",
+        )
+
+
+@dataclass
+class LogConfig:
+    """Where runs go and what they record.
+
+    Args:
+        dir: parent of run directories (``<dir>/<recipe>/<timestamp>``).
+        tensorboard: write TensorBoard event files.
+        plots: write loss and metric curves as PNG at the end.
+        progress: auto (a bar on a terminal, epoch lines otherwise), bar, lines or none.
+    """
+
+    dir: str = "runs"
+    tensorboard: bool = True
+    plots: bool = True
+    progress: str = "auto"
+
+    def __post_init__(self) -> None:
+        _check(self.progress in ("auto", "bar", "lines", "none"), f"log.progress must be auto, bar, lines or none, got '{self.progress}'.")
+
+
+@dataclass
+class Config:
+    """A whole experiment: what ``archzoo train`` runs and saves as ``config.yaml``."""
+
+    recipe: str = "custom"
+    description: str = ""
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_yaml())
+
+
+# ----------------------------------------------------------------------------- building from dicts
+
+
+def _is_dataclass_type(tp: Any) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; numbers written as strings (``1e-3``) are accepted."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, where)
+            except UserError as e:
+                errors.append(e)
+        raise errors[0] if errors else UserError(f"{where} cannot be {value!r}.")
+    if tp is Any:
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise UserError(f"{where} must be true or false, got {value!r}.")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise UserError(f"{where} must be an integer, got {value!r}.")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise UserError(f"{where} must be a number, got {value!r}.")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise UserError(f"{where} must be a string, got {value!r}.")
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise UserError(f"{where} must be a list, got {value!r}.")
+        (item,) = typing.get_args(tp) or (Any,)
+        return [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise UserError(f"{where} must be a mapping, got {value!r}.")
+        return dict(value)
+    if _is_dataclass_type(tp):
+        return _build(tp, value, where)
+    return value
+
+
+def _build(cls: type, raw: Any, where: str) -> Any:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise UserError(f"{where or 'the config'} must be a mapping, got {raw!r}.")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in fields(cls)]
+    unknown = [k for k in raw if k not in names]
+    if unknown:
+        prefix = f"{where}." if where else ""
+        raise UserError(f"Unknown config key '{prefix}{unknown[0]}'; {where or 'the config'} has: {', '.join(names)}.")
+    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in raw.items()}
+    try:
+        return cls(**kwargs)
+    except TypeError as e:  # a wrong type slipped past into a comparison
+        raise UserError(f"Invalid value in {where or 'the config'}: {e}.") from None
+
+
+def config_from_dict(raw: dict[str, Any]) -> Config:
+    return _build(Config, raw, "")
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """Split ``a.b.c=value`` into a key path and a YAML-parsed value."""
+    if "=" not in item:
+        raise UserError(f"Override '{item}' must look like key.sub=value (e.g. optim.lr=3e-3).")
+    key, _, text = item.partition("=")
+    path = [p for p in key.strip().split(".") if p]
+    if not path:
+        raise UserError(f"Override '{item}' has an empty key.")
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError:
+        value = text
+    return path, value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Set dotted keys in a plain config dict (before it is typed and validated)."""
+    for item in overrides:
+        path, value = parse_override(item)
+        node = raw
+        for p in path[:-1]:
+            nxt = node.get(p)
+            if nxt is None:
+                nxt = node[p] = {}
+            if not isinstance(nxt, dict):
+                raise UserError(f"Override '{item}': '{p}' is not a group of keys.")
+            node = nxt
+        node[path[-1]] = value
+    return raw
+
+
+# ----------------------------------------------------------------------------- recipes
+
+
+def _recipe_dir() -> Any:
+    return resources.files("archzoo") / "recipes"
+
+
+def recipe_names() -> list[str]:
+    return sorted(p.name[: -len(".yaml")] for p in _recipe_dir().iterdir() if p.name.endswith(".yaml"))
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"Config file {p} does not exist.")
+    try:
+        raw = yaml.safe_load(p.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise UserError(f"Config file {p} is not valid YAML ({str(e).splitlines()[0]}).") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise UserError(f"Config file {p} must hold a mapping of config groups.")
+    return raw
+
+
+def recipe_dict(name: str) -> dict[str, Any]:
+    """The raw dict of a shipped recipe, with ``recipe`` set to its name."""
+    res = _recipe_dir() / f"{name}.yaml"
+    if not res.is_file():
+        import difflib
+
+        close = difflib.get_close_matches(name, recipe_names(), n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else " Run 'archzoo list recipes' to see them."
+        raise UserError(f"Unknown recipe '{name}'.{hint}")
+    raw = yaml.safe_load(res.read_text()) or {}
+    raw.setdefault("recipe", name)
+    return raw
+
+
+def load_config(recipe: str | None = None, config_file: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Resolve a config: a recipe, then a YAML file over it, then dotted overrides."""
+    raw: dict[str, Any] = recipe_dict(recipe) if recipe else {}
+    if config_file:
+        _merge(raw, load_yaml(config_file))
+    apply_overrides(raw, overrides or [])
+    return config_from_dict(raw)
+
+
+def _merge(base: dict[str, Any], top: dict[str, Any]) -> None:
+    for k, v in top.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            _merge(base[k], v)
+        else:
+            base[k] = v

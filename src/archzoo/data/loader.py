@@ -1,0 +1,133 @@
+"""A fast in-memory loader: whole splits as tensors, shuffled index batches.
+
+Small datasets (digits, Fashion-MNIST, CIFAR-10) fit in memory many times over,
+so each split is held as one tensor already in the model's layout (float,
+``(N, C, H, W)``, normalised). A batch is one ``index_select``; augmentation
+runs on the whole batch at once (:mod:`archzoo.data.augment`). There is no
+per-sample Python and no worker process.
+
+Order is a pure function of ``(seed, epoch)``: the permutation of epoch ``e``
+comes from a generator seeded with ``seed`` and ``e``, and the augmentation of
+batch ``i`` from one seeded with ``(seed, e, i)``, so a run resumed at any batch
+sees the same batches as one that never stopped. Under distributed data
+parallel every rank draws the same global batch and keeps its own slice
+``batch[rank::world]``, so the global batch is the same as in one process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+Augment = Callable[[Tensor, torch.Generator], Tensor]
+
+
+def epoch_generator(seed: int, epoch: int, stream: int = 0) -> torch.Generator:
+    """A CPU generator whose state depends only on ``(seed, epoch, stream)``."""
+    g = torch.Generator()
+    g.manual_seed((seed * 1_000_003 + epoch * 7919 + stream * 104_729) % (2**63 - 1))
+    return g
+
+
+class TensorSplit:
+    """One split of an in-memory dataset.
+
+    Args:
+        tensors: aligned tensors (inputs first), each with the sample count as dim 0.
+        augment: a batched augmentation applied to the first tensor of training
+            batches, ``augment(x, generator) -> x``.
+    """
+
+    def __init__(self, *tensors: Tensor, augment: Augment | None = None) -> None:
+        n = tensors[0].shape[0]
+        if any(t.shape[0] != n for t in tensors):
+            raise ValueError("all tensors of a split need the same number of samples")
+        self.tensors = tensors
+        self.augment = augment
+
+    def __len__(self) -> int:
+        return int(self.tensors[0].shape[0])
+
+    def to(self, device: torch.device) -> TensorSplit:
+        """Move the split to ``device`` once, so batches need no host-device copy."""
+        if self.tensors[0].device == device:
+            return self
+        return TensorSplit(*(t.to(device) for t in self.tensors), augment=self.augment)
+
+    def num_batches(self, batch_size: int, drop_last: bool = False) -> int:
+        n = len(self)
+        return n // batch_size if drop_last else -(-n // batch_size)
+
+    def batches(
+        self,
+        batch_size: int,
+        *,
+        shuffle: bool = False,
+        seed: int = 0,
+        epoch: int = 0,
+        start: int = 0,
+        rank: int = 0,
+        world: int = 1,
+        drop_last: bool = False,
+        augment: bool = False,
+    ) -> Iterator[tuple[Tensor, ...]]:
+        """Yield batches, beginning at batch index ``start`` (for mid-epoch resume).
+
+        In evaluation (``shuffle=False``) the ranks split the samples ``rank::world``
+        so that every sample is seen exactly once across ranks.
+        """
+        n = len(self)
+        device = self.tensors[0].device
+        if shuffle:
+            order = torch.randperm(n, generator=epoch_generator(seed, epoch)).to(device)
+        else:
+            order = None
+        nb = self.num_batches(batch_size, drop_last)
+        for i in range(start, nb):
+            lo, hi = i * batch_size, min((i + 1) * batch_size, n)
+            if order is not None:
+                idx = order[lo:hi][rank::world]
+                out = tuple(t.index_select(0, idx) for t in self.tensors)
+            else:
+                out = tuple(t[lo:hi][rank::world] for t in self.tensors)
+            if augment and self.augment is not None:
+                # One generator per batch: resuming at batch `start` needs no replay.
+                gen = epoch_generator(seed, epoch, stream=1 + i)
+                out = (self.augment(out[0], gen), *out[1:])
+            yield out
+
+
+@dataclass
+class DataBundle:
+    """A dataset ready for the engine: train/val/test splits and facts about it.
+
+    ``info`` carries what models and tasks need to know, such as ``num_classes``,
+    ``in_channels``, ``image_size``, ``in_features``, ``classes`` (names),
+    ``mean``/``std`` used for normalisation, and ``kind`` (``"image"``, ``"tabular"``).
+    Builders read the keys they accept from it.
+    """
+
+    train: TensorSplit
+    val: TensorSplit
+    test: TensorSplit | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def split(self, name: str) -> TensorSplit:
+        s = {"train": self.train, "val": self.val, "test": self.test}.get(name)
+        if s is None:
+            from archzoo.errors import UserError
+
+            raise UserError(f"This dataset has no '{name}' split.")
+        return s
+
+
+def holdout(n: int, fraction: float, seed: int) -> tuple[Tensor, Tensor]:
+    """Split ``range(n)`` into (train, val) index tensors with a fixed seed."""
+    g = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(n, generator=g)
+    n_val = int(round(n * fraction))
+    return perm[n_val:].sort().values, perm[:n_val].sort().values

@@ -1,0 +1,1 @@
+"""The engine: one trainer loop, checkpoints, optimizers, schedules, precision, DDP, logging."""

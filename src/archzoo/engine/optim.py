@@ -1,0 +1,116 @@
+"""Optimizers and learning-rate schedules by name.
+
+Weight decay applies to weights only: biases, norm layers' affine parameters
+and embeddings of positions (1-D tensors in general) are put in a group with
+``weight_decay=0``, as is standard practice since "Bag of Tricks" (He et al. 2019).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from archzoo.config import OptimConfig
+from archzoo.errors import UserError
+
+
+def param_groups(module: nn.Module, weight_decay: float) -> tuple[list[dict[str, Any]], list[Tensor]]:
+    """Split trainable parameters into a decayed and an undecayed group.
+
+    Returns the groups and the list of decayed weights (the ones L1/L2 penalties apply to).
+    """
+    decay: list[Tensor] = []
+    no_decay: list[Tensor] = []
+    seen: set[int] = set()
+    norm_types = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
+    for mod in module.modules():
+        for name, p in mod.named_parameters(recurse=False):
+            if not p.requires_grad or id(p) in seen:
+                continue
+            seen.add(id(p))
+            if p.ndim <= 1 or name.endswith("bias") or isinstance(mod, norm_types):
+                no_decay.append(p)
+            else:
+                decay.append(p)
+    groups = []
+    if decay:
+        groups.append({"params": decay, "weight_decay": weight_decay})
+    if no_decay:
+        groups.append({"params": no_decay, "weight_decay": 0.0})
+    return groups, decay
+
+
+def build_optimizer(cfg: OptimConfig, groups: list[dict[str, Any]], overrides: dict[str, Any] | None = None) -> torch.optim.Optimizer:
+    """Create the optimizer ``cfg.name`` over ``groups``; ``overrides`` (from a task) win over ``cfg``."""
+    o = dict(overrides or {})
+    name = o.pop("name", cfg.name)
+    lr = o.pop("lr", cfg.lr)
+    betas = tuple(o.pop("betas", cfg.betas))
+    if not groups:
+        raise UserError("The model has no trainable parameters.")
+    if name == "sgd":
+        opt: torch.optim.Optimizer = torch.optim.SGD(
+            groups, lr=lr, momentum=o.pop("momentum", cfg.momentum), nesterov=o.pop("nesterov", cfg.nesterov)
+        )
+    elif name == "rmsprop":
+        opt = torch.optim.RMSprop(groups, lr=lr, momentum=o.pop("momentum", cfg.momentum), eps=cfg.eps)
+    elif name == "adam":
+        opt = torch.optim.Adam(groups, lr=lr, betas=betas, eps=cfg.eps)  # type: ignore[arg-type]
+    elif name == "adamw":
+        opt = torch.optim.AdamW(groups, lr=lr, betas=betas, eps=cfg.eps)  # type: ignore[arg-type]
+    elif name == "adagrad":
+        opt = torch.optim.Adagrad(groups, lr=lr, eps=cfg.eps)
+    elif name == "nadam":
+        opt = torch.optim.NAdam(groups, lr=lr, betas=betas, eps=cfg.eps)  # type: ignore[arg-type]
+    else:
+        raise UserError(f"Unknown optimizer '{name}'.")
+    if o:
+        raise UserError(f"Unknown optimizer override {', '.join(sorted(o))} for {name}.")
+    return opt
+
+
+class WarmupCosine:
+    r"""Linear warmup to the peak, then cosine decay to ``min_lr``, as a LambdaLR factor.
+
+    :math:`f(s) = s / W` for :math:`s < W`, else
+    :math:`m + (1 - m)\,\tfrac{1}{2}(1 + \cos(\pi \tfrac{s - W}{S - W}))` with :math:`m = \text{min\_lr}/\text{lr}`.
+    """
+
+    def __init__(self, warmup: int, total: int, floor: float) -> None:
+        self.warmup, self.total, self.floor = warmup, max(total, 1), floor
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup:
+            return (step + 1) / self.warmup
+        t = min(1.0, (step - self.warmup) / max(1, self.total - self.warmup))
+        return self.floor + (1 - self.floor) * 0.5 * (1 + math.cos(math.pi * t))
+
+
+def build_scheduler(cfg: OptimConfig, opt: torch.optim.Optimizer, steps_per_epoch: int, epochs: int) -> tuple[Any, str]:
+    """Create the schedule ``cfg.scheduler``; returns it and when to step it (step, epoch or plateau)."""
+    total = max(1, steps_per_epoch * epochs)
+    lr = opt.param_groups[0]["lr"]
+    s = cfg.scheduler
+    if s == "none":
+        return None, "step"
+    if s == "step":
+        return torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.step_size, gamma=cfg.gamma), "epoch"
+    if s == "exponential":
+        return torch.optim.lr_scheduler.ExponentialLR(opt, gamma=cfg.gamma), "epoch"
+    if s == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total, eta_min=cfg.min_lr), "step"
+    if s == "plateau":
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=cfg.gamma, patience=cfg.plateau_patience, min_lr=cfg.min_lr)
+        return sched, "plateau"
+    if s == "onecycle":
+        return (
+            torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in opt.param_groups], total_steps=total, pct_start=cfg.pct_start),
+            "step",
+        )
+    if s == "warmup_cosine":
+        warm = int(round(cfg.warmup_epochs * steps_per_epoch))
+        return torch.optim.lr_scheduler.LambdaLR(opt, WarmupCosine(warm, total, cfg.min_lr / lr)), "step"
+    raise UserError(f"Unknown scheduler '{s}'.")

@@ -1,0 +1,157 @@
+"""Small convolutional networks: LeNet-5 and a VGG-style ConvBlock CNN.
+
+LeNet-5 (LeCun et al. 1998, http://yann.lecun.com/exdb/publis/pdf/lecun-98.pdf):
+two 5×5 convolutions with subsampling, then three fully connected layers.
+
+ConvNet: VGG-style blocks (Simonyan & Zisserman 2015, https://arxiv.org/abs/1409.1556)
+of ``convs_per_block`` 3×3 conv-BN-ReLU layers and a 2×2 max-pool, then global
+average pooling and a linear head — a compact net for 8–32 px images.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from archzoo.layers.activation import get_activation
+from archzoo.layers.conv import ConvBNAct
+from archzoo.registry import register_model
+
+
+class LeNet5(nn.Module):
+    """LeNet-5 with modern defaults (max-pool, ReLU) or the original (avg-pool, tanh).
+
+    Args:
+        in_channels: input channels (default 1).
+        num_classes: classes (default 10).
+        image_size: input height = width; 28 gets padding 2 on the first conv as in the
+            classic MNIST set-up, 32 none (default 28).
+        act: activation (default ``"relu"``; ``"tanh"`` for the original).
+        pool: ``"max"`` or ``"avg"`` (default ``"max"``).
+
+    Shapes:
+        input :math:`(B, C, H, W)`, output :math:`(B, \\text{classes})`.
+    """
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 10, image_size: int = 28, act: str = "relu", pool: str = "max") -> None:
+        super().__init__()
+        pad = 2 if image_size < 32 else 0
+        Pool = nn.MaxPool2d if pool == "max" else nn.AvgPool2d
+        self.conv1 = nn.Sequential(nn.Conv2d(in_channels, 6, 5, padding=pad), get_activation(act), Pool(2))
+        self.conv2 = nn.Sequential(nn.Conv2d(6, 16, 5), get_activation(act), Pool(2))
+        with torch.no_grad():
+            n = self.conv2(self.conv1(torch.zeros(1, in_channels, image_size, image_size))).numel()
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(n, 120),
+            get_activation(act),
+            nn.Linear(120, 84),
+            get_activation(act),
+            nn.Linear(84, num_classes),
+        )
+
+    @property
+    def stages(self) -> list[nn.Module]:
+        return [self.conv1, self.conv2]
+
+    def feature_maps(self, x: Tensor) -> list[tuple[str, Tensor]]:
+        out = []
+        for i, stage in enumerate(self.stages, 1):
+            x = stage(x)
+            out.append((f"conv{i}", x))
+        return out
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        return self.conv2(self.conv1(x))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier(self.forward_features(x))
+
+
+class ConvNet(nn.Module):
+    """VGG-style CNN: blocks of 3×3 conv-BN-act, max-pool between blocks, GAP and a linear head.
+
+    Args:
+        in_channels: input channels (default 1).
+        num_classes: classes (default 10).
+        channels: output channels of each block (default ``(32, 64, 128)``).
+        convs_per_block: conv layers per block (default 2).
+        act: activation (default ``"relu"``).
+        dropout: dropout before the head (default 0).
+        pool_last: max-pool after the last block too (default False).
+
+    Shapes:
+        input :math:`(B, C, H, W)`, output :math:`(B, \\text{classes})`.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        num_classes: int = 10,
+        channels: Sequence[int] = (32, 64, 128),
+        convs_per_block: int = 2,
+        act: str = "relu",
+        dropout: float = 0.0,
+        pool_last: bool = False,
+    ) -> None:
+        super().__init__()
+        blocks: list[nn.Module] = []
+        c_in = in_channels
+        for i, c in enumerate(channels):
+            layers: list[nn.Module] = []
+            if i > 0:
+                layers.append(nn.MaxPool2d(2))
+            for j in range(convs_per_block):
+                layers.append(ConvBNAct(c_in if j == 0 else c, c, 3, act=act))
+            c_in = c
+            blocks.append(nn.Sequential(*layers))
+        if pool_last:
+            blocks[-1].append(nn.MaxPool2d(2))
+        self.blocks = nn.ModuleList(blocks)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Dropout(dropout) if dropout > 0 else nn.Identity(), nn.Linear(c_in, num_classes))
+
+    @property
+    def stages(self) -> list[nn.Module]:
+        return list(self.blocks)
+
+    def feature_maps(self, x: Tensor) -> list[tuple[str, Tensor]]:
+        out = []
+        for i, b in enumerate(self.blocks, 1):
+            x = b(x)
+            out.append((f"block{i}", x))
+        return out
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        for b in self.blocks:
+            x = b(x)
+        return x
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier(self.pool(self.forward_features(x)))
+
+
+@register_model("lenet5")
+def lenet5(in_channels: int = 1, num_classes: int = 10, image_size: int = 28, act: str = "relu", pool: str = "max") -> LeNet5:
+    return LeNet5(in_channels, num_classes, image_size, act, pool)
+
+
+@register_model("convnet")
+def convnet(
+    in_channels: int = 1,
+    num_classes: int = 10,
+    channels: Sequence[int] = (32, 64, 128),
+    convs_per_block: int = 2,
+    act: str = "relu",
+    dropout: float = 0.0,
+    pool_last: bool = False,
+) -> ConvNet:
+    return ConvNet(in_channels, num_classes, channels, convs_per_block, act, dropout, pool_last)
+
+
+@register_model("convnet_small")
+def convnet_small(in_channels: int = 1, num_classes: int = 10, dropout: float = 0.1) -> ConvNet:
+    """Under 100K parameters: blocks of 24, 48 and 96 channels."""
+    return ConvNet(in_channels, num_classes, (24, 48, 96), 2, "relu", dropout)

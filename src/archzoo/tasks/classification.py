@@ -1,0 +1,89 @@
+"""Classification: cross-entropy with optional label smoothing; accuracy and macro-F1."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from archzoo.registry import register_task
+from archzoo.tasks.base import Task
+
+
+class Classification(Task):
+    r"""Multi-class classification of ``(x, y)`` batches.
+
+    Loss: :math:`-\sum_c q_c \log p_c` with :math:`q = (1-\varepsilon)\,\mathrm{onehot}(y) + \varepsilon / C`
+    (label smoothing :math:`\varepsilon`, Szegedy et al. 2016).
+
+    Args:
+        label_smoothing: :math:`\varepsilon` (default 0).
+        top_k: also report top-k accuracy when k > 1 and k < classes (default 5).
+
+    Metrics: ``loss``, ``acc`` (micro), ``f1`` (macro) and ``top{k}``.
+    """
+
+    monitor = "val/acc"
+    mode = "max"
+
+    def __init__(self, label_smoothing: float = 0.0, top_k: int = 5) -> None:
+        if not 0.0 <= label_smoothing < 1.0:
+            from archzoo.errors import UserError
+
+            raise UserError(f"task.args.label_smoothing must be in [0, 1), got {label_smoothing}.")
+        self.label_smoothing = label_smoothing
+        self.top_k = top_k
+        self.metrics: dict[str, Any] = {}
+
+    def setup(self, model: nn.Module, info: dict[str, Any], device: torch.device) -> None:
+        c = int(info["num_classes"])
+        self.num_classes = c
+        self.classes = info.get("classes")
+
+        import torchmetrics  # imported here: it takes seconds, and listing or summaries need none of it
+
+        def collection() -> torchmetrics.MetricCollection:
+            m: dict[str, Any] = {
+                "acc": torchmetrics.classification.MulticlassAccuracy(c, average="micro"),
+                "f1": torchmetrics.classification.MulticlassF1Score(c, average="macro"),
+                "loss": torchmetrics.MeanMetric(),
+            }
+            if 1 < self.top_k < c:
+                m[f"top{self.top_k}"] = torchmetrics.classification.MulticlassAccuracy(c, top_k=self.top_k, average="micro")
+            return torchmetrics.MetricCollection(m).to(device)
+
+        self.metrics = {s: collection() for s in ("train", "val", "test")}
+
+    def loss(self, model: nn.Module, batch: Any) -> tuple[Tensor, dict[str, Tensor]]:
+        x, y = batch[0], batch[1]
+        logits = model(x)
+        loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
+        acc = (logits.detach().argmax(1) == y).float().mean()
+        return loss, {"acc": acc}
+
+    def eval_step(self, model: nn.Module, batch: Any, split: str) -> None:
+        x, y = batch[0], batch[1]
+        logits = model(x).float()
+        loss = F.cross_entropy(logits, y, reduction="sum")
+        m = self.metrics[split]
+        for name, metric in m.items():
+            if name == "loss":
+                metric.update(loss / y.numel(), weight=y.numel())
+            else:
+                metric.update(logits, y)
+
+    def compute(self, split: str) -> dict[str, float]:
+        m = self.metrics[split]
+        out = {f"{split}/{k}": float(v) for k, v in m.compute().items()}
+        m.reset()
+        return out
+
+    def predict(self, model: nn.Module, x: Tensor) -> Tensor:
+        return model(x).float().softmax(-1)
+
+
+@register_task("classification")
+def classification(label_smoothing: float = 0.0, top_k: int = 5) -> Classification:
+    return Classification(label_smoothing=label_smoothing, top_k=top_k)

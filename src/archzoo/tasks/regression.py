@@ -1,0 +1,85 @@
+"""Regression: MSE, L1 or Huber loss on standardised targets; RMSE, MAE and R² in original units."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from archzoo.errors import UserError
+from archzoo.registry import register_task
+from archzoo.tasks.base import Task
+
+LOSSES = {"mse": F.mse_loss, "l1": F.l1_loss, "huber": F.smooth_l1_loss}
+
+
+class Regression(Task):
+    r"""Regression of ``(x, y)`` batches with ``y`` of shape ``(B,)`` or ``(B, D)``.
+
+    If the dataset standardised its targets (``info["target_mean"]``, ``info["target_std"]``),
+    metrics are reported in the original units: :math:`\hat y = \mu + \sigma f(x)`.
+
+    Args:
+        loss: mse, l1 or huber (default mse).
+
+    Metrics: ``loss`` (on the standardised scale), ``rmse``, ``mae``, ``r2``.
+    """
+
+    monitor = "val/rmse"
+    mode = "min"
+
+    def __init__(self, loss: str = "mse") -> None:
+        if loss not in LOSSES:
+            raise UserError(f"task.args.loss must be one of {', '.join(LOSSES)}, got '{loss}'.")
+        self.loss_fn = LOSSES[loss]
+
+    def setup(self, model: nn.Module, info: dict[str, Any], device: torch.device) -> None:
+        self.mean = float(info.get("target_mean", 0.0))
+        self.std = float(info.get("target_std", 1.0))
+
+        import torchmetrics  # imported here: it takes seconds, and listing or summaries need none of it
+
+        def collection() -> torchmetrics.MetricCollection:
+            return torchmetrics.MetricCollection(
+                {
+                    "rmse": torchmetrics.MeanSquaredError(squared=False),
+                    "mae": torchmetrics.MeanAbsoluteError(),
+                    "r2": torchmetrics.R2Score(),
+                    "loss": torchmetrics.MeanMetric(),
+                }
+            ).to(device)
+
+        self.metrics = {s: collection() for s in ("train", "val", "test")}
+
+    def _pred(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+        out = model(x)
+        return out.reshape(y.shape) if out.numel() == y.numel() else out
+
+    def loss(self, model: nn.Module, batch: Any) -> tuple[Tensor, dict[str, Tensor]]:
+        x, y = batch[0], batch[1]
+        return self.loss_fn(self._pred(model, x, y), y), {}
+
+    def eval_step(self, model: nn.Module, batch: Any, split: str) -> None:
+        x, y = batch[0], batch[1]
+        pred = self._pred(model, x, y).float()
+        m = self.metrics[split]
+        m["loss"].update(self.loss_fn(pred, y), weight=y.shape[0])
+        p, t = pred * self.std + self.mean, y * self.std + self.mean
+        for k in ("rmse", "mae", "r2"):
+            m[k].update(p.reshape(-1), t.reshape(-1))
+
+    def compute(self, split: str) -> dict[str, float]:
+        m = self.metrics[split]
+        out = {f"{split}/{k}": float(v) for k, v in m.compute().items()}
+        m.reset()
+        return out
+
+    def predict(self, model: nn.Module, x: Tensor) -> Tensor:
+        return model(x).float() * self.std + self.mean
+
+
+@register_task("regression")
+def regression(loss: str = "mse") -> Regression:
+    return Regression(loss=loss)

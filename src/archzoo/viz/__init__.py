@@ -1,0 +1,1 @@
+"""Plots and reports read from a run directory."""
