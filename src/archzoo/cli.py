@@ -165,7 +165,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
 def cmd_predict(a: argparse.Namespace) -> int:
     import torch
 
-    from archzoo.data.images import load_image
+    from archzoo.data.imagefolder import load_image
 
     trainer = _load_run(a.run, None)
     info = trainer.info
@@ -173,7 +173,7 @@ def cmd_predict(a: argparse.Namespace) -> int:
         raise UserError(f"Run {a.run} is not an image classifier; predict takes image files.")
     classes = info.get("classes") or [str(i) for i in range(info["num_classes"])]
     for path in a.images:
-        x = load_image(path, info["image_size"], info["in_channels"], info.get("mean"), info.get("std"), info.get("invert", False))
+        x = load_image(path, info["image_size"], info.get("mean", 0.0), info.get("std", 1.0), info["in_channels"])
         with torch.no_grad():
             probs = trainer.task.predict(trainer.model, x.to(trainer.device))[0]
         top = probs.topk(min(a.top, probs.numel()))

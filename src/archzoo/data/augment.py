@@ -56,8 +56,9 @@ def cutout(x: Tensor, g: torch.Generator, size: int = 8, fill: float = 0.0) -> T
     cx = torch.randint(0, w, (b,), generator=g).to(x.device)
     ys = torch.arange(h, device=x.device)[None, :]
     xs = torch.arange(w, device=x.device)[None, :]
-    in_y = (ys - cy[:, None]).abs() <= size // 2  # (B, H)
-    in_x = (xs - cx[:, None]).abs() <= size // 2  # (B, W)
+    y0, x0 = cy[:, None] - size // 2, cx[:, None] - size // 2  # top-left corners, (B, 1)
+    in_y = (ys >= y0) & (ys < y0 + size)  # (B, H)
+    in_x = (xs >= x0) & (xs < x0 + size)  # (B, W)
     mask = in_y[:, :, None] & in_x[:, None, :]  # (B, H, W)
     return x.masked_fill(mask[:, None], fill)
 

@@ -90,14 +90,17 @@ class TensorSplit:
         for i in range(start, nb):
             lo, hi = i * batch_size, min((i + 1) * batch_size, n)
             if order is not None:
-                idx = order[lo:hi][rank::world]
+                idx = order[lo:hi]
                 out = tuple(t.index_select(0, idx) for t in self.tensors)
             else:
-                out = tuple(t[lo:hi][rank::world] for t in self.tensors)
+                out = tuple(t[lo:hi] for t in self.tensors)
             if augment and self.augment is not None:
-                # One generator per batch: resuming at batch `start` needs no replay.
+                # One generator per global batch, applied before the rank slice: every sample
+                # gets its own draw, the same as in one process, and resuming needs no replay.
                 gen = epoch_generator(seed, epoch, stream=1 + i)
                 out = (self.augment(out[0], gen), *out[1:])
+            if world > 1:
+                out = tuple(t[rank::world] for t in out)
             yield out
 
 

@@ -27,6 +27,10 @@ STATE = "state.pt"
 POINTER = "LAST"
 
 
+def _first_line(e: BaseException) -> str:
+    return ((str(e).splitlines() or [type(e).__name__])[0])[:120]
+
+
 def _fsync_dir(path: Path) -> None:
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -79,7 +83,7 @@ def load_weights_file(path: Path) -> dict[str, Tensor]:
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        raise CheckpointError(f"Checkpoint file {path} is truncated or corrupt ({str(e).splitlines()[0]}).") from None
+        raise CheckpointError(f"Checkpoint file {path} is truncated or corrupt ({_first_line(e)}).") from None
 
 
 def load_into(model: nn.Module, state: dict[str, Tensor], source: Path | str) -> None:
@@ -88,7 +92,7 @@ def load_into(model: nn.Module, state: dict[str, Tensor], source: Path | str) ->
         m.load_state_dict(state, strict=True)
     except RuntimeError as e:
         first = [line.strip() for line in str(e).splitlines() if line.strip()][1:2]
-        detail = first[0] if first else str(e).splitlines()[0]
+        detail = first[0] if first else _first_line(e)
         raise CheckpointError(f"Checkpoint {source} does not match the model ({detail}).") from None
 
 
@@ -140,7 +144,7 @@ def load_checkpoint(path: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
     try:
         state = torch.load(state_file, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unpickling failure means a bad file
-        raise CheckpointError(f"Checkpoint file {state_file} is truncated or corrupt ({str(e).splitlines()[0][:120]}).") from None
+        raise CheckpointError(f"Checkpoint file {state_file} is truncated or corrupt ({_first_line(e)}).") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"Checkpoint file {state_file} does not hold a state dict.")
     return weights, state

@@ -107,7 +107,14 @@ def build_scheduler(cfg: OptimConfig, opt: torch.optim.Optimizer, steps_per_epoc
         return sched, "plateau"
     if s == "onecycle":
         return (
-            torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in opt.param_groups], total_steps=total, pct_start=cfg.pct_start),
+            torch.optim.lr_scheduler.OneCycleLR(
+                opt,
+                max_lr=[g["lr"] for g in opt.param_groups],
+                total_steps=total,
+                pct_start=cfg.pct_start,
+                # Adagrad has neither momentum nor betas; SGD without momentum keeps none.
+                cycle_momentum=("betas" in opt.defaults) or opt.defaults.get("momentum", 0) > 0,
+            ),
             "step",
         )
     if s == "warmup_cosine":
