@@ -1,0 +1,114 @@
+"""A small CNN with spatial-attention gated convolutions and squeeze-and-excitation."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from archzoo.errors import UserError
+from archzoo.layers.attention_conv import SpatialAttentionConv2d
+from archzoo.layers.conv import ConvBNAct
+from archzoo.layers.se import SqueezeExcitation
+from archzoo.registry import register_model
+
+
+class AttentionCNN(nn.Module):
+    r"""A small CNN whose stages gate their features in space and in channels.
+
+    Each stage is a :class:`~archzoo.layers.attention_conv.SpatialAttentionConv2d`
+    (a convolution gated by a CBAM spatial map,
+    :math:`h \leftarrow \sigma(f([\mathrm{mean}_c h; \max_c h])) \odot h`), a 3x3
+    :class:`~archzoo.layers.ConvBNAct`, and optionally a
+    :class:`~archzoo.layers.se.SqueezeExcitation` channel gate
+    (:math:`h \leftarrow \sigma(W_2 \delta(W_1 \mathrm{GAP}(h))) \odot h`). A 3x3 stem comes
+    first; global average pooling, dropout and a linear layer last.
+
+    Args:
+        num_classes: classes of the head (default 10).
+        in_channels: channels of the input image (default 3).
+        widths: channels of each stage; every stage after the first halves the
+            resolution (default ``(32, 64, 128)``).
+        use_se: add squeeze-and-excitation (reduction 4) at the end of each stage
+            (default True).
+        dropout: dropout before the linear layer (default 0.2).
+
+    Shapes:
+        input :math:`(B, C_{in}, H, W)`, output :math:`(B, \text{num\_classes})`.
+
+    The head is the attribute ``classifier`` (dropout, linear); ``stem`` and ``stages``
+    are module attributes; :meth:`attention_maps` returns each stage's spatial gate.
+    """
+
+    classifier_name = "classifier"
+
+    def __init__(
+        self,
+        num_classes: int = 10,
+        in_channels: int = 3,
+        widths: Sequence[int] = (32, 64, 128),
+        use_se: bool = True,
+        dropout: float = 0.2,
+    ) -> None:
+        super().__init__()
+        if not widths:
+            raise UserError("AttentionCNN needs at least one stage width.")
+        self.stem = ConvBNAct(in_channels, widths[0], 3)
+        stages, channels = [], widths[0]
+        for i, w in enumerate(widths):
+            layers: list[nn.Module] = [SpatialAttentionConv2d(channels, w, 3, 1 if i == 0 else 2), ConvBNAct(w, w, 3)]
+            if use_se:
+                layers.append(SqueezeExcitation(w, reduction=4))
+            stages.append(nn.Sequential(*layers))
+            channels = w
+        self.stages = nn.ModuleList(stages)
+        self.num_features = channels
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(channels, num_classes))
+
+    def feature_maps(self, x: Tensor) -> list[tuple[str, Tensor]]:
+        """``("stem", ...)`` then ``("stage1", ...)``.. : the output of each stage."""
+        x = self.stem(x)
+        maps = [("stem", x)]
+        for i, stage in enumerate(self.stages):
+            x = stage(x)
+            maps.append((f"stage{i + 1}", x))
+        return maps
+
+    def attention_maps(self, x: Tensor) -> list[tuple[str, Tensor]]:
+        """``("stage1", gate)``.. : the spatial gate of each stage, shape :math:`(B, 1, H', W')`."""
+        x = self.stem(x)
+        maps = []
+        for i, stage in enumerate(self.stages):
+            maps.append((f"stage{i + 1}", stage[0].attention_map(x)))
+            x = stage(x)
+        return maps
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        x = self.stem(x)
+        for stage in self.stages:
+            x = stage(x)
+        return x  # (B, widths[-1], H', W')
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = torch.flatten(self.avgpool(self.forward_features(x)), 1)  # (B, widths[-1])
+        return self.classifier(x)
+
+    def get_classifier(self) -> nn.Module:
+        return self.classifier
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the linear layer of ``classifier`` for ``num_classes`` classes."""
+        self.classifier[-1] = nn.Linear(self.num_features, num_classes)
+
+
+@register_model()
+def attention_cnn(
+    num_classes: int = 10,
+    in_channels: int = 3,
+    use_se: bool = True,
+    dropout: float = 0.2,
+) -> AttentionCNN:
+    """Three stages (32, 64, 128 channels) of spatially gated convolutions with SE."""
+    return AttentionCNN(num_classes, in_channels, (32, 64, 128), use_se, dropout)

@@ -1,0 +1,117 @@
+"""A small CNN built from dynamic convolutions, for 28-32 px images."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from archzoo.errors import UserError
+from archzoo.layers.conv import ConvBNAct
+from archzoo.layers.dynamic_conv import DynamicConv2d, DynamicConvBNAct
+from archzoo.registry import register_model
+
+
+class DynamicCNN(nn.Module):
+    r"""A small CNN whose stages use dynamic convolution (Chen et al., `"Dynamic
+    Convolution: Attention over Convolution Kernels" <https://arxiv.org/abs/1912.03458>`_,
+    CVPR 2020): every 3x3 convolution after the stem mixes :math:`K` kernels with
+    attention weights computed from its input,
+    :math:`y = (\sum_k \pi_k(x) W_k) * x`.
+
+    A static 3x3 stem, then one stage per width of two
+    :class:`~archzoo.layers.dynamic_conv.DynamicConvBNAct` blocks (the first strided,
+    except in the first stage), global average pooling, dropout and a linear layer.
+    The paper anneals the attention temperature from 30 to 1 over the first epochs;
+    call :meth:`set_temperature` from a callback to do so.
+
+    Args:
+        num_classes: classes of the head (default 10).
+        in_channels: channels of the input image (default 3).
+        widths: channels of each stage (default ``(32, 64, 128)``).
+        num_kernels: kernels :math:`K` per dynamic convolution (default 4).
+        temperature: initial attention temperature (default 30).
+        dropout: dropout before the linear layer (default 0.2).
+
+    Shapes:
+        input :math:`(B, C_{in}, H, W)`, output :math:`(B, \text{num\_classes})`.
+
+    The head is the attribute ``classifier`` (dropout, linear); ``stem`` and ``stages``
+    are module attributes.
+    """
+
+    classifier_name = "classifier"
+
+    def __init__(
+        self,
+        num_classes: int = 10,
+        in_channels: int = 3,
+        widths: Sequence[int] = (32, 64, 128),
+        num_kernels: int = 4,
+        temperature: float = 30.0,
+        dropout: float = 0.2,
+    ) -> None:
+        super().__init__()
+        if not widths:
+            raise UserError("DynamicCNN needs at least one stage width.")
+        self.stem = ConvBNAct(in_channels, widths[0], 3)
+        stages, channels = [], widths[0]
+        for i, w in enumerate(widths):
+            stages.append(
+                nn.Sequential(
+                    DynamicConvBNAct(
+                        channels, w, 3, 1 if i == 0 else 2, num_kernels=num_kernels, temperature=temperature
+                    ),
+                    DynamicConvBNAct(w, w, 3, num_kernels=num_kernels, temperature=temperature),
+                )
+            )
+            channels = w
+        self.stages = nn.ModuleList(stages)
+        self.num_features = channels
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(channels, num_classes))
+
+    def set_temperature(self, temperature: float) -> None:
+        """Set the attention temperature of every dynamic convolution."""
+        for m in self.modules():
+            if isinstance(m, DynamicConv2d):
+                m.set_temperature(temperature)
+
+    def feature_maps(self, x: Tensor) -> list[tuple[str, Tensor]]:
+        """``("stem", ...)`` then ``("stage1", ...)``.. : the output of each stage."""
+        x = self.stem(x)
+        maps = [("stem", x)]
+        for i, stage in enumerate(self.stages):
+            x = stage(x)
+            maps.append((f"stage{i + 1}", x))
+        return maps
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        x = self.stem(x)
+        for stage in self.stages:
+            x = stage(x)
+        return x  # (B, widths[-1], H', W')
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = torch.flatten(self.avgpool(self.forward_features(x)), 1)  # (B, widths[-1])
+        return self.classifier(x)
+
+    def get_classifier(self) -> nn.Module:
+        return self.classifier
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the linear layer of ``classifier`` for ``num_classes`` classes."""
+        self.classifier[-1] = nn.Linear(self.num_features, num_classes)
+
+
+@register_model()
+def dynamic_cnn(
+    num_classes: int = 10,
+    in_channels: int = 3,
+    num_kernels: int = 4,
+    temperature: float = 30.0,
+    dropout: float = 0.2,
+) -> DynamicCNN:
+    """Three stages (32, 64, 128 channels) of dynamic convolutions with K=4 kernels."""
+    return DynamicCNN(num_classes, in_channels, (32, 64, 128), num_kernels, temperature, dropout)
