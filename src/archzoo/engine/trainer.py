@@ -244,6 +244,7 @@ class Trainer:
             self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-arg]
         self.task = build_task(cfg)
         self.task.setup(self.model, self.info, self.device)
+        self._check_fits()
 
         world = self.dist.world
         if cfg.data.batch_size % world:
@@ -272,6 +273,27 @@ class Trainer:
         self.train_count = 0
 
     # --------------------------------------------------------------------- setup helpers
+
+    def _check_fits(self) -> None:
+        """Run one small validation batch through the task so a shape mismatch is one sentence up front."""
+        batch = next(self.data.val.batches(2), None)
+        if batch is None:
+            return
+        batch = to_device(batch, self.device, self.memory_format)
+        was = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                self.task.eval_step(self.model, batch, "val")
+            self.task.compute("val")  # discard the probe from the metrics
+        except (RuntimeError, ValueError, IndexError) as e:
+            shape = tuple(batch[0].shape[1:]) if isinstance(batch, (tuple, list)) else "?"
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise UserError(
+                f"Model '{self.cfg.model.name}' does not fit dataset '{self.cfg.data.name}' with input {shape} ({first})."
+            ) from None
+        finally:
+            self.model.train(was)
 
     def _pick_precision(self) -> str:
         p = self.cfg.train.precision

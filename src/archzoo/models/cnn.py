@@ -153,5 +153,5 @@ def convnet(
 
 @register_model("convnet_small")
 def convnet_small(in_channels: int = 1, num_classes: int = 10, dropout: float = 0.1) -> ConvNet:
-    """Under 100K parameters: blocks of 24, 48 and 96 channels."""
-    return ConvNet(in_channels, num_classes, (24, 48, 96), 2, "relu", dropout)
+    """Under 100K parameters (86,430 at 1 channel, 10 classes): blocks of 20, 40 and 64 channels."""
+    return ConvNet(in_channels, num_classes, (20, 40, 64), 2, "relu", dropout)

@@ -1,0 +1,81 @@
+"""Train shipped recipes through the real engine and record their test results.
+
+Usage: ``python benchmarks/recipe_quality.py digits-cnn fashion-cnn [--data-dir D] [key=value ...]``.
+Each recipe writes ``results/recipe-<name>.json`` with its test metrics, the
+parameter count, the wall time, the target from the issue and the published
+anchor it is compared with.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import write_result  # noqa: E402
+
+from archzoo.config import load_config  # noqa: E402
+from archzoo.engine.trainer import Trainer  # noqa: E402
+
+# target: what the issue asks for; anchor: a published figure for orientation.
+TARGETS = {
+    "digits-mlp": {"metric": "test/acc", "target": None, "anchor": None},
+    "digits-cnn": {"metric": "test/acc", "target": 0.990, "anchor": None},
+    "diabetes-mlp": {"metric": "test/rmse", "target": None, "anchor": None},
+    "fashion-mlp": {"metric": "test/acc", "target": 0.895, "anchor": 0.8833, "anchor_source": "MLPClassifier, zalando's Fashion-MNIST benchmark"},
+    "fashion-cnn": {"metric": "test/acc", "target": 0.930, "anchor": 0.925, "anchor_source": "2-layer CNN, zalando's Fashion-MNIST README", "max_params": 100_000},
+}
+
+
+def run(recipe: str, overrides: list[str], data_dir: str | None, runs: Path) -> dict:
+    cfg = load_config(recipe, None, [f"log.dir={runs}", "log.progress=lines", *overrides])
+    t0 = time.perf_counter()
+    trainer = Trainer(cfg, data_dir=data_dir)
+    results = trainer.fit()
+    wall = time.perf_counter() - t0
+    summary = json.loads((trainer.run_dir / "results.json").read_text())
+    spec = TARGETS.get(recipe, {"metric": "test/acc"})
+    value = results[spec["metric"]]
+    target = spec.get("target")
+    ok = None
+    if target is not None:
+        ok = value >= target if spec["metric"].endswith("acc") else value <= target
+        if "max_params" in spec:
+            ok = ok and summary["parameters"] < spec["max_params"]
+    payload = {
+        "recipe": recipe,
+        "overrides": overrides,
+        "metric": spec["metric"],
+        "value": value,
+        "target": target,
+        "meets_target": ok,
+        "anchor": spec.get("anchor"),
+        "anchor_source": spec.get("anchor_source"),
+        "parameters": summary["parameters"],
+        "epochs_run": summary["epochs_run"],
+        "train_seconds": summary["train_seconds"],
+        "wall_seconds": round(wall, 1),
+        "metrics": summary["metrics"],
+    }
+    write_result(f"recipe-{recipe}", payload)
+    print(f"{recipe}: {spec['metric']} = {value:.4f} (target {target}, anchor {spec.get('anchor')}), {summary['parameters']:,} parameters")
+    return payload
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("recipes", nargs="+")
+    p.add_argument("--data-dir")
+    p.add_argument("--runs", default="runs/benchmarks")
+    a, overrides = p.parse_known_args()
+    recipes = [r for r in a.recipes if "=" not in r]
+    overrides += [r for r in a.recipes if "=" in r]
+    for r in recipes:
+        run(r, overrides, a.data_dir, Path(a.runs))
+
+
+if __name__ == "__main__":
+    main()
