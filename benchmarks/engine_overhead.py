@@ -24,7 +24,6 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write_result  # noqa: E402
-
 from archzoo.config import load_config  # noqa: E402
 from archzoo.data.loader import epoch_generator  # noqa: E402
 from archzoo.engine.trainer import Trainer, build_model  # noqa: E402
@@ -110,7 +109,9 @@ def main() -> None:
             "archzoo_all_ms": [round(t * 1e3, 3) for t in az_times],
         }
         rows.append(row)
-        print(f"{recipe}: raw {row['raw_ms_per_step']} ms/step, archzoo {row['archzoo_ms_per_step']} ms/step, ratio {row['ratio']}")
+        print(
+            f"{recipe}: raw {row['raw_ms_per_step']} ms/step, archzoo {row['archzoo_ms_per_step']} ms/step, ratio {row['ratio']}"
+        )
     worst = max(r["ratio"] for r in rows)
     write_result("engine_overhead", {"target": 1.05, "ratio": worst, "meets_target": worst <= 1.05, "rows": rows})
 

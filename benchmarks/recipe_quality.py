@@ -16,7 +16,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write_result  # noqa: E402
-
 from archzoo.config import load_config  # noqa: E402
 from archzoo.engine.trainer import Trainer  # noqa: E402
 
@@ -25,8 +24,19 @@ TARGETS = {
     "digits-mlp": {"metric": "test/acc", "target": None, "anchor": None},
     "digits-cnn": {"metric": "test/acc", "target": 0.990, "anchor": None},
     "diabetes-mlp": {"metric": "test/rmse", "target": None, "anchor": None},
-    "fashion-mlp": {"metric": "test/acc", "target": 0.895, "anchor": 0.8833, "anchor_source": "MLPClassifier, zalando's Fashion-MNIST benchmark"},
-    "fashion-cnn": {"metric": "test/acc", "target": 0.930, "anchor": 0.925, "anchor_source": "2-layer CNN, zalando's Fashion-MNIST README", "max_params": 100_000},
+    "fashion-mlp": {
+        "metric": "test/acc",
+        "target": 0.895,
+        "anchor": 0.8833,
+        "anchor_source": "MLPClassifier, zalando's Fashion-MNIST benchmark",
+    },
+    "fashion-cnn": {
+        "metric": "test/acc",
+        "target": 0.930,
+        "anchor": 0.925,
+        "anchor_source": "2-layer CNN, zalando's Fashion-MNIST README",
+        "max_params": 100_000,
+    },
 }
 
 
@@ -61,7 +71,9 @@ def run(recipe: str, overrides: list[str], data_dir: str | None, runs: Path) -> 
         "metrics": summary["metrics"],
     }
     write_result(f"recipe-{recipe}", payload)
-    print(f"{recipe}: {spec['metric']} = {value:.4f} (target {target}, anchor {spec.get('anchor')}), {summary['parameters']:,} parameters")
+    print(
+        f"{recipe}: {spec['metric']} = {value:.4f} (target {target}, anchor {spec.get('anchor')}), {summary['parameters']:,} parameters"
+    )
     return payload
 
 

@@ -27,7 +27,6 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write_result  # noqa: E402
-
 from archzoo.config import load_config  # noqa: E402
 from archzoo.data.root import data_root  # noqa: E402
 from archzoo.engine.trainer import Trainer, build_model  # noqa: E402
@@ -132,7 +131,9 @@ def main() -> None:
         "meets_target": bool(ratio and ratio >= 5.0),
     }
     write_result("time_to_accuracy", payload)
-    print(f"archzoo {az['seconds']:.1f}s, tutorial {tut['seconds']:.1f}s{' (not reached)' if not tut['reached'] else ''}: speedup {ratio}")
+    print(
+        f"archzoo {az['seconds']:.1f}s, tutorial {tut['seconds']:.1f}s{' (not reached)' if not tut['reached'] else ''}: speedup {ratio}"
+    )
 
 
 if __name__ == "__main__":

@@ -133,7 +133,16 @@ def test_truncated_checkpoint_is_one_sentence(digits_run: Path, tmp_path: Path) 
 
 def test_nan_loss_stops_with_a_sentence_and_keeps_the_checkpoint(tmp_path: Path) -> None:
     run = tmp_path / "nan"
-    r = run_cli("train", "digits-mlp", "optim.lr=1e12", "optim.name=sgd", "train.epochs=5", "log.progress=none", "--run-dir", str(run))
+    r = run_cli(
+        "train",
+        "digits-mlp",
+        "optim.lr=1e12",
+        "optim.name=sgd",
+        "train.epochs=5",
+        "log.progress=none",
+        "--run-dir",
+        str(run),
+    )
     assert_one_sentence_error(r, "diverged")
     assert (run / "config.yaml").is_file()
 

@@ -24,7 +24,11 @@ def _err(msg: str) -> None:
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one sentence, not the usage dump
-        _err(f"{message[0].upper()}{message[1:]}; see 'archzoo {self.prog.split()[-1] if ' ' in self.prog else ''} --help'.".replace("  ", " "))
+        _err(
+            f"{message[0].upper()}{message[1:]}; see 'archzoo {self.prog.split()[-1] if ' ' in self.prog else ''} --help'.".replace(
+                "  ", " "
+            )
+        )
         sys.exit(EXIT_USER)
 
 
@@ -58,7 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("summary", help="layer table, parameter count and output shapes of a model or recipe")
     s.add_argument("name", help="a model (archzoo list models) or recipe")
-    s.add_argument("overrides", nargs="*", help="model builder arguments as key=value, or dotted overrides for a recipe")
+    s.add_argument(
+        "overrides", nargs="*", help="model builder arguments as key=value, or dotted overrides for a recipe"
+    )
     s.add_argument("--input", help="input shape without batch, e.g. 1,28,28 (default: from the recipe's data)")
     s.add_argument("--data-dir")
 
@@ -177,7 +183,7 @@ def cmd_predict(a: argparse.Namespace) -> int:
         with torch.no_grad():
             probs = trainer.task.predict(trainer.model, x.to(trainer.device))[0]
         top = probs.topk(min(a.top, probs.numel()))
-        for p, i in zip(top.values.tolist(), top.indices.tolist()):
+        for p, i in zip(top.values.tolist(), top.indices.tolist(), strict=True):
             print(f"{path}\t{classes[i]}\t{p:.4f}")
     return 0
 
@@ -205,7 +211,14 @@ def cmd_data(a: argparse.Namespace) -> int:
     raise UserError("Use 'archzoo data download NAME' or 'archzoo data where'.")
 
 
-COMMANDS = {"list": cmd_list, "train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "summary": cmd_summary, "data": cmd_data}
+COMMANDS = {
+    "list": cmd_list,
+    "train": cmd_train,
+    "eval": cmd_eval,
+    "predict": cmd_predict,
+    "summary": cmd_summary,
+    "data": cmd_data,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -139,7 +139,10 @@ class OptimConfig:
 
     def __post_init__(self) -> None:
         _check(self.name in OPTIMIZERS, f"optim.name must be one of {', '.join(OPTIMIZERS)}, got '{self.name}'.")
-        _check(self.scheduler in SCHEDULERS, f"optim.scheduler must be one of {', '.join(SCHEDULERS)}, got '{self.scheduler}'.")
+        _check(
+            self.scheduler in SCHEDULERS,
+            f"optim.scheduler must be one of {', '.join(SCHEDULERS)}, got '{self.scheduler}'.",
+        )
         _check(self.lr > 0, f"optim.lr must be positive, got {self.lr}.")
         _check(self.weight_decay >= 0, f"optim.weight_decay must be non-negative, got {self.weight_decay}.")
         _check(self.l1 >= 0 and self.l2 >= 0, "optim.l1 and optim.l2 must be non-negative.")
@@ -189,13 +192,19 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, f"train.epochs must be at least 1, got {self.epochs}.")
-        _check(self.precision in PRECISIONS, f"train.precision must be one of {', '.join(PRECISIONS)}, got '{self.precision}'.")
+        _check(
+            self.precision in PRECISIONS,
+            f"train.precision must be one of {', '.join(PRECISIONS)}, got '{self.precision}'.",
+        )
         _check(self.grad_accum >= 1, f"train.grad_accum must be at least 1, got {self.grad_accum}.")
         _check(self.grad_clip >= 0, f"train.grad_clip must be non-negative, got {self.grad_clip}.")
         _check(self.mode in (None, "min", "max"), f"train.mode must be min or max, got '{self.mode}'.")
         _check(self.early_stopping >= 0, "train.early_stopping must be non-negative.")
         _check(self.log_every >= 1, f"train.log_every must be at least 1, got {self.log_every}.")
-        _check(self.checkpoint_every >= 0 and self.max_steps >= 0, "train.checkpoint_every and train.max_steps must be non-negative.")
+        _check(
+            self.checkpoint_every >= 0 and self.max_steps >= 0,
+            "train.checkpoint_every and train.max_steps must be non-negative.",
+        )
         dev = self.device
         _check(
             dev in ("auto", "cpu", "cuda", "mps") or dev.startswith("cuda:"),
@@ -220,7 +229,10 @@ class LogConfig:
     progress: str = "auto"
 
     def __post_init__(self) -> None:
-        _check(self.progress in ("auto", "bar", "lines", "none"), f"log.progress must be auto, bar, lines or none, got '{self.progress}'.")
+        _check(
+            self.progress in ("auto", "bar", "lines", "none"),
+            f"log.progress must be auto, bar, lines or none, got '{self.progress}'.",
+        )
 
 
 @dataclass
@@ -405,7 +417,9 @@ def recipe_dict(name: str) -> dict[str, Any]:
     return raw
 
 
-def load_config(recipe: str | None = None, config_file: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+def load_config(
+    recipe: str | None = None, config_file: str | Path | None = None, overrides: list[str] | None = None
+) -> Config:
     """Resolve a config: a recipe, then a YAML file over it, then dotted overrides."""
     raw: dict[str, Any] = recipe_dict(recipe) if recipe else {}
     if config_file:

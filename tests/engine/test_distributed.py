@@ -39,8 +39,17 @@ def test_ddp_two_processes_match_one(tmp_path: Path) -> None:
     assert one.returncode == 0, one.stderr
     two = subprocess.run(
         [
-            sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}",
-            "-m", "archzoo", "train", *ARGS, "--run-dir", str(tmp_path / "two"),
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            f"--master_port={_free_port()}",
+            "-m",
+            "archzoo",
+            "train",
+            *ARGS,
+            "--run-dir",
+            str(tmp_path / "two"),
         ],  # fmt: skip
         capture_output=True,
         text=True,

@@ -103,7 +103,9 @@ def test_regression_reports_original_units(tmp_path: Path) -> None:
 def test_init_scheme_and_weight_decay_groups(tmp_path: Path) -> None:
     cfg = load_config("digits-cnn", None, [*FAST, "model.init=orthogonal", "optim.weight_decay=0.1"])
     tr = Trainer(cfg, run_dir=tmp_path / "init")
-    conv = next(m for m in tr.model.modules() if isinstance(m, torch.nn.Conv2d) and m.out_channels <= m.weight[0].numel())
+    conv = next(
+        m for m in tr.model.modules() if isinstance(m, torch.nn.Conv2d) and m.out_channels <= m.weight[0].numel()
+    )
     w = conv.weight.reshape(conv.out_channels, -1)
     torch.testing.assert_close(w @ w.T, torch.eye(conv.out_channels), atol=1e-4, rtol=0)
     groups = tr.ctx.slots["main"].optimizer.param_groups

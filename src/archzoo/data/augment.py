@@ -38,8 +38,8 @@ def random_crop(x: Tensor, g: torch.Generator, padding: int = 4, fill: float = 0
     b, c, h, w = x.shape
     xp = F.pad(x, (padding, padding, padding, padding), value=fill)  # (B, C, H+2p, W+2p)
     off = torch.randint(0, 2 * padding + 1, (2, b), generator=g).to(x.device)
-    rows = (off[0][:, None] + torch.arange(h, device=x.device)[None, :])  # (B, H)
-    cols = (off[1][:, None] + torch.arange(w, device=x.device)[None, :])  # (B, W)
+    rows = off[0][:, None] + torch.arange(h, device=x.device)[None, :]  # (B, H)
+    cols = off[1][:, None] + torch.arange(w, device=x.device)[None, :]  # (B, W)
     wp = w + 2 * padding
     flat = rows[:, :, None] * wp + cols[:, None, :]  # (B, H, W) indices into the padded plane
     flat = flat.reshape(b, 1, h * w).expand(b, c, h * w)

@@ -33,7 +33,9 @@ def _stratified_test(y: np.ndarray, fraction: float) -> tuple[np.ndarray, np.nda
 
 
 @register_dataset("digits")
-def digits(val_fraction: float = 0.1, seed: int = 0, augment: dict[str, Any] | None = None, test_fraction: float = 0.2) -> DataBundle:
+def digits(
+    val_fraction: float = 0.1, seed: int = 0, augment: dict[str, Any] | None = None, test_fraction: float = 0.2
+) -> DataBundle:
     """scikit-learn's 1,797 handwritten digits, 8×8 pixels with values 0–16, 10 classes.
 
     Images are scaled to [0, 1] and standardised with the training mean and std,
@@ -91,7 +93,14 @@ def diabetes(val_fraction: float = 0.15, seed: int = 0, test_fraction: float = 0
     ym, ys = float(y[tr_idx].mean()), float(y[tr_idx].std())
     xt = torch.from_numpy((x - xm) / xs)
     yt = torch.from_numpy((y - ym) / ys)
-    info = {"in_features": 10, "out_features": 1, "target_mean": ym, "target_std": ys, "kind": "tabular", "features": list(d.feature_names)}
+    info = {
+        "in_features": 10,
+        "out_features": 1,
+        "target_mean": ym,
+        "target_std": ys,
+        "kind": "tabular",
+        "features": list(d.feature_names),
+    }
     return DataBundle(
         TensorSplit(xt[tr_idx], yt[tr_idx]),
         TensorSplit(xt[va_idx], yt[va_idx]),

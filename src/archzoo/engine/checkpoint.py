@@ -119,7 +119,10 @@ def save_checkpoint(ckpt_dir: Path, tag: str, model: nn.Module, state: dict[str,
     _fsync_dir(ckpt_dir)
     atomic_write_bytes(ckpt_dir / POINTER, tag.encode())
     # Drop older full checkpoints (never the one LAST names).
-    olds = sorted((p for p in ckpt_dir.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name != tag), key=lambda p: p.stat().st_mtime)
+    olds = sorted(
+        (p for p in ckpt_dir.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name != tag),
+        key=lambda p: p.stat().st_mtime,
+    )
     for p in olds[: max(0, len(olds) - (keep - 1))]:
         shutil.rmtree(p, ignore_errors=True)
     return final

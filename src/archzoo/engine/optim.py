@@ -43,7 +43,9 @@ def param_groups(module: nn.Module, weight_decay: float) -> tuple[list[dict[str,
     return groups, decay
 
 
-def build_optimizer(cfg: OptimConfig, groups: list[dict[str, Any]], overrides: dict[str, Any] | None = None) -> torch.optim.Optimizer:
+def build_optimizer(
+    cfg: OptimConfig, groups: list[dict[str, Any]], overrides: dict[str, Any] | None = None
+) -> torch.optim.Optimizer:
     """Create the optimizer ``cfg.name`` over ``groups``; ``overrides`` (from a task) win over ``cfg``."""
     o = dict(overrides or {})
     name = o.pop("name", cfg.name)
@@ -103,7 +105,9 @@ def build_scheduler(cfg: OptimConfig, opt: torch.optim.Optimizer, steps_per_epoc
     if s == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total, eta_min=cfg.min_lr), "step"
     if s == "plateau":
-        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=cfg.gamma, patience=cfg.plateau_patience, min_lr=cfg.min_lr)
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            opt, factor=cfg.gamma, patience=cfg.plateau_patience, min_lr=cfg.min_lr
+        )
         return sched, "plateau"
     if s == "onecycle":
         return (

@@ -32,7 +32,8 @@ class Progress:
         self._t0 = time.perf_counter()
         self._seen = 0
         if self.mode == "bar":
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, TimeRemainingColumn
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+            from rich.progress import Progress as RichProgress
 
             self._bar = RichProgress(
                 TextColumn(f"epoch {epoch + 1}/{epochs}"),

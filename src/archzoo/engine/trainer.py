@@ -209,7 +209,9 @@ class Trainer:
         data_dir: data root from the command line (``--data-dir``).
     """
 
-    def __init__(self, cfg: Config, run_dir: Path | None = None, resume: bool = False, data_dir: str | None = None) -> None:
+    def __init__(
+        self, cfg: Config, run_dir: Path | None = None, resume: bool = False, data_dir: str | None = None
+    ) -> None:
         self.cfg = cfg
         self.resume = resume
         self.data_dir = data_dir
@@ -392,7 +394,7 @@ class Trainer:
     # --------------------------------------------------------------------- the loop
 
     def fit(self) -> dict[str, float]:
-        cfg, t = self.cfg, self.cfg.train
+        cfg = self.cfg
         main = self.dist.is_main
         log: MetricsLog | None = None
         if self.resume:
@@ -405,7 +407,9 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             cfg.save(self.run_dir / "config.yaml")
             tb = self.run_dir / "tensorboard" if cfg.log.tensorboard else None
-            log = MetricsLog(self.run_dir / "metrics.csv", tb, purge_step=self.ctx.global_step + 1 if self.resume else None)
+            log = MetricsLog(
+                self.run_dir / "metrics.csv", tb, purge_step=self.ctx.global_step + 1 if self.resume else None
+            )
             if self.resume:
                 log.load(self.ctx.global_step)
         barrier(self.dist)
@@ -482,7 +486,11 @@ class Trainer:
     def _log_train(self, log: MetricsLog | None, elapsed: float) -> None:
         if log is None:
             return
-        row: dict[str, Any] = {"epoch": self.epoch + self.batch_in_epoch / max(1, self.data.train.num_batches(self.cfg.data.batch_size)), "step": self.ctx.global_step, "time": round(elapsed, 3)}
+        row: dict[str, Any] = {
+            "epoch": self.epoch + self.batch_in_epoch / max(1, self.data.train.num_batches(self.cfg.data.batch_size)),
+            "step": self.ctx.global_step,
+            "time": round(elapsed, 3),
+        }
         row.update(self._train_means())
         slot = next(iter(self.ctx.slots.values()))
         row["train/lr"] = slot.optimizer.param_groups[0]["lr"]
@@ -505,7 +513,9 @@ class Trainer:
             self.best, self.best_epoch, self.bad_epochs = value, self.epoch, 0
             note = "  *"
             if self.dist.is_main:
-                ckpt.save_weights(self.model, self.ckpt_dir / "best.safetensors", {"epoch": str(self.epoch), monitor: str(value)})
+                ckpt.save_weights(
+                    self.model, self.ckpt_dir / "best.safetensors", {"epoch": str(self.epoch), monitor: str(value)}
+                )
         else:
             self.bad_epochs += 1
             if t.early_stopping and self.bad_epochs >= t.early_stopping:
@@ -519,7 +529,15 @@ class Trainer:
         self.progress.end_epoch(self.epoch, t.epochs, metrics, note)
         if log is not None:
             slot = next(iter(self.ctx.slots.values()))
-            log.log({"epoch": self.epoch + 1, "step": self.ctx.global_step, "time": round(elapsed, 3), **metrics, "train/lr": slot.optimizer.param_groups[0]["lr"]})
+            log.log(
+                {
+                    "epoch": self.epoch + 1,
+                    "step": self.ctx.global_step,
+                    "time": round(elapsed, 3),
+                    **metrics,
+                    "train/lr": slot.optimizer.param_groups[0]["lr"],
+                }
+            )
         if self.dist.is_main:
             self.task.on_epoch_end(self.model, self.epoch, self.run_dir)
         self.epoch += 1
@@ -542,7 +560,14 @@ class Trainer:
         if main:
             ckpt.save_weights(self.model, self.run_dir / "model.safetensors")
             if log is not None:
-                log.log({"epoch": self.epoch, "step": self.ctx.global_step, "time": round(self.elapsed, 3), **{k: v for k, v in results.items() if "/" in k}})
+                log.log(
+                    {
+                        "epoch": self.epoch,
+                        "step": self.ctx.global_step,
+                        "time": round(self.elapsed, 3),
+                        **{k: v for k, v in results.items() if "/" in k},
+                    }
+                )
             summary = {
                 "recipe": self.cfg.recipe,
                 "run_dir": str(self.run_dir),

@@ -42,7 +42,9 @@ class ConvBNAct(nn.Sequential):
         if padding is None:
             padding = (kernel_size - 1) // 2 * dilation
         layers: list[nn.Module] = [
-            nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, dilation=dilation, groups=groups, bias=not norm)
+            nn.Conv2d(
+                in_channels, out_channels, kernel_size, stride, padding, dilation=dilation, groups=groups, bias=not norm
+            )
         ]
         if norm:
             layers.append(nn.BatchNorm2d(out_channels))

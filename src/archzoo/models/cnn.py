@@ -35,7 +35,9 @@ class LeNet5(nn.Module):
         input :math:`(B, C, H, W)`, output :math:`(B, \\text{classes})`.
     """
 
-    def __init__(self, in_channels: int = 1, num_classes: int = 10, image_size: int = 28, act: str = "relu", pool: str = "max") -> None:
+    def __init__(
+        self, in_channels: int = 1, num_classes: int = 10, image_size: int = 28, act: str = "relu", pool: str = "max"
+    ) -> None:
         super().__init__()
         pad = 2 if image_size < 32 else 0
         Pool = nn.MaxPool2d if pool == "max" else nn.AvgPool2d
@@ -111,7 +113,9 @@ class ConvNet(nn.Module):
             blocks[-1].append(nn.MaxPool2d(2))
         self.blocks = nn.ModuleList(blocks)
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Sequential(nn.Flatten(), nn.Dropout(dropout) if dropout > 0 else nn.Identity(), nn.Linear(c_in, num_classes))
+        self.classifier = nn.Sequential(
+            nn.Flatten(), nn.Dropout(dropout) if dropout > 0 else nn.Identity(), nn.Linear(c_in, num_classes)
+        )
 
     @property
     def stages(self) -> list[nn.Module]:
@@ -134,7 +138,9 @@ class ConvNet(nn.Module):
 
 
 @register_model("lenet5")
-def lenet5(in_channels: int = 1, num_classes: int = 10, image_size: int = 28, act: str = "relu", pool: str = "max") -> LeNet5:
+def lenet5(
+    in_channels: int = 1, num_classes: int = 10, image_size: int = 28, act: str = "relu", pool: str = "max"
+) -> LeNet5:
     return LeNet5(in_channels, num_classes, image_size, act, pool)
 
 

@@ -15,8 +15,8 @@ floats keyed ``<split>/<metric>`` and resets the accumulators.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import Any, Protocol
 
 import torch

@@ -51,7 +51,9 @@ class Classification(Task):
                 "loss": torchmetrics.MeanMetric(),
             }
             if 1 < self.top_k < c:
-                m[f"top{self.top_k}"] = torchmetrics.classification.MulticlassAccuracy(c, top_k=self.top_k, average="micro")
+                m[f"top{self.top_k}"] = torchmetrics.classification.MulticlassAccuracy(
+                    c, top_k=self.top_k, average="micro"
+                )
             return torchmetrics.MetricCollection(m).to(device)
 
         self.metrics = {s: collection() for s in ("train", "val", "test")}

@@ -36,7 +36,9 @@ def plot_curves(metrics_csv: Path, out_dir: Path) -> list[Path]:
         fig, ax = plt.subplots(figsize=(5, 3.5), dpi=100)
         for split, pts in sorted(splits.items()):
             pts.sort()
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], label=split, marker="o" if split != "train" else None, ms=3)
+            ax.plot(
+                [p[0] for p in pts], [p[1] for p in pts], label=split, marker="o" if split != "train" else None, ms=3
+            )
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric)
         if metric == "lr":

@@ -35,7 +35,9 @@ def layer_table(model: nn.Module, x: torch.Tensor) -> tuple[list[tuple[str, str,
         with torch.no_grad():
             out = model(x)
     except RuntimeError as e:
-        raise UserError(f"The model cannot take an input of shape {tuple(x.shape)} ({str(e).splitlines()[0]}).") from None
+        raise UserError(
+            f"The model cannot take an input of shape {tuple(x.shape)} ({str(e).splitlines()[0]})."
+        ) from None
     finally:
         for h in hooks:
             h.remove()
@@ -84,7 +86,10 @@ def summarize(name: str, overrides: list[str], input_shape: str | None, data_dir
     rows, out = layer_table(model, x)
     w_name = max([len(r[0]) for r in rows] + [5])
     w_type = max([len(r[1]) for r in rows] + [4])
-    lines = [f"{title}: input {'×'.join(map(str, (2, *shape)))}", f"{'layer':<{w_name}}  {'type':<{w_type}}  {'output':<18}  {'params':>10}"]
+    lines = [
+        f"{title}: input {'×'.join(map(str, (2, *shape)))}",
+        f"{'layer':<{w_name}}  {'type':<{w_type}}  {'output':<18}  {'params':>10}",
+    ]
     lines.append("-" * len(lines[-1]))
     for n, t, s, p in rows:
         lines.append(f"{n:<{w_name}}  {t:<{w_type}}  {s:<18}  {p:>10,}")

@@ -1,0 +1,73 @@
+"""Regenerate the README's results table from ``benchmarks/results/*.json``.
+
+The table lies between ``<!-- results:start -->`` and ``<!-- results:end -->``
+in README.md and is never edited by hand: run ``python benchmarks/report.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import RESULTS, describe  # noqa: E402
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+def _pct(v: float | None) -> str:
+    return "–" if v is None else f"{100 * v:.2f}%"
+
+
+def _verdict(ok: bool | None) -> str:
+    return {True: "yes", False: "**no**", None: "–"}[ok]
+
+
+def rows() -> list[str]:
+    out = [
+        "| benchmark | result | target | anchor | meets target | measured on |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    files = sorted(RESULTS.glob("*.json"))
+    for f in files:
+        r = json.loads(f.read_text())
+        where = f"{describe(r['machine'])}, {r['date']}"
+        name = r["benchmark"]
+        if name.startswith("recipe-"):
+            metric = r["metric"]
+            is_acc = metric.endswith("acc")
+            value = _pct(r["value"]) if is_acc else f"{r['value']:.2f}"
+            target = (f"≥ {_pct(r['target'])}" if is_acc else f"≤ {r['target']}") if r.get("target") is not None else "–"
+            anchor = f"{_pct(r['anchor'])} ({r['anchor_source']})" if r.get("anchor") else "–"
+            detail = f"{r['recipe']}: {metric} {value}, {r['parameters']:,} params, {r['epochs_run']} epochs, {r['train_seconds']:.0f} s"
+            out.append(f"| {detail} | {value} | {target} | {anchor} | {_verdict(r.get('meets_target'))} | {where} |")
+        elif name == "engine_overhead":
+            per = "; ".join(f"{x['recipe']} {x['archzoo_ms_per_step']} vs {x['raw_ms_per_step']} ms/step" for x in r["rows"])
+            out.append(f"| engine overhead vs raw PyTorch loop ({per}) | ratio {r['ratio']:.3f} | ≤ {r['target']} | – | {_verdict(r['meets_target'])} | {where} |")
+        elif name == "time_to_accuracy":
+            az, tut = r["archzoo"], r["tutorial"]
+            bound = "≥ " if r.get("speedup_is_lower_bound") else ""
+            sp = f"{bound}{r['speedup']}×" if r.get("speedup") else "not reached"
+            detail = f"time to {_pct(r['threshold'])} Fashion-MNIST test: archzoo {az['seconds']:.0f} s vs tutorial loop {tut['seconds']:.0f} s{'' if tut['reached'] else ' (never reached)'}"
+            out.append(f"| {detail} | {sp} | ≥ {r['target']}× | – | {_verdict(r['meets_target'])} | {where} |")
+        else:
+            summary = r.get("summary", "")
+            out.append(f"| {name}: {summary} | {r.get('value', '–')} | {r.get('target', '–')} | – | {_verdict(r.get('meets_target'))} | {where} |")
+    return out
+
+
+def main() -> None:
+    text = README.read_text()
+    if START not in text or END not in text:
+        raise SystemExit(f"README.md lacks the {START} / {END} markers")
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    table = "\n".join(rows())
+    README.write_text(f"{head}{START}\n{table}\n{END}{tail}")
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
