@@ -6,6 +6,11 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
+
+# The tests use tiny tensors, for which one intra-op thread is faster than two and
+# does not fight other processes for the cores (subprocess runs pass train.threads=1).
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

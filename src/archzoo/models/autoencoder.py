@@ -1,0 +1,302 @@
+r"""Autoencoders: an MLP and a convolutional encoder-decoder, with a denoising option.
+
+An autoencoder learns an encoder :math:`z = f_\phi(x)` and a decoder
+:math:`\hat x = g_\theta(z)` that minimise a reconstruction loss
+:math:`\ell(x, g_\theta(f_\phi(x)))` through a bottleneck ``latent_dim``
+(Hinton & Salakhutdinov, 2006, https://doi.org/10.1126/science.1127647).
+The denoising autoencoder (Vincent et al., 2008,
+https://www.cs.toronto.edu/~larocheh/publications/icml-2008-denoising-autoencoders.pdf)
+corrupts the input during training, :math:`\tilde x = x + \sigma\epsilon`, and
+still reconstructs the clean :math:`x`.
+
+The small helpers at the top (:func:`image_hw`, :func:`randn`, :func:`mlp`, the
+conv encoder/decoder stacks and :data:`OUTPUT_RANGES`) are shared with the other
+generative families (VAE, VQ-VAE, GAN, U-Net, flows).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from archzoo.errors import UserError
+from archzoo.layers import ConvBNAct, get_activation
+from archzoo.registry import register_model
+
+# ---------------------------------------------------------------------------
+# helpers shared by the generative families
+# ---------------------------------------------------------------------------
+
+#: Output activation name -> the value range of the model's images (None: unbounded).
+OUTPUT_RANGES: dict[str, tuple[float, float] | None] = {
+    "sigmoid": (0.0, 1.0),
+    "tanh": (-1.0, 1.0),
+    "identity": None,
+}
+
+
+def image_hw(image_size: int | Sequence[int]) -> tuple[int, int]:
+    """``28`` or ``(28, 28)`` -> ``(28, 28)``."""
+    if isinstance(image_size, int):
+        return image_size, image_size
+    h, w = (int(s) for s in image_size)
+    return h, w
+
+
+def randn(shape: Sequence[int], generator: torch.Generator | None, device: torch.device | str) -> Tensor:
+    """Standard normal noise drawn on the generator's device, then moved to ``device``.
+
+    A CPU generator can then seed samples of a model that lives on a GPU.
+    """
+    if generator is None:
+        return torch.randn(*shape, device=device)
+    return torch.randn(*shape, generator=generator, device=generator.device).to(device)
+
+
+def check_output(output: str) -> tuple[float, float] | None:
+    if output not in OUTPUT_RANGES:
+        raise UserError(f"Unknown output '{output}'; choose one of {', '.join(OUTPUT_RANGES)}.")
+    return OUTPUT_RANGES[output]
+
+
+def mlp(dims: Sequence[int], act: str = "relu", last_act: bool = False) -> nn.Sequential:
+    """Linear layers ``dims[0] -> dims[1] -> ... -> dims[-1]`` with ``act`` between them."""
+    layers: list[nn.Module] = []
+    for i, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:], strict=True)):
+        layers.append(nn.Linear(d_in, d_out))
+        if i < len(dims) - 2 or last_act:
+            layers.append(get_activation(act))
+    return nn.Sequential(*layers)
+
+
+def conv_encoder(in_channels: int, channels: Sequence[int], act: str = "relu", norm: bool = True) -> nn.Sequential:
+    """Stride-2 4x4 convolutions, each halving the resolution: ``(B, C, H, W) -> (B, channels[-1], H/2^k, W/2^k)``."""
+    layers: list[nn.Module] = []
+    c = in_channels
+    for i, ch in enumerate(channels):
+        # No norm on the first layer: it sees raw pixels (as in DCGAN).
+        layers.append(ConvBNAct(c, ch, kernel_size=4, stride=2, padding=1, act=act, norm=norm and i > 0))
+        c = ch
+    return nn.Sequential(*layers)
+
+
+def up_block(
+    in_channels: int, out_channels: int, act: str = "relu", norm: bool = True, mode: str = "transposed"
+) -> nn.Sequential:
+    """Double the resolution: a 4x4 stride-2 transposed conv, or nearest upsampling and a 3x3 conv."""
+    if mode == "transposed":
+        layers: list[nn.Module] = [nn.ConvTranspose2d(in_channels, out_channels, 4, 2, 1, bias=not norm)]
+    elif mode in ("nearest", "upsample"):
+        layers = [
+            nn.Upsample(scale_factor=2, mode="nearest"),
+            nn.Conv2d(in_channels, out_channels, 3, 1, 1, bias=not norm),
+        ]
+    else:
+        raise UserError(f"Unknown upsampling '{mode}'; choose transposed or nearest.")
+    if norm:
+        layers.append(nn.BatchNorm2d(out_channels))
+    if act not in (None, "none", "identity"):
+        layers.append(get_activation(act))
+    return nn.Sequential(*layers)
+
+
+def conv_decoder(out_channels: int, channels: Sequence[int], act: str = "relu", norm: bool = True) -> nn.Sequential:
+    """Transposed convolutions mirroring :func:`conv_encoder`; the last one maps to ``out_channels`` without norm/act."""
+    layers: list[nn.Module] = []
+    rev = list(channels)[::-1]  # e.g. (64, 32)
+    for i, ch in enumerate(rev):
+        last = i == len(rev) - 1
+        nxt = out_channels if last else rev[i + 1]
+        layers.append(up_block(ch, nxt, act=None if last else act, norm=norm and not last))
+    return nn.Sequential(*layers)
+
+
+def downsampled_hw(image_size: int | Sequence[int], levels: int, what: str) -> tuple[int, int]:
+    """The resolution after ``levels`` halvings; both sides must divide by ``2**levels``."""
+    h, w = image_hw(image_size)
+    f = 2**levels
+    if h % f or w % f:
+        raise UserError(f"{what} needs an image size divisible by {f}; got {h}x{w}.")
+    return h // f, w // f
+
+
+# ---------------------------------------------------------------------------
+# models
+# ---------------------------------------------------------------------------
+
+
+class Autoencoder(nn.Module):
+    r"""Base autoencoder: ``encode``, ``decode``, ``forward`` and the denoising corruption.
+
+    In training mode ``forward`` reconstructs the corrupted input
+    :math:`\tilde x = x + \sigma \epsilon,\ \epsilon \sim \mathcal N(0, I)` with
+    :math:`\sigma` = ``noise_std``; the task compares the output with the clean
+    :math:`x`. In eval mode no noise is added.
+
+    Subclasses define ``self.encoder`` (image -> latent ``(B, latent_dim)``) and
+    ``self.decoder`` (latent -> pre-activation image).
+    """
+
+    is_conditional = False
+    num_classes = 0
+
+    def __init__(self, x_shape: tuple[int, int, int], latent_dim: int, output: str, noise_std: float) -> None:
+        super().__init__()
+        self.x_shape = x_shape
+        self.latent_dim = latent_dim
+        self.data_range = check_output(output)
+        self.out_act = get_activation(output)
+        self.noise_std = float(noise_std)
+
+    def corrupt(self, x: Tensor) -> Tensor:
+        """Denoising corruption :math:`\\tilde x = x + \\sigma\\epsilon` (identity when ``noise_std`` is 0)."""
+        if self.noise_std <= 0:
+            return x
+        return x + self.noise_std * torch.randn_like(x)
+
+    def encode(self, x: Tensor) -> Tensor:
+        return self.encoder(x)
+
+    def decode(self, z: Tensor) -> Tensor:
+        return self.out_act(self.decoder(z))
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        return self.encode(x)
+
+    def reconstruct(self, x: Tensor) -> Tensor:
+        """Clean reconstruction :math:`g(f(x))`, no corruption."""
+        return self.decode(self.encode(x))
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.training:
+            x = self.corrupt(x)
+        return self.decode(self.encode(x))
+
+
+class MLPAutoencoder(Autoencoder):
+    r"""Fully connected autoencoder on flattened images.
+
+    :math:`z = f_\phi(\mathrm{vec}(x))`, :math:`\hat x = \mathrm{act}(g_\theta(z))`.
+
+    Args:
+        in_channels: image channels (default 1).
+        image_size: image side, or ``(H, W)`` (default 28).
+        hidden_dims: encoder widths; the decoder mirrors them (default ``(512, 256)``).
+        latent_dim: bottleneck size (default 32).
+        act: hidden activation (default ``"relu"``).
+        output: output activation, sigmoid for data in [0, 1], tanh for [-1, 1],
+            identity for unbounded data (default ``"sigmoid"``).
+        noise_std: std of the Gaussian input corruption in training; 0 is a plain
+            autoencoder (default 0).
+
+    Shapes:
+        input :math:`(B, C, H, W)`, latent :math:`(B, d)`, output :math:`(B, C, H, W)`.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        image_size: int | Sequence[int] = 28,
+        hidden_dims: Sequence[int] = (512, 256),
+        latent_dim: int = 32,
+        act: str = "relu",
+        output: str = "sigmoid",
+        noise_std: float = 0.0,
+    ) -> None:
+        h, w = image_hw(image_size)
+        super().__init__((in_channels, h, w), latent_dim, output, noise_std)
+        d = in_channels * h * w
+        self.encoder = nn.Sequential(nn.Flatten(), mlp([d, *hidden_dims, latent_dim], act))
+        self.decoder = nn.Sequential(
+            mlp([latent_dim, *reversed(hidden_dims), d], act),
+            nn.Unflatten(1, self.x_shape),  # (B, C*H*W) -> (B, C, H, W)
+        )
+
+
+class ConvAutoencoder(Autoencoder):
+    r"""Convolutional autoencoder: strided convs down, a linear bottleneck, transposed convs up.
+
+    Each of the ``len(channels)`` stages halves the resolution (28 -> 14 -> 7 for
+    the default), so the image side must divide by :math:`2^{\text{len(channels)}}`.
+
+    Args:
+        in_channels: image channels (default 1).
+        image_size: image side, or ``(H, W)`` (default 28).
+        channels: encoder widths per stage; the decoder mirrors them (default ``(32, 64)``).
+        latent_dim: bottleneck size (default 32).
+        act: hidden activation (default ``"relu"``).
+        output: output activation (default ``"sigmoid"``).
+        noise_std: std of the Gaussian input corruption in training (default 0).
+
+    Shapes:
+        input :math:`(B, C, H, W)`, latent :math:`(B, d)`, output :math:`(B, C, H, W)`.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        image_size: int | Sequence[int] = 28,
+        channels: Sequence[int] = (32, 64),
+        latent_dim: int = 32,
+        act: str = "relu",
+        output: str = "sigmoid",
+        noise_std: float = 0.0,
+    ) -> None:
+        h, w = image_hw(image_size)
+        super().__init__((in_channels, h, w), latent_dim, output, noise_std)
+        h0, w0 = downsampled_hw((h, w), len(channels), "ConvAutoencoder")
+        feat = channels[-1] * h0 * w0
+        self.encoder = nn.Sequential(
+            conv_encoder(in_channels, channels, act),  # (B, C_k, H/2^k, W/2^k)
+            nn.Flatten(),  # (B, C_k*h0*w0)
+            nn.Linear(feat, latent_dim),
+        )
+        self.decoder = nn.Sequential(
+            nn.Linear(latent_dim, feat),
+            get_activation(act),
+            nn.Unflatten(1, (channels[-1], h0, w0)),  # (B, C_k, h0, w0)
+            conv_decoder(in_channels, channels, act),  # (B, C, H, W)
+        )
+
+
+@register_model("ae_mlp")
+def ae_mlp(
+    in_channels: int = 1,
+    image_size: int = 28,
+    latent_dim: int = 32,
+    hidden_dims: Sequence[int] = (512, 256),
+    output: str = "sigmoid",
+    noise_std: float = 0.0,
+) -> MLPAutoencoder:
+    """MLP autoencoder 784-512-256-32 (set ``noise_std`` > 0 for a denoising autoencoder)."""
+    return MLPAutoencoder(in_channels, image_size, hidden_dims, latent_dim, output=output, noise_std=noise_std)
+
+
+@register_model("ae_conv")
+def ae_conv(
+    in_channels: int = 1,
+    image_size: int = 28,
+    latent_dim: int = 32,
+    channels: Sequence[int] = (32, 64),
+    output: str = "sigmoid",
+    noise_std: float = 0.0,
+) -> ConvAutoencoder:
+    """Convolutional autoencoder with two stride-2 stages (set ``noise_std`` > 0 to denoise)."""
+    return ConvAutoencoder(in_channels, image_size, channels, latent_dim, output=output, noise_std=noise_std)
+
+
+__all__ = [
+    "Autoencoder",
+    "ConvAutoencoder",
+    "MLPAutoencoder",
+    "OUTPUT_RANGES",
+    "conv_decoder",
+    "conv_encoder",
+    "downsampled_hw",
+    "image_hw",
+    "mlp",
+    "randn",
+    "up_block",
+]
