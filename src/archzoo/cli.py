@@ -68,6 +68,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--input", help="input shape without batch, e.g. 1,28,28 (default: from the recipe's data)")
     s.add_argument("--data-dir")
 
+    s = sub.add_parser("sample", help="sample grids and raw tensors from a generative run")
+    s.add_argument("run", help="run directory")
+    s.add_argument("--n", type=int, default=64, help="number of samples")
+    s.add_argument("--class", dest="label", type=int, help="class to sample (conditional models)")
+    s.add_argument("--steps", type=int, help="sampling steps (diffusion: fewer steps use DDIM)")
+    s.add_argument("--guidance", type=float, help="classifier-free guidance weight (conditional diffusion)")
+    s.add_argument("--method", choices=["ddpm", "ddim"], help="diffusion sampler (default ddpm, ddim with --steps)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", help="output directory (default RUN/samples)")
+
     s = sub.add_parser("data", help="dataset utilities")
     dsub = s.add_subparsers(dest="data_cmd", parser_class=_Parser)
     d = dsub.add_parser("download", help="download a dataset where a network exists (checksums verified)")
@@ -196,6 +206,15 @@ def cmd_summary(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sample(a: argparse.Namespace) -> int:
+    from archzoo.viz.sampling import sample_run
+
+    trainer = _load_run(a.run, None)
+    for p in sample_run(trainer, a.n, a.label, a.steps, a.guidance, Path(a.out) if a.out else None, a.seed, a.method):
+        print(p)
+    return 0
+
+
 def cmd_data(a: argparse.Namespace) -> int:
     if a.data_cmd == "where":
         from archzoo.data.root import data_root
@@ -218,6 +237,7 @@ COMMANDS = {
     "predict": cmd_predict,
     "summary": cmd_summary,
     "data": cmd_data,
+    "sample": cmd_sample,
 }
 
 

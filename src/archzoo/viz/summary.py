@@ -33,7 +33,8 @@ def layer_table(model: nn.Module, x: torch.Tensor) -> tuple[list[tuple[str, str,
     model.eval()
     try:
         with torch.no_grad():
-            out = model(x)
+            # Generative models (GANs, diffusion) define what one training pass over an input runs.
+            out = getattr(model, "training_forward", model)(x)
     except RuntimeError as e:
         raise UserError(
             f"The model cannot take an input of shape {tuple(x.shape)} ({str(e).splitlines()[0]})."
