@@ -32,7 +32,9 @@ class Progress:
         self._t0 = time.perf_counter()
         self._seen = 0
         if self.mode == "bar":
+            from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+            from rich.console import Console
             from rich.progress import Progress as RichProgress
 
             self._bar = RichProgress(
@@ -42,6 +44,7 @@ class Progress:
                 TextColumn("{task.fields[info]}"),
                 TimeRemainingColumn(),
                 transient=True,
+                console=Console(stderr=True),  # stdout is for data
             )
             self._bar.start()
             self._task = self._bar.add_task("train", total=total_batches, info="")
