@@ -19,7 +19,6 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write_result  # noqa: E402
-
 from archzoo.config import load_config  # noqa: E402
 from archzoo.engine.trainer import Trainer  # noqa: E402
 from archzoo.tasks.base import to_device  # noqa: E402

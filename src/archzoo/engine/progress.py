@@ -34,7 +34,6 @@ class Progress:
         if self.mode == "bar":
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
-            from rich.console import Console
             from rich.progress import Progress as RichProgress
 
             self._bar = RichProgress(
