@@ -142,7 +142,7 @@ def probe_bf16_faster(model: nn.Module, task: Task, batch: Any, device: torch.de
 
     try:
         fp32, bf16 = run(None), run(torch.bfloat16)
-    except (RuntimeError, NotImplementedError):
+    except (RuntimeError, TypeError):
         return False
     finally:
         torch.set_rng_state(rng)

@@ -14,6 +14,7 @@ floats keyed ``<split>/<metric>`` and resets the accumulators.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -40,7 +41,7 @@ class StepContext(Protocol):
         """Clip, step and zero optimizer ``name`` on an accumulation boundary; returns whether it stepped."""
 
 
-class Task:
+class Task(ABC):
     """Base class of all tasks.
 
     Attributes:
@@ -60,7 +61,7 @@ class Task:
 
     def loss(self, model: nn.Module, batch: Any) -> tuple[Tensor, dict[str, Tensor]]:
         """Return the training loss and detached tensors to log (without split prefix)."""
-        raise NotImplementedError(f"{type(self).__name__} must define loss() or training_step()")
+        raise TypeError(f"{type(self).__name__} must define loss() or override training_step()")
 
     def training_step(self, model: nn.Module, batch: Any, ctx: StepContext) -> dict[str, Tensor]:
         with ctx.autocast():
@@ -69,13 +70,13 @@ class Task:
         ctx.step()
         return {"loss": loss.detach(), **logs}
 
+    @abstractmethod
     def eval_step(self, model: nn.Module, batch: Any, split: str) -> None:
         """Accumulate the metrics of ``split`` over one batch."""
-        raise NotImplementedError
 
+    @abstractmethod
     def compute(self, split: str) -> dict[str, float]:
         """Return ``{f"{split}/{metric}": value}`` for the batches seen and reset."""
-        raise NotImplementedError
 
     def predict(self, model: nn.Module, x: Tensor) -> Tensor:
         """Map a batch of inputs to the task's output (class probabilities, values)."""
