@@ -52,7 +52,7 @@ class Task(ABC):
     monitor: str = "val/loss"
     mode: str = "min"
 
-    def setup(self, model: nn.Module, info: dict[str, Any], device: torch.device) -> None:
+    def setup(self, model: nn.Module, info: dict[str, Any], device: torch.device) -> None:  # noqa: B027 - an optional hook
         """Build metrics once the model, the data's ``info`` and the device are known."""
 
     def optimizers(self, model: nn.Module) -> dict[str, tuple[nn.Module, dict[str, Any]]]:
@@ -82,14 +82,14 @@ class Task(ABC):
         """Map a batch of inputs to the task's output (class probabilities, values)."""
         return model(x)
 
-    def on_epoch_end(self, model: nn.Module, epoch: int, run_dir: Path | None) -> None:
+    def on_epoch_end(self, model: nn.Module, epoch: int, run_dir: Path | None) -> None:  # noqa: B027 - an optional hook
         """Called on the main process after each epoch's evaluation (sample grids, plots)."""
 
     def extra_state(self) -> dict[str, Any]:
         """Task state that a checkpoint must carry (tensors, numbers, strings)."""
         return {}
 
-    def load_extra_state(self, state: dict[str, Any]) -> None:
+    def load_extra_state(self, state: dict[str, Any]) -> None:  # noqa: B027 - an optional hook
         pass
 
 
