@@ -1,4 +1,4 @@
-"""The ``archzoo`` command: list, train, eval, predict, summary, data.
+"""The ``archzoo`` command: list, train, eval, predict, summary, sample, viz, data.
 
 Data (tables, metrics as JSON, predictions) goes to stdout; messages go to
 stderr. A user error (unknown name, bad option, corrupt file, NaN loss) prints
@@ -78,6 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", help="output directory (default RUN/samples)")
 
+    s = sub.add_parser("viz", help="visualise a trained run")
+    vsub = s.add_subparsers(dest="viz_cmd", parser_class=_Parser)
+    v = vsub.add_parser("features", help="feature maps of each stage for IMAGE, and the first layer's filters")
+    v.add_argument("run", help="run directory")
+    v.add_argument("image", help="an image file (PNG, JPEG, ...)")
+    v.add_argument("--out", help="output directory (default RUN/features)")
+
     s = sub.add_parser("data", help="dataset utilities")
     dsub = s.add_subparsers(dest="data_cmd", parser_class=_Parser)
     d = dsub.add_parser("download", help="download a dataset where a network exists (checksums verified)")
@@ -156,7 +163,7 @@ def _load_run(run: str, data_dir: str | None, weights: str = "final") -> Any:
         raise UserError(f"{rd} is not a run directory (it has no config.yaml).")
     cfg = load_config(None, rd / "config.yaml")
     cfg.log.progress = "none"
-    trainer = Trainer(cfg, run_dir=rd, data_dir=data_dir)
+    trainer = Trainer(cfg, run_dir=rd, data_dir=data_dir, load_pretrained=False)  # the run's own weights come next
     if weights == "last":
         last = ckpt.latest_checkpoint(rd / "checkpoints")
         if last is None:
@@ -215,6 +222,17 @@ def cmd_sample(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_viz(a: argparse.Namespace) -> int:
+    if a.viz_cmd != "features":
+        raise UserError("Use 'archzoo viz features RUN IMAGE [--out DIR]'.")
+    from archzoo.viz.features import viz_features
+
+    trainer = _load_run(a.run, None)
+    for p in viz_features(trainer, a.image, Path(a.out) if a.out else None):
+        print(p)
+    return 0
+
+
 def cmd_data(a: argparse.Namespace) -> int:
     if a.data_cmd == "where":
         from archzoo.data.root import data_root
@@ -238,6 +256,7 @@ COMMANDS = {
     "summary": cmd_summary,
     "data": cmd_data,
     "sample": cmd_sample,
+    "viz": cmd_viz,
 }
 
 

@@ -73,7 +73,14 @@ class ModelConfig:
             xavier_uniform, orthogonal or normal.
         channels_last: keep 4-D activations in NHWC memory order.
         compile: wrap the model with ``torch.compile``.
-        pretrained: a state_dict file (safetensors or a torch file) to start from.
+        pretrained: weights to start from: a safetensors or torch state-dict file, an archzoo
+            run directory, or a folder holding one weights file (a local hub cache); head
+            tensors whose shapes differ start fresh (see :mod:`archzoo.engine.pretrained`).
+        freeze: ``none``, or ``backbone`` to train only the classifier head (the model's
+            ``classifier_name``); frozen batch norms keep their running statistics.
+        unfreeze_after: with ``freeze=backbone``, the epoch count after which the last stage
+            (``model.stages[-1]``) trains too; 0 never unfreezes.
+        backbone_lr: learning rate of the parameters outside the head; None uses ``optim.lr``.
     """
 
     name: str = "mlp"
@@ -82,11 +89,24 @@ class ModelConfig:
     channels_last: bool = False
     compile: bool = False
     pretrained: str | None = None
+    freeze: str = "none"
+    unfreeze_after: int = 0
+    backbone_lr: float | None = None
 
     def __post_init__(self) -> None:
         from archzoo.layers.init import INIT_SCHEMES
 
         _check(self.init in INIT_SCHEMES, f"model.init must be one of {', '.join(INIT_SCHEMES)}, got '{self.init}'.")
+        _check(self.freeze in ("none", "backbone"), f"model.freeze must be none or backbone, got '{self.freeze}'.")
+        _check(self.unfreeze_after >= 0, f"model.unfreeze_after must be non-negative, got {self.unfreeze_after}.")
+        _check(
+            self.unfreeze_after == 0 or self.freeze == "backbone",
+            "model.unfreeze_after only applies with model.freeze=backbone.",
+        )
+        _check(
+            self.backbone_lr is None or self.backbone_lr > 0,
+            f"model.backbone_lr must be positive, got {self.backbone_lr}.",
+        )
 
 
 @dataclass

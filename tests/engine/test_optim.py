@@ -54,9 +54,31 @@ def test_param_groups_puts_one_dim_params_in_no_decay() -> None:
     m = WithVector()
     groups, decayed = param_groups(m, 0.1)
     decay_g, no_decay_g = groups
-    assert _ids(decay_g["params"]) == {id(m.pos)}
+    # A frozen parameter stays in its group (so unfreezing needs no new optimizer) ...
+    assert _ids(decay_g["params"]) == {id(m.pos), id(m.frozen)}
     assert _ids(no_decay_g["params"]) == {id(m.scale)}
-    assert id(m.frozen) not in _ids(decayed) | _ids(no_decay_g["params"])
+    # ... and the optimizer skips it while its grad is None, weight decay included.
+    opt = build_optimizer(OptimConfig(name="adamw", lr=0.1), groups)
+    m.frozen.data.fill_(1.0)
+    (m.pos.sum() + m.scale.sum()).backward()
+    opt.step()
+    assert torch.equal(m.frozen, torch.ones(4, 4))
+    assert not torch.equal(m.pos, torch.zeros(3, 4))
+
+
+def test_param_groups_split_head_and_backbone_lrs() -> None:
+    net = _net()
+    head = net[3]  # the Linear layer: a weight (decays) and a bias (does not)
+    groups, decayed = param_groups(net, 0.1, head=head, backbone_lr=1e-4)
+    opt = build_optimizer(OptimConfig(name="adamw", lr=1e-2), groups)
+    got = [(g["lr"], g["weight_decay"], _ids(g["params"])) for g in opt.param_groups]
+    head_ids, all_ids = _ids(list(head.parameters())), _ids(list(net.parameters()))
+    assert [(lr, wd) for lr, wd, _ in got] == [(1e-2, 0.1), (1e-2, 0.0), (1e-4, 0.1), (1e-4, 0.0)]
+    assert got[0][2] | got[1][2] == head_ids
+    assert got[2][2] | got[3][2] == all_ids - head_ids
+    assert _ids(decayed) == got[0][2] | got[2][2]
+    # Without backbone_lr the head changes nothing: one lr, two groups.
+    assert len(param_groups(net, 0.1, head=head)[0]) == 2
 
 
 def test_param_groups_count_shared_parameters_once() -> None:

@@ -84,6 +84,8 @@ class TrainContext:
         if (self.l1 or self.l2) and slot.penalised:
             penalty = loss.new_zeros(())
             for w in slot.penalised:
+                if not w.requires_grad:  # frozen for now (fine-tuning): a constant, left out of the loss
+                    continue
                 if self.l1:
                     penalty = penalty + self.l1 * w.abs().sum()
                 if self.l2:

@@ -17,10 +17,23 @@ from archzoo.config import OptimConfig
 from archzoo.errors import UserError
 
 
-def param_groups(module: nn.Module, weight_decay: float) -> tuple[list[dict[str, Any]], list[Tensor]]:
-    """Split trainable parameters into a decayed and an undecayed group.
+def param_groups(
+    module: nn.Module, weight_decay: float, head: nn.Module | None = None, backbone_lr: float | None = None
+) -> tuple[list[dict[str, Any]], list[Tensor]]:
+    """Split the parameters into a decayed and an undecayed group.
 
-    Returns the groups and the list of decayed weights (the ones L1/L2 penalties apply to).
+    Frozen parameters (``requires_grad=False``) stay in the groups: an optimizer skips a
+    parameter whose ``grad`` is None, so unfreezing one later needs no new optimizer.
+    With ``head`` and ``backbone_lr``, the head's parameters and the rest (the backbone)
+    form separate decay/no-decay groups, the backbone's with ``lr=backbone_lr``.
+
+    Args:
+        module: what the optimizer trains.
+        weight_decay: the decay of the decayed groups.
+        head: the classifier head inside ``module`` (with ``backbone_lr``).
+        backbone_lr: the learning rate of everything outside ``head``; None: one lr for all.
+
+    Returns the groups (head first) and the list of decayed weights (the ones L1/L2 penalties apply to).
     """
     decay: list[Tensor] = []
     no_decay: list[Tensor] = []
@@ -28,18 +41,21 @@ def param_groups(module: nn.Module, weight_decay: float) -> tuple[list[dict[str,
     norm_types = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
     for mod in module.modules():
         for name, p in mod.named_parameters(recurse=False):
-            if not p.requires_grad or id(p) in seen:
+            if id(p) in seen:
                 continue
             seen.add(id(p))
             if p.ndim <= 1 or name.endswith("bias") or isinstance(mod, norm_types):
                 no_decay.append(p)
             else:
                 decay.append(p)
-    groups = []
-    if decay:
-        groups.append({"params": decay, "weight_decay": weight_decay})
-    if no_decay:
-        groups.append({"params": no_decay, "weight_decay": 0.0})
+    split = head is not None and backbone_lr is not None
+    in_head = {id(p) for p in head.parameters()} if split and head is not None else set()
+    groups: list[dict[str, Any]] = []
+    for part, extra in (("head", {}), ("backbone", {"lr": backbone_lr})) if split else (("all", {}),):
+        for params, wd in ((decay, weight_decay), (no_decay, 0.0)):
+            chosen = [p for p in params if part == "all" or (id(p) in in_head) == (part == "head")]
+            if chosen:
+                groups.append({"params": chosen, "weight_decay": wd, **extra})
     return groups, decay
 
 

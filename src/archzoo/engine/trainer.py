@@ -30,6 +30,7 @@ from archzoo.engine.context import OptimizerSlot, TrainContext
 from archzoo.engine.distributed import DistInfo, barrier, broadcast_object, init_distributed
 from archzoo.engine.loggers import MetricsLog
 from archzoo.engine.optim import build_optimizer, build_scheduler, param_groups
+from archzoo.engine.pretrained import check_transfer_interface, freeze_norm_stats, head_module, set_trainable
 from archzoo.engine.progress import Progress
 from archzoo.errors import TrainingDiverged, UserError
 from archzoo.registry import DATASETS, MODELS, TASKS, _check_kwargs
@@ -94,8 +95,12 @@ def build_data(cfg: Config, data_dir: str | None = None) -> DataBundle:
     return bundle
 
 
-def build_model(cfg: Config, info: dict[str, Any]) -> nn.Module:
-    """Build the configured model; ``num_classes``, ``in_channels``... come from the data unless set."""
+def build_model(cfg: Config, info: dict[str, Any], pretrained: bool = True) -> nn.Module:
+    """Build the configured model; ``num_classes``, ``in_channels``... come from the data unless set.
+
+    ``model.pretrained`` weights are loaded unless ``pretrained`` is False (a resumed run or a
+    finished run's weights replace them anyway).
+    """
     fn = MODELS.get(cfg.model.name)
     accepted = _accepted(fn)
     kwargs = {k: info[k] for k in INFO_KEYS if k in info and k in accepted}
@@ -105,7 +110,7 @@ def build_model(cfg: Config, info: dict[str, Any]) -> nn.Module:
     from archzoo.layers.init import init_weights
 
     init_weights(model, cfg.model.init)
-    if cfg.model.pretrained:
+    if cfg.model.pretrained and pretrained:
         from archzoo.engine.pretrained import load_pretrained
 
         load_pretrained(model, cfg.model.pretrained)
@@ -207,10 +212,17 @@ class Trainer:
         run_dir: where to write; a fresh ``runs/<recipe>/<timestamp>`` if None.
         resume: True to continue from ``run_dir/checkpoints/LAST``.
         data_dir: data root from the command line (``--data-dir``).
+        load_pretrained: load ``model.pretrained`` (skipped on resume, whose checkpoint replaces it;
+            False when a finished run's weights are loaded next).
     """
 
     def __init__(
-        self, cfg: Config, run_dir: Path | None = None, resume: bool = False, data_dir: str | None = None
+        self,
+        cfg: Config,
+        run_dir: Path | None = None,
+        resume: bool = False,
+        data_dir: str | None = None,
+        load_pretrained: bool = True,
     ) -> None:
         self.cfg = cfg
         self.resume = resume
@@ -240,7 +252,10 @@ class Trainer:
                 self.data.test.to(self.device) if self.data.test is not None else None,
                 self.data.info,
             )
-        self.model = build_model(cfg, self.info).to(self.device)
+        self.model = build_model(cfg, self.info, pretrained=load_pretrained and not resume).to(self.device)
+        m = cfg.model
+        check_transfer_interface(self.model, m.freeze, m.unfreeze_after, m.backbone_lr)
+        set_trainable(self.model, m.freeze, m.unfreeze_after, 0)
         self.memory_format = torch.channels_last if cfg.model.channels_last else None
         if self.memory_format is not None:
             self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-arg]
@@ -254,14 +269,7 @@ class Trainer:
         self.steps_per_epoch = max(1, self.data.train.num_batches(cfg.data.batch_size) // t.grad_accum)
         self.precision = self._pick_precision()
         self.ctx = self._build_context()
-        self.net: nn.Module = self.model
-        if self.dist.enabled:
-            from torch.nn.parallel import DistributedDataParallel as DDP
-
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.net = DDP(self.model, device_ids=ids)
-        if cfg.model.compile:
-            self.net = torch.compile(self.net)  # type: ignore[assignment]
+        self.net: nn.Module = self._wrap()
 
         # Loop state (restored on resume).
         self.epoch = 0
@@ -275,6 +283,24 @@ class Trainer:
         self.train_count = 0
 
     # --------------------------------------------------------------------- setup helpers
+
+    def _wrap(self) -> nn.Module:
+        """The model as the loop runs it: under DDP and ``torch.compile`` when asked."""
+        net: nn.Module = self.model
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            net = DDP(self.model, device_ids=ids)
+        if self.cfg.model.compile:
+            net = torch.compile(net)  # type: ignore[assignment]
+        return net
+
+    def _set_trainable(self) -> None:
+        """Freeze and unfreeze for the current epoch (a function of the epoch alone, so resume agrees)."""
+        m = self.cfg.model
+        if set_trainable(self.model, m.freeze, m.unfreeze_after, self.epoch) and self.dist.enabled:
+            self.net = self._wrap()  # DDP syncs only the parameters that required grad when it was built
 
     def _check_fits(self) -> None:
         """Run one small validation batch through the task so a shape mismatch is one sentence up front."""
@@ -317,7 +343,8 @@ class Trainer:
         cfg = self.cfg
         slots: dict[str, OptimizerSlot] = {}
         for name, (module, overrides) in self.task.optimizers(self.model).items():
-            groups, decayed = param_groups(module, cfg.optim.weight_decay)
+            head = head_module(module, "model.backbone_lr") if cfg.model.backbone_lr is not None else None
+            groups, decayed = param_groups(module, cfg.optim.weight_decay, head, cfg.model.backbone_lr)
             opt = build_optimizer(cfg.optim, groups, overrides)
             sched, interval = build_scheduler(cfg.optim, opt, self.steps_per_epoch, cfg.train.epochs)
             scaler = torch.amp.GradScaler("cuda") if self.precision == "fp16" else None
@@ -429,8 +456,11 @@ class Trainer:
         nb = train.num_batches(bs)
         max_steps = t.max_steps or None
         t_start = time.perf_counter() - self.elapsed
+        m = cfg.model
         while self.epoch < t.epochs and not self.stopped_early:
+            self._set_trainable()
             self.net.train()
+            freeze_norm_stats(self.model, m.freeze, m.unfreeze_after, self.epoch)
             self.ctx.epoch = self.epoch
             self.progress.start_epoch(self.epoch, t.epochs, nb - self.batch_in_epoch)
             batches = train.batches(

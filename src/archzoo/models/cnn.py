@@ -33,7 +33,12 @@ class LeNet5(nn.Module):
 
     Shapes:
         input :math:`(B, C, H, W)`, output :math:`(B, \\text{classes})`.
+
+    The head is the attribute ``classifier`` (``classifier_name``: the three fully connected
+    layers); ``stages`` lists ``conv1`` and ``conv2``.
     """
+
+    classifier_name = "classifier"
 
     def __init__(
         self, in_channels: int = 1, num_classes: int = 10, image_size: int = 28, act: str = "relu", pool: str = "max"
@@ -71,6 +76,14 @@ class LeNet5(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self.classifier(self.forward_features(x))
 
+    def get_classifier(self) -> nn.Module:
+        return self.classifier
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the last linear layer of ``classifier`` for ``num_classes`` classes."""
+        last = self.classifier[-1]
+        self.classifier[-1] = nn.Linear(last.in_features, num_classes)
+
 
 class ConvNet(nn.Module):
     """VGG-style CNN: blocks of 3×3 conv-BN-act, max-pool between blocks, GAP and a linear head.
@@ -86,7 +99,11 @@ class ConvNet(nn.Module):
 
     Shapes:
         input :math:`(B, C, H, W)`, output :math:`(B, \\text{classes})`.
+
+    The head is the attribute ``classifier`` (``classifier_name``); ``stages`` lists the blocks.
     """
+
+    classifier_name = "classifier"
 
     def __init__(
         self,
@@ -135,6 +152,14 @@ class ConvNet(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.classifier(self.pool(self.forward_features(x)))
+
+    def get_classifier(self) -> nn.Module:
+        return self.classifier
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the linear layer of ``classifier`` for ``num_classes`` classes."""
+        last = self.classifier[-1]
+        self.classifier[-1] = nn.Linear(last.in_features, num_classes)
 
 
 @register_model("lenet5")
