@@ -46,7 +46,10 @@ def machine() -> dict[str, Any]:
 
 
 def describe(m: dict[str, Any]) -> str:
-    return m.get("gpu") or f"{m.get('cpu', 'CPU')}, {m.get('torch_threads')} threads"
+    where = m.get("gpu") or f"{m.get('cpu', 'CPU')}, {m.get('torch_threads')} threads"
+    if "load_average_1min" in m:
+        where += f", load {m['load_average_1min']}"
+    return where
 
 
 def write_result(name: str, payload: dict[str, Any]) -> Path:

@@ -40,15 +40,19 @@ TARGETS = {
 }
 
 
-def run(recipe: str, overrides: list[str], data_dir: str | None, runs: Path) -> dict:
-    cfg = load_config(recipe, None, [f"log.dir={runs}", "log.progress=lines", *overrides])
+def run(recipe: str, overrides: list[str], data_dir: str | None, runs: Path, seeds: list[int]) -> dict:
+    """Train ``recipe`` once per seed; the reported value is the mean over seeds."""
+    spec = TARGETS.get(recipe, {"metric": "test/acc"})
+    per_seed = []
     t0 = time.perf_counter()
-    trainer = Trainer(cfg, data_dir=data_dir)
-    results = trainer.fit()
+    for seed in seeds:
+        cfg = load_config(recipe, None, [f"log.dir={runs}", "log.progress=lines", *overrides, f"train.seed={seed}"])
+        trainer = Trainer(cfg, data_dir=data_dir)
+        results = trainer.fit()
+        per_seed.append(results[spec["metric"]])
     wall = time.perf_counter() - t0
     summary = json.loads((trainer.run_dir / "results.json").read_text())
-    spec = TARGETS.get(recipe, {"metric": "test/acc"})
-    value = results[spec["metric"]]
+    value = sum(per_seed) / len(per_seed)
     target = spec.get("target")
     ok = None
     if target is not None:
@@ -60,6 +64,8 @@ def run(recipe: str, overrides: list[str], data_dir: str | None, runs: Path) -> 
         "overrides": overrides,
         "metric": spec["metric"],
         "value": value,
+        "seeds": seeds,
+        "per_seed": per_seed,
         "target": target,
         "meets_target": ok,
         "anchor": spec.get("anchor"),
@@ -82,11 +88,12 @@ def main() -> None:
     p.add_argument("recipes", nargs="+")
     p.add_argument("--data-dir")
     p.add_argument("--runs", default="runs/benchmarks")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="train once per seed and report the mean")
     a, overrides = p.parse_known_args()
     recipes = [r for r in a.recipes if "=" not in r]
     overrides += [r for r in a.recipes if "=" in r]
     for r in recipes:
-        run(r, overrides, a.data_dir, Path(a.runs))
+        run(r, overrides, a.data_dir, Path(a.runs), a.seeds)
 
 
 if __name__ == "__main__":
