@@ -39,7 +39,8 @@ def test_recipe_values_are_read() -> None:
     assert cfg.data.name == "digits"
     assert cfg.model.name == "convnet"
     assert cfg.model.args == {"channels": [32, 64], "convs_per_block": 2, "dropout": 0.2}
-    assert cfg.data.augment == {"crop_padding": 1}
+    assert cfg.data.augment == {}
+    assert (cfg.train.monitor, cfg.train.mode) == ("val/loss", "min")
     assert cfg.optim.scheduler == "onecycle"
     assert cfg.task.args == {"label_smoothing": 0.05}
     # unspecified keys keep their defaults

@@ -51,7 +51,10 @@ def test_tensorboard_reads_the_events(tmp_path: Path) -> None:
 
 def test_early_stopping(tmp_path: Path) -> None:
     # A min_delta no epoch can beat: every epoch after the first counts as no gain.
-    tr, _ = train(tmp_path, "digits-mlp", "train.epochs=10", "train.early_stopping=2", "train.min_delta=1.0")
+    tr, _ = train(
+        tmp_path, "digits-mlp", "train.epochs=10", "train.early_stopping=2", "train.min_delta=1.0",
+        "train.monitor=val/acc", "train.mode=max",
+    )  # fmt: skip
     summary = json.loads((tr.run_dir / "results.json").read_text())
     assert summary["stopped_early"] is True
     assert summary["epochs_run"] == 3
