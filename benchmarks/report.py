@@ -39,13 +39,21 @@ def rows() -> list[str]:
             metric = r["metric"]
             is_acc = metric.endswith("acc")
             value = _pct(r["value"]) if is_acc else f"{r['value']:.2f}"
-            target = (f"≥ {_pct(r['target'])}" if is_acc else f"≤ {r['target']}") if r.get("target") is not None else "–"
+            target = (
+                (f"≥ {_pct(r['target'])}" if is_acc else f"≤ {r['target']}") if r.get("target") is not None else "–"
+            )
             anchor = f"{_pct(r['anchor'])} ({r['anchor_source']})" if r.get("anchor") else "–"
-            detail = f"{r['recipe']}: {metric} {value}, {r['parameters']:,} params, {r['epochs_run']} epochs, {r['train_seconds']:.0f} s"
+            seeds = r.get("seeds") or [0]
+            over = f" (mean of seeds {', '.join(map(str, seeds))})" if len(seeds) > 1 else ""
+            detail = f"{r['recipe']}: {metric} {value}{over}, {r['parameters']:,} params, {r['epochs_run']} epochs, {r['train_seconds']:.0f} s"
             out.append(f"| {detail} | {value} | {target} | {anchor} | {_verdict(r.get('meets_target'))} | {where} |")
         elif name == "engine_overhead":
-            per = "; ".join(f"{x['recipe']} {x['archzoo_ms_per_step']} vs {x['raw_ms_per_step']} ms/step" for x in r["rows"])
-            out.append(f"| engine overhead vs raw PyTorch loop ({per}) | ratio {r['ratio']:.3f} | ≤ {r['target']} | – | {_verdict(r['meets_target'])} | {where} |")
+            per = "; ".join(
+                f"{x['recipe']} {x['archzoo_ms_per_step']} vs {x['raw_ms_per_step']} ms/step" for x in r["rows"]
+            )
+            out.append(
+                f"| engine overhead vs raw PyTorch loop ({per}) | ratio {r['ratio']:.3f} | ≤ {r['target']} | – | {_verdict(r['meets_target'])} | {where} |"
+            )
         elif name == "time_to_accuracy":
             az, tut = r["archzoo"], r["tutorial"]
             bound = "≥ " if r.get("speedup_is_lower_bound") else ""
@@ -54,7 +62,9 @@ def rows() -> list[str]:
             out.append(f"| {detail} | {sp} | ≥ {r['target']}× | – | {_verdict(r['meets_target'])} | {where} |")
         else:
             summary = r.get("summary", "")
-            out.append(f"| {name}: {summary} | {r.get('value', '–')} | {r.get('target', '–')} | – | {_verdict(r.get('meets_target'))} | {where} |")
+            out.append(
+                f"| {name}: {summary} | {r.get('value', '–')} | {r.get('target', '–')} | – | {_verdict(r.get('meets_target'))} | {where} |"
+            )
     return out
 
 
