@@ -49,7 +49,14 @@ def main() -> None:
     for r in a.recipes:
         fp32 = step_time(r, "fp32", a.data_dir, a.steps)
         bf16 = step_time(r, "bf16", a.data_dir, a.steps)
-        rows.append({"recipe": r, "fp32_ms": round(fp32 * 1e3, 2), "bf16_ms": round(bf16 * 1e3, 2), "bf16_speedup": round(fp32 / bf16, 3)})
+        rows.append(
+            {
+                "recipe": r,
+                "fp32_ms": round(fp32 * 1e3, 2),
+                "bf16_ms": round(bf16 * 1e3, 2),
+                "bf16_speedup": round(fp32 / bf16, 3),
+            }
+        )
         print(rows[-1])
     best = max(rows, key=lambda x: x["bf16_speedup"])
     summary = "bf16 autocast vs fp32 step time: " + "; ".join(f"{x['recipe']} {x['bf16_speedup']}×" for x in rows)

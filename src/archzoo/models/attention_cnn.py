@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 from torch import Tensor, nn
 
 from archzoo.errors import UserError
 from archzoo.layers.attention_conv import SpatialAttentionConv2d
 from archzoo.layers.conv import ConvBNAct
 from archzoo.layers.se import SqueezeExcitation
+from archzoo.models._stem_stages import StemStagesNet
 from archzoo.registry import register_model
 
 
-class AttentionCNN(nn.Module):
+class AttentionCNN(StemStagesNet):
     r"""A small CNN whose stages gate their features in space and in channels.
 
     Each stage is a :class:`~archzoo.layers.attention_conv.SpatialAttentionConv2d`
@@ -40,8 +40,6 @@ class AttentionCNN(nn.Module):
     The head is the attribute ``classifier`` (dropout, linear); ``stem`` and ``stages``
     are module attributes; :meth:`attention_maps` returns each stage's spatial gate.
     """
-
-    classifier_name = "classifier"
 
     def __init__(
         self,
@@ -84,23 +82,6 @@ class AttentionCNN(nn.Module):
             maps.append((f"stage{i + 1}", stage[0].attention_map(x)))
             x = stage(x)
         return maps
-
-    def forward_features(self, x: Tensor) -> Tensor:
-        x = self.stem(x)
-        for stage in self.stages:
-            x = stage(x)
-        return x  # (B, widths[-1], H', W')
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = torch.flatten(self.avgpool(self.forward_features(x)), 1)  # (B, widths[-1])
-        return self.classifier(x)
-
-    def get_classifier(self) -> nn.Module:
-        return self.classifier
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the linear layer of ``classifier`` for ``num_classes`` classes."""
-        self.classifier[-1] = nn.Linear(self.num_features, num_classes)
 
 
 @register_model()

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
-from torch import Tensor, nn
+from torch import nn
 
 from archzoo.errors import UserError
 from archzoo.layers.conv import ConvBNAct
 from archzoo.layers.dynamic_conv import DynamicConv2d, DynamicConvBNAct
+from archzoo.models._stem_stages import StemStagesNet
 from archzoo.registry import register_model
 
 
-class DynamicCNN(nn.Module):
+class DynamicCNN(StemStagesNet):
     r"""A small CNN whose stages use dynamic convolution (Chen et al., `"Dynamic
     Convolution: Attention over Convolution Kernels" <https://arxiv.org/abs/1912.03458>`_,
     CVPR 2020): every 3x3 convolution after the stem mixes :math:`K` kernels with
@@ -40,8 +40,6 @@ class DynamicCNN(nn.Module):
     The head is the attribute ``classifier`` (dropout, linear); ``stem`` and ``stages``
     are module attributes.
     """
-
-    classifier_name = "classifier"
 
     def __init__(
         self,
@@ -77,32 +75,6 @@ class DynamicCNN(nn.Module):
         for m in self.modules():
             if isinstance(m, DynamicConv2d):
                 m.set_temperature(temperature)
-
-    def feature_maps(self, x: Tensor) -> list[tuple[str, Tensor]]:
-        """``("stem", ...)`` then ``("stage1", ...)``.. : the output of each stage."""
-        x = self.stem(x)
-        maps = [("stem", x)]
-        for i, stage in enumerate(self.stages):
-            x = stage(x)
-            maps.append((f"stage{i + 1}", x))
-        return maps
-
-    def forward_features(self, x: Tensor) -> Tensor:
-        x = self.stem(x)
-        for stage in self.stages:
-            x = stage(x)
-        return x  # (B, widths[-1], H', W')
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = torch.flatten(self.avgpool(self.forward_features(x)), 1)  # (B, widths[-1])
-        return self.classifier(x)
-
-    def get_classifier(self) -> nn.Module:
-        return self.classifier
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the linear layer of ``classifier`` for ``num_classes`` classes."""
-        self.classifier[-1] = nn.Linear(self.num_features, num_classes)
 
 
 @register_model()
