@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save
 from torch import Tensor, nn
 
 from archzoo.errors import CheckpointError
+from archzoo.utils import unwrap
 
 WEIGHTS = "model.safetensors"
 STATE = "state.pt"
@@ -59,16 +60,6 @@ def state_dict_of(model: nn.Module) -> dict[str, Tensor]:
     """The model's tensors, unwrapped from DDP/compile, as contiguous copies (safetensors refuses shared storage)."""
     m = unwrap(model)
     return {k: v.detach().cpu().contiguous().clone() for k, v in m.state_dict().items()}
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    while True:
-        if hasattr(model, "module") and isinstance(model.module, nn.Module):
-            model = model.module
-        elif hasattr(model, "_orig_mod"):
-            model = model._orig_mod
-        else:
-            return model
 
 
 def save_weights(model: nn.Module, path: Path, metadata: dict[str, str] | None = None) -> None:

@@ -30,15 +30,11 @@ from torch import Tensor, nn
 from archzoo.errors import TrainingDiverged, UserError
 from archzoo.registry import register_task
 from archzoo.tasks.base import Task
+from archzoo.utils import unwrap
 
 # ---------------------------------------------------------------------------
 # shared by the generative tasks
 # ---------------------------------------------------------------------------
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The module inside DistributedDataParallel (or the model itself)."""
-    return getattr(model, "module", model)
 
 
 def _dist_on() -> bool:

@@ -113,7 +113,7 @@ def write_features(model: nn.Module, x: Tensor, out: Path) -> list[Path]:
 def viz_features(trainer: object, image: str | Path, out: Path | None = None) -> list[Path]:
     """Feature maps of a loaded run (``cli._load_run``) for one image file; returns the written PNGs."""
     from archzoo.data.imagefolder import load_image
-    from archzoo.engine.checkpoint import unwrap
+    from archzoo.utils import unwrap
 
     model = unwrap(trainer.model)  # type: ignore[attr-defined]
     info = trainer.info  # type: ignore[attr-defined]

@@ -16,6 +16,8 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
+from archzoo.utils import unwrap
+
 PathLike = str | Path
 
 
@@ -75,7 +77,7 @@ def save_image_grid(
 
 
 def _model_range(model: nn.Module) -> tuple[float, float] | None:
-    return getattr(getattr(model, "module", model), "data_range", (0.0, 1.0))
+    return getattr(unwrap(model), "data_range", (0.0, 1.0))
 
 
 def _latent(model: nn.Module, x: Tensor) -> Tensor:
@@ -90,7 +92,7 @@ def save_reconstructions(model: nn.Module, x: Tensor, path: PathLike, pairs_per_
 
     ``x`` must already be in the model's ``data_range``.
     """
-    model = getattr(model, "module", model)
+    model = unwrap(model)
     was = model.training
     model.eval()
     try:
@@ -110,7 +112,7 @@ def save_interpolation_grid(model: nn.Module, x_a: Tensor, x_b: Tensor, steps: i
     :math:`z_\\lambda = (1 - \\lambda) z_a + \\lambda z_b` for ``steps`` values of :math:`\\lambda` in [0, 1];
     works for autoencoders (``encode -> z``) and VAEs (``encode -> (mu, logvar)``, the mean is used).
     """
-    model = getattr(model, "module", model)
+    model = unwrap(model)
     if x_a.dim() == 3:
         x_a, x_b = x_a[None], x_b[None]
     was = model.training
@@ -134,7 +136,7 @@ def save_latent_scatter(
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    model = getattr(model, "module", model)
+    model = unwrap(model)
     was = model.training
     model.eval()
     try:

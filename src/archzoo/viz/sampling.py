@@ -72,7 +72,7 @@ def sample_run(
     method: str | None = None,
 ) -> list[Path]:
     """Write the pictures of a trained generative run; returns the paths written."""
-    from archzoo.engine.checkpoint import unwrap
+    from archzoo.utils import unwrap
     from archzoo.viz.grid import (
         save_image_grid,
         save_interpolation_grid,
