@@ -27,6 +27,7 @@ class Progress:
         self._task: Any = None
         self._t0 = 0.0
         self._seen = 0
+        self._loss: float | None = None
 
     def start_epoch(self, epoch: int, epochs: int, total_batches: int) -> None:
         self._t0 = time.perf_counter()
@@ -50,14 +51,12 @@ class Progress:
 
     def update(self, samples: int, loss: float | None = None) -> None:
         self._seen += samples
+        if loss is not None:
+            self._loss = loss
         if self._bar is not None:
             rate = self._seen / max(time.perf_counter() - self._t0, 1e-9)
-            info = f"{rate:,.0f} samples/s" + (f"  loss {loss:.4f}" if loss is not None else "")
+            info = f"{rate:,.0f} samples/s" + (f"  loss {self._loss:.4f}" if self._loss is not None else "")
             self._bar.update(self._task, advance=1, info=info)
-
-    def advance(self) -> None:
-        if self._bar is not None:
-            self._bar.update(self._task, advance=1)
 
     def end_epoch(self, epoch: int, epochs: int, metrics: dict[str, float], note: str = "") -> None:
         if self._bar is not None:

@@ -479,7 +479,9 @@ class Trainer:
                     v = v.detach().float()
                     self.train_sums[k] = self.train_sums.get(k, 0) + v * n
                 self.train_count += n
-                self.progress.update(n * self.dist.world, float(logs["loss"]) if self.progress.mode == "bar" else None)
+                # Reading the loss syncs with the device: the bar shows it every 20 batches only.
+                show = self.progress.mode == "bar" and self.batch_in_epoch % 20 == 1
+                self.progress.update(n * self.dist.world, float(logs["loss"]) if show else None)
                 if not stepped:
                     continue
                 self.ctx.global_step += 1
