@@ -80,3 +80,13 @@ def test_discriminator_features_feed_the_head() -> None:
     h = m.discriminator.features(x)
     assert h.shape == (5, 12)
     torch.testing.assert_close(m.discriminator.head(h).squeeze(1), m.discriminate(x))
+
+
+def test_projection_discriminator_starts_unsaturated() -> None:
+    """The class projection starts on the head's scale, so initial logits are O(1) as in the unconditional D."""
+    torch.manual_seed(0)
+    x = torch.rand(64, 1, 28, 28) * 2 - 1
+    y = torch.randint(0, 10, (64,))
+    cond = create_model("cgan").discriminator(x, y).detach()
+    plain = create_model("dcgan").discriminator(x).detach()
+    assert cond.abs().mean() < 3 * plain.abs().mean() + 1

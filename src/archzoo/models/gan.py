@@ -252,6 +252,10 @@ class DCGANDiscriminator(nn.Module):
         feat = c * s0 * s0
         self.head = nn.Linear(feat, 1)
         self.embed = nn.Embedding(num_classes, feat) if num_classes > 0 else None
+        if self.embed is not None:
+            # On the scale of the head's weights: nn.Embedding's N(0, 1) would make e_y^T phi(x) a sum of
+            # F unit-variance terms, initial logits of ~sqrt(F) (about 60 at 28x28), and a saturated start.
+            nn.init.uniform_(self.embed.weight, -(feat**-0.5), feat**-0.5)
 
     def features(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
         """Flattened conv features :math:`\\phi(x)`, ``(B, F)``."""
