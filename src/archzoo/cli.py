@@ -78,6 +78,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", help="output directory (default RUN/samples)")
 
+    s = sub.add_parser("score", help="Fréchet distance (and class accuracy) of a generative run's samples")
+    s.add_argument("run", help="a generative run directory")
+    s.add_argument("--classifier", required=True, help="an image classifier run on the same data (e.g. fashion-cnn)")
+    s.add_argument("--n", type=int, default=10_000, help="number of samples (default 10000)")
+    s.add_argument("--batch-size", type=int, default=500)
+    s.add_argument("--steps", type=int, help="sampling steps (diffusion: fewer steps use DDIM)")
+    s.add_argument("--guidance", type=float, help="classifier-free guidance weight (conditional diffusion)")
+    s.add_argument("--method", choices=["ddpm", "ddim"], help="diffusion sampler")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--data-dir")
+
     s = sub.add_parser("viz", help="visualise a trained run")
     vsub = s.add_subparsers(dest="viz_cmd", parser_class=_Parser)
     v = vsub.add_parser("features", help="feature maps of each stage for IMAGE, and the first layer's filters")
@@ -153,34 +164,14 @@ def cmd_train(a: argparse.Namespace) -> int:
     return 0
 
 
-def _load_run(run: str, data_dir: str | None, weights: str = "final") -> Any:
-    from archzoo.config import load_config
-    from archzoo.engine import checkpoint as ckpt
-    from archzoo.engine.trainer import Trainer
+def load_run(run: str, data_dir: str | None, weights: str = "final") -> Any:
+    from archzoo.engine.trainer import load_run as _load
 
-    rd = Path(run)
-    if not (rd / "config.yaml").is_file():
-        raise UserError(f"{rd} is not a run directory (it has no config.yaml).")
-    cfg = load_config(None, rd / "config.yaml")
-    cfg.log.progress = "none"
-    trainer = Trainer(cfg, run_dir=rd, data_dir=data_dir, load_pretrained=False)  # the run's own weights come next
-    if weights == "last":
-        last = ckpt.latest_checkpoint(rd / "checkpoints")
-        if last is None:
-            raise UserError(f"Run {rd} has no checkpoint.")
-        state, src = ckpt.load_checkpoint(last)[0], last
-    else:
-        src = rd / ("model.safetensors" if weights == "final" else "checkpoints/best.safetensors")
-        if not src.is_file():
-            raise UserError(f"Run {rd} has no {src.name}; it may not have finished (try --weights last).")
-        state = ckpt.load_weights_file(src)
-    ckpt.load_into(trainer.model, state, src)
-    trainer.model.eval()
-    return trainer
+    return _load(run, data_dir, weights)
 
 
 def cmd_eval(a: argparse.Namespace) -> int:
-    trainer = _load_run(a.run, a.data_dir, a.weights)
+    trainer = load_run(a.run, a.data_dir, a.weights)
     print(json.dumps(trainer.evaluate(a.split), indent=2))
     return 0
 
@@ -190,7 +181,7 @@ def cmd_predict(a: argparse.Namespace) -> int:
 
     from archzoo.data.imagefolder import load_image
 
-    trainer = _load_run(a.run, None)
+    trainer = load_run(a.run, None)
     info = trainer.info
     if info.get("kind") != "image" or "num_classes" not in info:
         raise UserError(f"Run {a.run} is not an image classifier; predict takes image files.")
@@ -216,9 +207,20 @@ def cmd_summary(a: argparse.Namespace) -> int:
 def cmd_sample(a: argparse.Namespace) -> int:
     from archzoo.viz.sampling import sample_run
 
-    trainer = _load_run(a.run, None)
+    trainer = load_run(a.run, None)
     for p in sample_run(trainer, a.n, a.label, a.steps, a.guidance, Path(a.out) if a.out else None, a.seed, a.method):
         print(p)
+    return 0
+
+
+def cmd_score(a: argparse.Namespace) -> int:
+    from archzoo.scoring import score_run
+
+    if a.batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, got {a.batch_size}.")
+    run = load_run(a.run, a.data_dir)
+    classifier = load_run(a.classifier, a.data_dir)
+    print(json.dumps(score_run(run, classifier, a.n, a.batch_size, a.steps, a.guidance, a.method, a.seed), indent=2))
     return 0
 
 
@@ -227,7 +229,7 @@ def cmd_viz(a: argparse.Namespace) -> int:
         raise UserError("Use 'archzoo viz features RUN IMAGE [--out DIR]'.")
     from archzoo.viz.features import viz_features
 
-    trainer = _load_run(a.run, None)
+    trainer = load_run(a.run, None)
     for p in viz_features(trainer, a.image, Path(a.out) if a.out else None):
         print(p)
     return 0
@@ -256,6 +258,7 @@ COMMANDS = {
     "summary": cmd_summary,
     "data": cmd_data,
     "sample": cmd_sample,
+    "score": cmd_score,
     "viz": cmd_viz,
 }
 

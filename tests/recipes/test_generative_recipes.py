@@ -29,6 +29,7 @@ STEPS = [
     [
         ("fashion-vae", []),
         ("fashion-dcgan", []),
+        ("fashion-cgan", []),
         ("fashion-wgan-gp", []),
         ("fashion-ae-anomaly", []),
         # A small U-Net and a short schedule keep the per-epoch sample grid cheap.

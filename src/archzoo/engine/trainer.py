@@ -619,3 +619,28 @@ class Trainer:
 
                 plot_curves(self.run_dir / "metrics.csv", self.run_dir / "plots")
         return results
+
+
+def load_run(run: str | Path, data_dir: str | None = None, weights: str = "final") -> Trainer:
+    """A finished (or interrupted) run directory, its model holding the ``final``, ``best`` or ``last`` weights."""
+    from archzoo.config import load_config
+
+    rd = Path(run)
+    if not (rd / "config.yaml").is_file():
+        raise UserError(f"{rd} is not a run directory (it has no config.yaml).")
+    cfg = load_config(None, rd / "config.yaml")
+    cfg.log.progress = "none"
+    trainer = Trainer(cfg, run_dir=rd, data_dir=data_dir, load_pretrained=False)  # the run's own weights come next
+    if weights == "last":
+        last = ckpt.latest_checkpoint(rd / "checkpoints")
+        if last is None:
+            raise UserError(f"Run {rd} has no checkpoint.")
+        state, src = ckpt.load_checkpoint(last)[0], last
+    else:
+        src = rd / ("model.safetensors" if weights == "final" else "checkpoints/best.safetensors")
+        if not src.is_file():
+            raise UserError(f"Run {rd} has no {src.name}; it may not have finished (try --weights last).")
+        state = ckpt.load_weights_file(src)
+    ckpt.load_into(trainer.model, state, src)
+    trainer.model.eval()
+    return trainer

@@ -19,7 +19,7 @@ from safetensors.torch import save_file
 from archzoo.errors import UserError
 
 
-def _sample_kwargs(
+def sample_kwargs(
     model: Any,
     n: int,
     label: int | None,
@@ -93,7 +93,7 @@ def sample_run(
     value_range = getattr(model, "data_range", None)
     with torch.no_grad():
         if hasattr(model, "sample"):
-            x = model.sample(n, **_sample_kwargs(model, n, label, steps, guidance, seed, method)).float().cpu()
+            x = model.sample(n, **sample_kwargs(model, n, label, steps, guidance, seed, method)).float().cpu()
             save_file({"samples": x.contiguous()}, str(out / "samples.safetensors"))
             written.append(out / "samples.safetensors")
             if x.dim() == 4:

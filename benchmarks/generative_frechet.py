@@ -1,0 +1,208 @@
+"""Fréchet distance of generative models in archzoo's own Fashion-MNIST classifier feature space.
+
+For each model (VAE, DCGAN, cGAN, WGAN-GP, DDPM) the benchmark trains its recipe
+(or takes a finished run given with ``--run NAME=RUN``), draws ``--n`` samples
+(10,000 by default) and computes the Fréchet distance between Gaussians fitted
+to the penultimate-layer features of a fashion-cnn classifier on those samples
+and on the 10,000 test images (``archzoo.scoring``). Conditional models (cGAN,
+class-conditional DDPM) draw 1,000 samples per class and also report the
+classifier's accuracy on them (target ≥ 90%). The classifier is the run given
+with ``--classifier``; if that directory holds no finished run, the benchmark
+trains the fashion-cnn recipe there first.
+
+As a floor, the distance between 10,000 real training images and the test set
+is reported too. The expected ordering (issue 4) is DDPM < GANs < VAE; the JSON
+says whether the measured one agrees, for the models measured so far. The
+distances are not Inception FIDs: compare them with each other only.
+
+Each model writes ``results/generative-frechet-<name>.json``; the summary
+``results/generative-frechet.json`` is rewritten from all of them after every
+invocation, so models can be measured in separate (or parallel) invocations.
+
+Usage::
+
+    python benchmarks/generative_frechet.py [--models vae,dcgan] [--epochs dcgan=3] \
+        [--set ddpm=model.args.base_channels=32] [--run vae=RUN] [--n 10000] [--classifier RUN]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import RESULTS, write_result  # noqa: E402
+from archzoo.config import load_config  # noqa: E402
+from archzoo.engine.trainer import Trainer, load_run  # noqa: E402
+from archzoo.scoring import ClassifierFeatures, frechet_distance, gaussian_stats, real_images, score_run  # noqa: E402
+
+# name: (recipe, sampling arguments)
+MODELS = {
+    "vae": ("fashion-vae", {}),
+    "dcgan": ("fashion-dcgan", {}),
+    "cgan": ("fashion-cgan", {}),
+    "wgan_gp": ("fashion-wgan-gp", {}),
+    "ddpm": ("fashion-ddpm", {"steps": 50, "guidance": 1.0, "method": "ddim"}),
+}
+GANS = ("dcgan", "wgan_gp")
+
+
+def _pairs(items: list[str], what: str) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or name not in MODELS:
+            raise SystemExit(f"{what} takes NAME=VALUE with NAME one of {', '.join(MODELS)}; got '{item}'.")
+        out.setdefault(name, []).append(value)
+    return out
+
+
+def _finished(run: Path) -> bool:
+    return (run / "config.yaml").is_file() and (run / "model.safetensors").is_file()
+
+
+def classifier_run(path: Path, data_dir: str | None) -> Trainer:
+    if not _finished(path):
+        print(f"training the fashion-cnn classifier into {path}", flush=True)
+        cfg = load_config("fashion-cnn", None, ["log.progress=lines"])
+        Trainer(cfg, run_dir=path, data_dir=data_dir).fit()
+    return load_run(path, data_dir)
+
+
+def train_or_load(
+    name: str, overrides: list[str], run: str | None, data_dir: str | None
+) -> tuple[Trainer, float | None]:
+    if run:
+        return load_run(run, data_dir), None
+    recipe = MODELS[name][0]
+    cfg = load_config(recipe, None, ["log.progress=lines", "log.dir=runs/benchmarks/frechet", *overrides])
+    t0 = time.perf_counter()
+    tr = Trainer(cfg, data_dir=data_dir)
+    tr.fit()
+    return load_run(tr.run_dir, data_dir), time.perf_counter() - t0
+
+
+def summarize() -> None:
+    """Rewrite the summary from every per-model result file."""
+    rows = {}
+    for f in sorted(RESULTS.glob("generative-frechet-*.json")):
+        r = json.loads(f.read_text())
+        rows[r["name"]] = r
+    if not rows:
+        return
+    fd = {k: v["frechet"] for k, v in rows.items() if k in MODELS}
+    ordering = None
+    if all(k in fd for k in ("vae", "ddpm", *GANS)):
+        ordering = fd["ddpm"] < min(fd[g] for g in GANS) and max(fd[g] for g in GANS) < fd["vae"]
+    cond = {k: v["class_accuracy"] for k, v in rows.items() if v.get("class_accuracy") is not None}
+    cond_ok = None
+    if all(k in cond for k in ("cgan", "ddpm")):
+        cond_ok = all(cond[k] >= 0.9 for k in ("cgan", "ddpm"))
+    measured = ", ".join(f"{k} {v:.2f}" for k, v in sorted(fd.items(), key=lambda kv: kv[1]))
+    acc = ", ".join(f"{k} {100 * v:.1f}%" for k, v in cond.items())
+    missing = [k for k in MODELS if k not in rows]
+    write_result(
+        "generative-frechet",
+        {
+            "summary": (
+                f"Fréchet distance in fashion-cnn feature space, lowest first: {measured}"
+                + (f"; real train vs test {rows['real']['frechet']:.2f}" if "real" in rows else "")
+                + (f"; conditional samples classified correctly: {acc}" if acc else "")
+                + (f"; not measured: {', '.join(missing)}" if missing else "")
+            ),
+            "value": f"ordering as expected: {_word(ordering)}; conditional ≥ 90%: {_word(cond_ok)}",
+            "target": "DDPM < GANs < VAE; cGAN and conditional DDPM ≥ 90%",
+            "frechet": fd,
+            "class_accuracy": cond,
+            "ordering_as_expected": ordering,
+            "conditional_meets_target": cond_ok,
+            "meets_target": None if ordering is None or cond_ok is None else bool(ordering and cond_ok),
+            "not_measured": missing,
+        },
+    )
+
+
+def _word(v: bool | None) -> str:
+    return {True: "yes", False: "no", None: "not all measured"}[v]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data-dir")
+    p.add_argument("--models", default=",".join(MODELS), help=f"comma-separated subset of {', '.join(MODELS)}")
+    p.add_argument("--classifier", default="runs/benchmarks/frechet/classifier", help="fashion-cnn run directory")
+    p.add_argument("--n", type=int, default=10_000, help="samples per model (default 10000)")
+    p.add_argument("--epochs", action="append", default=[], help="NAME=EPOCHS, e.g. dcgan=3")
+    p.add_argument("--set", action="append", default=[], help="NAME=OVERRIDE, e.g. ddpm=model.args.base_channels=32")
+    p.add_argument("--run", action="append", default=[], help="NAME=RUN: score a finished run instead of training")
+    p.add_argument("--real", action="store_true", help="also measure the real-train-vs-test floor")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    a = p.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    names = [m for m in a.models.split(",") if m]
+    if unknown := [m for m in names if m not in MODELS]:
+        raise SystemExit(f"Unknown model(s) {', '.join(unknown)}; choose from {', '.join(MODELS)}.")
+    epochs, sets, runs = _pairs(a.epochs, "--epochs"), _pairs(a.set, "--set"), _pairs(a.run, "--run")
+    clf = classifier_run(Path(a.classifier), a.data_dir)
+
+    if a.real:
+        feats = ClassifierFeatures(clf)
+        x_test, y_test = real_images(clf)
+        x_train, _ = real_images(clf, "train", n=len(x_test))
+        f_test, logits = feats(x_test)
+        d = frechet_distance(*gaussian_stats(f_test), *gaussian_stats(feats(x_train)[0]))
+        clf_acc = float((logits.argmax(1) == y_test).float().mean())
+        write_result(
+            "generative-frechet-real",
+            {
+                "name": "real",
+                "summary": f"Fréchet floor: {len(x_train):,} real training images vs the {len(x_test):,} test images",
+                "value": f"{d:.2f}",
+                "frechet": d,
+                "classifier": str(clf.run_dir),
+                "classifier_test_acc": clf_acc,
+            },
+        )
+
+    for name in names:
+        recipe, sampling = MODELS[name]
+        overrides = [*(f"train.epochs={e}" for e in epochs.get(name, [])), *sets.get(name, [])]
+        if a.threads:
+            overrides.append(f"train.threads={a.threads}")
+        run, train_seconds = train_or_load(name, overrides, (runs.get(name) or [None])[-1], a.data_dir)
+        res = score_run(run, clf, n=a.n, **sampling)
+        cfg = run.cfg
+        params = sum(q.numel() for q in run.model.parameters())
+        acc = res.get("class_accuracy")
+        write_result(
+            f"generative-frechet-{name}",
+            {
+                "name": name,
+                "recipe": recipe,
+                "summary": (
+                    f"{recipe} ({cfg.model.name}, {params:,} params, {cfg.train.epochs} epochs): Fréchet distance of "
+                    f"{res['n_generated']:,} samples to {res['n_real']:,} test images in fashion-cnn features"
+                    + (f"; class accuracy {100 * acc:.1f}% (target ≥ 90%)" if acc is not None else "")
+                ),
+                "value": f"{res['frechet']:.2f}",
+                "target": "≥ 90% class accuracy" if acc is not None else "–",
+                "meets_target": (acc >= 0.9) if acc is not None else None,
+                "epochs": cfg.train.epochs,
+                "overrides": overrides,
+                "parameters": params,
+                "train_seconds": round(train_seconds, 1) if train_seconds is not None else None,
+                **res,
+            },
+        )
+        print(json.dumps(res), flush=True)
+    summarize()
+
+
+if __name__ == "__main__":
+    main()
