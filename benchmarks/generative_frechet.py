@@ -47,7 +47,7 @@ MODELS = {
     "dcgan": ("fashion-dcgan", {}),
     "cgan": ("fashion-cgan", {}),
     "wgan_gp": ("fashion-wgan-gp", {}),
-    "ddpm": ("fashion-ddpm", {"steps": 50, "guidance": 1.0, "method": "ddim"}),
+    "ddpm": ("fashion-ddpm", {"steps": 25, "guidance": 2.0, "method": "ddim"}),
 }
 GANS = ("dcgan", "wgan_gp")
 
@@ -78,7 +78,9 @@ def train_or_load(
     name: str, overrides: list[str], run: str | None, data_dir: str | None
 ) -> tuple[Trainer, float | None]:
     if run:
-        return load_run(run, data_dir), None
+        done = Path(run) / "results.json"  # written by the engine when the run finished
+        seconds = json.loads(done.read_text()).get("train_seconds") if done.is_file() else None
+        return load_run(run, data_dir), seconds
     recipe = MODELS[name][0]
     cfg = load_config(recipe, None, ["log.progress=lines", "log.dir=runs/benchmarks/frechet", *overrides])
     t0 = time.perf_counter()
@@ -95,7 +97,14 @@ def summarize() -> None:
         rows[r["name"]] = r
     if not rows:
         return
-    fd = {k: v["frechet"] for k, v in rows.items() if k in MODELS}
+    # Fréchet distances are comparable at equal sample counts only: compare at the smallest count scored.
+    models = {k: v for k, v in rows.items() if k in MODELS}
+    common = min((v["n_generated"] for v in models.values()), default=0)
+    fd = {
+        k: v["frechet"] if v["n_generated"] == common else v.get("frechet_at", {}).get(str(common))
+        for k, v in models.items()
+    }
+    fd = {k: d for k, d in fd.items() if d is not None}
     ordering = None
     if all(k in fd for k in ("vae", "ddpm", *GANS)):
         ordering = fd["ddpm"] < min(fd[g] for g in GANS) and max(fd[g] for g in GANS) < fd["vae"]
@@ -110,7 +119,7 @@ def summarize() -> None:
         "generative-frechet",
         {
             "summary": (
-                f"Fréchet distance in fashion-cnn feature space, lowest first: {measured}"
+                f"Fréchet distance in fashion-cnn feature space ({common:,} samples each vs the test set), lowest first: {measured}"
                 + (f"; real train vs test {rows['real']['frechet']:.2f}" if "real" in rows else "")
                 + (f"; conditional samples classified correctly: {acc}" if acc else "")
                 + (f"; not measured: {', '.join(missing)}" if missing else "")
@@ -118,6 +127,7 @@ def summarize() -> None:
             "value": f"ordering as expected: {_word(ordering)}; conditional ≥ 90%: {_word(cond_ok)}",
             "target": "DDPM < GANs < VAE; cGAN and conditional DDPM ≥ 90%",
             "frechet": fd,
+            "compared_at_samples": common,
             "class_accuracy": cond,
             "ordering_as_expected": ordering,
             "conditional_meets_target": cond_ok,
@@ -137,6 +147,8 @@ def main() -> None:
     p.add_argument("--models", default=",".join(MODELS), help=f"comma-separated subset of {', '.join(MODELS)}")
     p.add_argument("--classifier", default="runs/benchmarks/frechet/classifier", help="fashion-cnn run directory")
     p.add_argument("--n", type=int, default=10_000, help="samples per model (default 10000)")
+    p.add_argument("--n-for", action="append", default=[], help="NAME=N: a smaller sample count for one model")
+    p.add_argument("--also-at", type=int, default=2000, help="also report the distance of the first K samples")
     p.add_argument("--epochs", action="append", default=[], help="NAME=EPOCHS, e.g. dcgan=3")
     p.add_argument("--set", action="append", default=[], help="NAME=OVERRIDE, e.g. ddpm=model.args.base_channels=32")
     p.add_argument("--run", action="append", default=[], help="NAME=RUN: score a finished run instead of training")
@@ -149,6 +161,7 @@ def main() -> None:
     if unknown := [m for m in names if m not in MODELS]:
         raise SystemExit(f"Unknown model(s) {', '.join(unknown)}; choose from {', '.join(MODELS)}.")
     epochs, sets, runs = _pairs(a.epochs, "--epochs"), _pairs(a.set, "--set"), _pairs(a.run, "--run")
+    n_for = {k: int(v[-1]) for k, v in _pairs(a.n_for, "--n-for").items()}
     clf = classifier_run(Path(a.classifier), a.data_dir)
 
     if a.real:
@@ -176,7 +189,7 @@ def main() -> None:
         if a.threads:
             overrides.append(f"train.threads={a.threads}")
         run, train_seconds = train_or_load(name, overrides, (runs.get(name) or [None])[-1], a.data_dir)
-        res = score_run(run, clf, n=a.n, **sampling)
+        res = score_run(run, clf, n=n_for.get(name, a.n), also_at=(a.also_at,), **sampling)
         cfg = run.cfg
         params = sum(q.numel() for q in run.model.parameters())
         acc = res.get("class_accuracy")

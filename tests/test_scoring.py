@@ -118,7 +118,16 @@ def test_score_vae_run(vae_run: Path, classifier) -> None:
     assert out["n_generated"] == 300 and out["n_real"] == len(real_images(classifier)[0])
     assert np.isfinite(out["frechet"]) and out["frechet"] > 0
     assert "class_accuracy" not in out  # an unconditional model has no classes to check
+    assert "frechet_at" not in out
     assert out["classifier_test_acc"] > 0.8
+
+
+def test_frechet_at_smaller_counts_uses_the_first_samples(vae_run: Path, classifier) -> None:
+    run = load_run(vae_run)
+    full = score_run(run, classifier, n=300, batch_size=100, also_at=(100, 300, 1000))
+    assert set(full["frechet_at"]) == {"100"}  # only counts below n
+    small = score_run(run, classifier, n=100, batch_size=100)
+    assert full["frechet_at"]["100"] == pytest.approx(small["frechet"], rel=1e-9)
 
 
 def test_generate_draws_the_same_samples_for_the_same_seed(vae_run: Path) -> None:

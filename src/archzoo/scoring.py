@@ -20,6 +20,7 @@ class is reported as well (conditional samples that look like their class).
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -181,12 +182,21 @@ def score_samples(
     samples: Tensor,
     value_range: tuple[float, float],
     labels: Tensor | None = None,
+    also_at: Sequence[int] = (),
 ) -> dict[str, Any]:
-    """Fréchet distance of ``samples`` to ``real_stats``; with ``labels``, the classifier's accuracy on them."""
+    """Fréchet distance of ``samples`` to ``real_stats``; with ``labels``, the classifier's accuracy on them.
+
+    The distance is biased upward for small sample counts, so figures are comparable at equal counts
+    only; ``also_at`` adds the distance of the first ``k`` samples for each smaller ``k``
+    (``frechet_at``), to compare with a model that was scored on fewer samples.
+    """
     f, logits = features(samples, value_range)
     if not torch.isfinite(f).all():
         raise UserError("The samples give non-finite classifier features; the generator has diverged.")
     out: dict[str, Any] = {"frechet": frechet_distance(*real_stats, *gaussian_stats(f)), "n_generated": len(samples)}
+    at = sorted({int(k) for k in also_at if 2 <= int(k) < len(samples)})
+    if at:
+        out["frechet_at"] = {str(k): frechet_distance(*real_stats, *gaussian_stats(f[:k])) for k in at}
     if labels is not None:
         out["class_accuracy"] = float((logits.argmax(1) == labels.cpu()).float().mean())
     return out
@@ -201,6 +211,7 @@ def score_run(
     guidance: float | None = None,
     method: str | None = None,
     seed: int = 0,
+    also_at: Sequence[int] = (),
 ) -> dict[str, Any]:
     """Fréchet distance (and class accuracy when conditional) of ``n`` samples of a loaded generative run.
 
@@ -210,7 +221,7 @@ def score_run(
 
     feats = ClassifierFeatures(classifier, batch_size)
     model = unwrap(run.model).eval()
-    x_real, _ = real_images(classifier)
+    x_real, y_real = real_images(classifier)
     real_f, real_logits = feats(x_real)
     real_stats = gaussian_stats(real_f)
     labels = None
@@ -222,8 +233,7 @@ def score_run(
     t0 = time.perf_counter()
     samples = generate(model, n, batch_size, labels, seed, steps, guidance, method)
     seconds = time.perf_counter() - t0
-    out = score_samples(feats, real_stats, samples, model.data_range, labels)
-    _, y_real = real_images(classifier)
+    out = score_samples(feats, real_stats, samples, model.data_range, labels, also_at)
     return {
         "run": str(run.run_dir),
         "model": run.cfg.model.name,
