@@ -120,7 +120,7 @@ def summarize() -> None:
         {
             "summary": (
                 f"Fréchet distance in fashion-cnn feature space ({common:,} samples each vs the test set), lowest first: {measured}"
-                + (f"; real train vs test {rows['real']['frechet']:.2f}" if "real" in rows else "")
+                + (f"; real train vs test {rows['real']['frechet']:.3f}" if "real" in rows else "")
                 + (f"; conditional samples classified correctly: {acc}" if acc else "")
                 + (f"; not measured: {', '.join(missing)}" if missing else "")
             ),
@@ -176,7 +176,7 @@ def main() -> None:
             {
                 "name": "real",
                 "summary": f"Fréchet floor: {len(x_train):,} real training images vs the {len(x_test):,} test images",
-                "value": f"{d:.2f}",
+                "value": f"{d:.3f}",
                 "frechet": d,
                 "classifier": str(clf.run_dir),
                 "classifier_test_acc": clf_acc,
