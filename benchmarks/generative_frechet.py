@@ -75,12 +75,12 @@ def classifier_run(path: Path, data_dir: str | None) -> Trainer:
 
 
 def train_or_load(
-    name: str, overrides: list[str], run: str | None, data_dir: str | None
+    name: str, overrides: list[str], run: str | None, data_dir: str | None, weights: str = "final"
 ) -> tuple[Trainer, float | None]:
     if run:
         done = Path(run) / "results.json"  # written by the engine when the run finished
         seconds = json.loads(done.read_text()).get("train_seconds") if done.is_file() else None
-        return load_run(run, data_dir), seconds
+        return load_run(run, data_dir, weights), seconds
     recipe = MODELS[name][0]
     cfg = load_config(recipe, None, ["log.progress=lines", "log.dir=runs/benchmarks/frechet", *overrides])
     t0 = time.perf_counter()
@@ -152,6 +152,9 @@ def main() -> None:
     p.add_argument("--epochs", action="append", default=[], help="NAME=EPOCHS, e.g. dcgan=3")
     p.add_argument("--set", action="append", default=[], help="NAME=OVERRIDE, e.g. ddpm=model.args.base_channels=32")
     p.add_argument("--run", action="append", default=[], help="NAME=RUN: score a finished run instead of training")
+    p.add_argument(
+        "--weights", choices=["final", "last"], default="final", help="weights of --run runs (last: last checkpoint)"
+    )
     p.add_argument("--real", action="store_true", help="also measure the real-train-vs-test floor")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     a = p.parse_args()
@@ -188,7 +191,7 @@ def main() -> None:
         overrides = [*(f"train.epochs={e}" for e in epochs.get(name, [])), *sets.get(name, [])]
         if a.threads:
             overrides.append(f"train.threads={a.threads}")
-        run, train_seconds = train_or_load(name, overrides, (runs.get(name) or [None])[-1], a.data_dir)
+        run, train_seconds = train_or_load(name, overrides, (runs.get(name) or [None])[-1], a.data_dir, a.weights)
         res = score_run(run, clf, n=n_for.get(name, a.n), also_at=(a.also_at,), **sampling)
         cfg = run.cfg
         params = sum(q.numel() for q in run.model.parameters())
@@ -208,6 +211,7 @@ def main() -> None:
                 "meets_target": (acc >= 0.9) if acc is not None else None,
                 "epochs": cfg.train.epochs,
                 "overrides": overrides,
+                "weights": a.weights if name in runs else "final",
                 "parameters": params,
                 "train_seconds": round(train_seconds, 1) if train_seconds is not None else None,
                 **res,

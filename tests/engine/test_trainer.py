@@ -122,3 +122,33 @@ def test_resume_of_a_finished_run_without_checkpoint_is_an_error(tmp_path: Path)
     cfg = load_config("digits-mlp", None, FAST)
     with pytest.raises(UserError, match="no checkpoint"):
         Trainer(cfg, run_dir=tmp_path / "empty", resume=True).fit()
+
+
+DIGITS_GAN = ["data.name=digits", "data.args={}", "model.name=cgan", "model.args.arch=mlp", "train.epochs=3"]
+
+
+def test_a_task_without_monitor_keeps_the_last_weights(tmp_path: Path) -> None:
+    """GAN tasks monitor nothing: the saved model is the last epoch's, with no best checkpoint."""
+    tr, res = train(tmp_path, "fashion-dcgan", *DIGITS_GAN)
+    run = tr.run_dir
+    assert not (run / "checkpoints" / "best.safetensors").exists()
+    last_weights, _ = ckpt.load_checkpoint(ckpt.latest_checkpoint(run / "checkpoints"))
+    final = ckpt.load_weights_file(run / "model.safetensors")
+    assert final.keys() == last_weights.keys()
+    assert all(torch.equal(final[k], last_weights[k]) for k in final)
+    summary = json.loads((run / "results.json").read_text())
+    assert summary["monitor"] is None and summary["best_epoch"] == 3 == res["best_epoch"]
+
+
+def test_monitor_can_be_chosen_for_a_gan(tmp_path: Path) -> None:
+    tr, _ = train(tmp_path, "fashion-dcgan", *DIGITS_GAN, "train.monitor=val/mmd")
+    assert (tr.run_dir / "checkpoints" / "best.safetensors").is_file()
+    assert json.loads((tr.run_dir / "results.json").read_text())["monitor"] == "val/mmd"
+
+
+@pytest.mark.parametrize("extra", ["train.early_stopping=2", "optim.scheduler=plateau"])
+def test_early_stopping_without_a_monitor_is_one_sentence(tmp_path: Path, extra: str) -> None:
+    from archzoo.errors import UserError
+
+    with pytest.raises(UserError, match="needs a monitored metric.*set train.monitor"):
+        train(tmp_path, "fashion-dcgan", *DIGITS_GAN, extra)

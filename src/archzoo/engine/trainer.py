@@ -261,6 +261,11 @@ class Trainer:
             self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-arg]
         self.task = build_task(cfg)
         self.task.setup(self.model, self.info, self.device)
+        if self.task.monitor is None and (t.early_stopping or cfg.optim.scheduler == "plateau"):
+            what = "train.early_stopping" if t.early_stopping else "optim.scheduler=plateau"
+            raise UserError(
+                f"{what} needs a monitored metric, and task '{cfg.task.name}' keeps its last weights; set train.monitor."
+            )
         self._check_fits()
 
         world = self.dist.world
@@ -534,14 +539,17 @@ class Trainer:
         metrics.update(self.evaluate("val"))
         self.train_sums, self.train_count = {}, 0
         monitor = self.task.monitor
-        if monitor not in metrics:
+        if monitor is not None and monitor not in metrics:
             raise UserError(f"train.monitor '{monitor}' is not among the metrics: {', '.join(sorted(metrics))}.")
-        value = metrics[monitor]
-        improved = self.best is None or (
-            value < self.best - t.min_delta if self.task.mode == "min" else value > self.best + t.min_delta
+        value = metrics[monitor] if monitor is not None else None
+        improved = value is not None and (
+            self.best is None
+            or (value < self.best - t.min_delta if self.task.mode == "min" else value > self.best + t.min_delta)
         )
         note = ""
-        if improved:
+        if value is None:
+            pass  # no monitored metric: the last weights are kept
+        elif improved:
             self.best, self.best_epoch, self.bad_epochs = value, self.epoch, 0
             note = "  *"
             if self.dist.is_main:
@@ -556,7 +564,7 @@ class Trainer:
         for s in self.ctx.slots.values():
             if s.scheduler is not None and s.scheduler_interval == "epoch":
                 s.scheduler.step()
-            elif s.scheduler is not None and s.scheduler_interval == "plateau":
+            elif s.scheduler is not None and s.scheduler_interval == "plateau" and value is not None:
                 s.scheduler.step(value if self.task.mode == "min" else -value)
         self.progress.end_epoch(self.epoch, t.epochs, metrics, note)
         if log is not None:
@@ -588,7 +596,8 @@ class Trainer:
         results.update(self.evaluate("val"))
         if self.data.test is not None:
             results.update(self.evaluate("test"))
-        results["best_epoch"] = self.best_epoch + 1
+        # The epoch whose weights are kept: the best one, or the last when nothing is monitored.
+        results["best_epoch"] = self.best_epoch + 1 if self.task.monitor is not None else self.epoch
         if main:
             ckpt.save_weights(self.model, self.run_dir / "model.safetensors")
             if log is not None:
@@ -605,7 +614,7 @@ class Trainer:
                 "run_dir": str(self.run_dir),
                 "epochs_run": self.epoch,
                 "stopped_early": self.stopped_early,
-                "best_epoch": self.best_epoch + 1,
+                "best_epoch": results["best_epoch"],
                 "monitor": self.task.monitor,
                 "train_seconds": round(self.elapsed, 2),
                 "precision": self.precision,

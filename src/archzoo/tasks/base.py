@@ -45,11 +45,12 @@ class Task(ABC):
     """Base class of all tasks.
 
     Attributes:
-        monitor: the metric that selects the best checkpoint and drives early stopping.
+        monitor: the metric that selects the best checkpoint and drives early stopping; None keeps
+            the last weights (for objectives whose validation figures do not rank checkpoints).
         mode: ``"min"`` or ``"max"`` for ``monitor``.
     """
 
-    monitor: str = "val/loss"
+    monitor: str | None = "val/loss"
     mode: str = "min"
 
     def setup(self, model: nn.Module, info: dict[str, Any], device: torch.device) -> None:  # noqa: B027 - an optional hook
