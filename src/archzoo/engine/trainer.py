@@ -590,7 +590,7 @@ class Trainer:
         main = self.dist.is_main
         best_file = self.ckpt_dir / "best.safetensors"
         barrier(self.dist)
-        if best_file.is_file():
+        if self.task.monitor is not None and best_file.is_file():
             ckpt.load_into(self.model, ckpt.load_weights_file(best_file), best_file)
         results: dict[str, float] = {}
         results.update(self.evaluate("val"))
