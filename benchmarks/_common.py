@@ -46,7 +46,8 @@ def machine() -> dict[str, Any]:
 
 
 def describe(m: dict[str, Any]) -> str:
-    where = m.get("gpu") or f"{m.get('cpu', 'CPU')}, {m.get('torch_threads')} threads"
+    threads = m.get("torch_threads")
+    where = m.get("gpu") or f"{m.get('cpu', 'CPU')}, {threads} thread{'' if threads == 1 else 's'}"
     if "load_average_1min" in m:
         where += f", load {m['load_average_1min']}"
     return where

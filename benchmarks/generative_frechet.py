@@ -31,7 +31,9 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -59,6 +61,21 @@ def _pairs(items: list[str], what: str) -> dict[str, list[str]]:
         if not sep or name not in MODELS:
             raise SystemExit(f"{what} takes NAME=VALUE with NAME one of {', '.join(MODELS)}; got '{item}'.")
         out.setdefault(name, []).append(value)
+    return out
+
+
+def recipe_changes(recipe: str, cfg: Any) -> list[str]:
+    """The settings in which a run's config differs from its recipe, as ``key=value`` overrides."""
+    out: list[str] = []
+
+    def walk(a: Any, b: Any, key: str) -> None:
+        if isinstance(a, dict) and isinstance(b, dict):
+            for k in sorted(set(a) | set(b)):
+                walk(a.get(k), b.get(k), f"{key}.{k}" if key else k)
+        elif a != b and not key.startswith("log."):
+            out.append(f"{key}={json.dumps(b)}")
+
+    walk(asdict(load_config(recipe, None, [])), asdict(cfg), "")
     return out
 
 
@@ -210,7 +227,7 @@ def main() -> None:
                 "target": "≥ 90% class accuracy" if acc is not None else "–",
                 "meets_target": (acc >= 0.9) if acc is not None else None,
                 "epochs": cfg.train.epochs,
-                "overrides": overrides,
+                "overrides": recipe_changes(recipe, cfg) if name in runs else overrides,
                 "weights": a.weights if name in runs else "final",
                 "parameters": params,
                 "train_seconds": round(train_seconds, 1) if train_seconds is not None else None,
