@@ -211,6 +211,11 @@ def main() -> None:
         run, train_seconds = train_or_load(name, overrides, (runs.get(name) or [None])[-1], a.data_dir, a.weights)
         res = score_run(run, clf, n=n_for.get(name, a.n), also_at=(a.also_at,), **sampling)
         cfg = run.cfg
+        # --weights last may score a checkpoint from before the end of the run: report the epochs it holds.
+        trained: float = cfg.train.epochs
+        if name in runs and a.weights == "last":
+            nb = run.data.train.num_batches(cfg.data.batch_size)
+            trained = run.epoch if run.batch_in_epoch == 0 else round(run.epoch + run.batch_in_epoch / nb, 2)
         params = sum(q.numel() for q in run.model.parameters())
         acc = res.get("class_accuracy")
         write_result(
@@ -219,14 +224,14 @@ def main() -> None:
                 "name": name,
                 "recipe": recipe,
                 "summary": (
-                    f"{recipe} ({cfg.model.name}, {params:,} params, {cfg.train.epochs} epochs): Fréchet distance of "
+                    f"{recipe} ({cfg.model.name}, {params:,} params, {trained} epochs): Fréchet distance of "
                     f"{res['n_generated']:,} samples to {res['n_real']:,} test images in fashion-cnn features"
                     + (f"; class accuracy {100 * acc:.1f}% (target ≥ 90%)" if acc is not None else "")
                 ),
                 "value": f"{res['frechet']:.2f}",
                 "target": "≥ 90% class accuracy" if acc is not None else "–",
                 "meets_target": (acc >= 0.9) if acc is not None else None,
-                "epochs": cfg.train.epochs,
+                "epochs": trained,
                 "overrides": recipe_changes(recipe, cfg) if name in runs else overrides,
                 "weights": a.weights if name in runs else "final",
                 "parameters": params,

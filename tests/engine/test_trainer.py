@@ -11,7 +11,7 @@ import torch
 from archzoo.config import load_config
 from archzoo.engine import checkpoint as ckpt
 from archzoo.engine.loggers import read_metrics
-from archzoo.engine.trainer import Trainer
+from archzoo.engine.trainer import Trainer, load_run
 
 FAST = ["log.progress=none", "log.plots=false", "train.threads=1"]
 
@@ -152,3 +152,11 @@ def test_early_stopping_without_a_monitor_is_one_sentence(tmp_path: Path, extra:
 
     with pytest.raises(UserError, match="needs a monitored metric.*set train.monitor"):
         train(tmp_path, "fashion-dcgan", *DIGITS_GAN, extra)
+
+
+def test_load_run_last_weights_say_how_far_they_were_trained(tmp_path: Path) -> None:
+    tr, _ = train(tmp_path, "digits-mlp", "train.epochs=3", "train.checkpoint_every=5")
+    run = load_run(tr.run_dir, weights="last")
+    assert (run.epoch, run.batch_in_epoch) == (3, 0)
+    last = ckpt.load_checkpoint(ckpt.latest_checkpoint(tr.run_dir / "checkpoints"))[0]
+    assert all(torch.equal(p, last[k]) for k, p in run.model.state_dict().items() if k in last)

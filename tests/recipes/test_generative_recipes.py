@@ -32,6 +32,8 @@ STEPS = [
         ("fashion-cgan", []),
         ("fashion-wgan-gp", []),
         ("fashion-ae-anomaly", []),
+        ("fashion-vqvae", []),
+        ("fashion-realnvp", []),
         # A small U-Net and a short schedule keep the per-epoch sample grid cheap.
         ("fashion-ddpm", ["model.args.base_channels=8", "model.args.timesteps=20"]),
     ],

@@ -11,6 +11,7 @@ from PIL import Image
 
 from archzoo.models.autoencoder import MLPAutoencoder
 from archzoo.models.vae import MLPVAE
+from archzoo.models.vqvae import VQVAE
 from archzoo.viz.grid import (
     save_image_grid,
     save_interpolation_grid,
@@ -66,6 +67,20 @@ def test_reconstructions_and_interpolations(tmp_path: Path) -> None:
     inter = save_interpolation_grid(vae, x[:2], x[1:], steps=5, path=tmp_path / "int.png")
     assert _png_size(inter) == (5 * 6 + 2, 2 * 6 + 2)  # one row per pair, 5 steps
     assert ae.training and vae.training  # modes are restored
+
+
+def test_vqvae_interpolation_mixes_encoder_outputs_and_quantises(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    vq = VQVAE(1, 8, hidden=8, res_hidden=4, num_res_blocks=1, num_codes=16, code_dim=4).eval()
+    x = torch.rand(2, 1, 8, 8)
+    path = save_interpolation_grid(vq, x[:1], x[1:], steps=4, path=tmp_path / "vq.png")
+    assert _png_size(path) == (4 * 10 + 2, 1 * 10 + 2)  # one pair, 4 steps of 8x8 tiles
+    with Image.open(path) as img:
+        grid = torch.from_numpy(np.asarray(img).astype(np.float32) / 255.0)
+    # The end columns are the reconstructions of the two inputs (8-bit PNG precision).
+    rec = vq.reconstruct(x)[:, 0]
+    assert torch.allclose(grid[2:10, 2:10], rec[0], atol=1 / 255 + 1e-6)
+    assert torch.allclose(grid[2:10, 32:40], rec[1], atol=1 / 255 + 1e-6)
 
 
 def test_scatter_plots_decode(tmp_path: Path) -> None:

@@ -644,7 +644,10 @@ def load_run(run: str | Path, data_dir: str | None = None, weights: str = "final
         last = ckpt.latest_checkpoint(rd / "checkpoints")
         if last is None:
             raise UserError(f"Run {rd} has no checkpoint.")
-        state, src = ckpt.load_checkpoint(last)[0], last
+        state, loop = ckpt.load_checkpoint(last)
+        src = last
+        # Say how far these weights were trained: the checkpoint may be older than cfg.train.epochs.
+        trainer.epoch, trainer.batch_in_epoch = int(loop.get("epoch", 0)), int(loop.get("batch_in_epoch", 0))
     else:
         src = rd / ("model.safetensors" if weights == "final" else "checkpoints/best.safetensors")
         if not src.is_file():

@@ -234,6 +234,10 @@ class VQVAE(nn.Module):
         """Image from code indices ``(B, H', W')``."""
         return self.out_act(self.decoder(self.quantizer.codes(indices)))
 
+    def decode_features(self, z_e: Tensor) -> Tensor:
+        """Image from continuous encoder outputs ``(B, D, H', W')``, each position snapped to its nearest code."""
+        return self.out_act(self.decoder(self.quantizer(z_e).z_q))
+
     def reconstruct(self, x: Tensor) -> Tensor:
         return self.out_act(self.decoder(self.quantizer(self.encoder(x)).z_q))
 

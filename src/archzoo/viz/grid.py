@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -110,19 +111,24 @@ def save_interpolation_grid(model: nn.Module, x_a: Tensor, x_b: Tensor, steps: i
     """Decode the straight line between the latents of ``x_a`` and ``x_b``: one row per pair, ``steps`` columns.
 
     :math:`z_\\lambda = (1 - \\lambda) z_a + \\lambda z_b` for ``steps`` values of :math:`\\lambda` in [0, 1];
-    works for autoencoders (``encode -> z``) and VAEs (``encode -> (mu, logvar)``, the mean is used).
+    works for autoencoders (``encode -> z``), VAEs (``encode -> (mu, logvar)``, the mean is used) and
+    VQ-VAEs (the continuous encoder outputs are mixed and every mix is quantised before decoding).
     """
     model = unwrap(model)
     if x_a.dim() == 3:
         x_a, x_b = x_a[None], x_b[None]
+    if hasattr(model, "decode_features"):  # discrete codes cannot be mixed; their continuous sources can
+        encode, decode = model.forward_features, model.decode_features
+    else:
+        encode, decode = partial(_latent, model), model.decode
     was = model.training
     model.eval()
     try:
         dev = next(model.parameters()).device
-        za, zb = _latent(model, x_a.to(dev)), _latent(model, x_b.to(dev))  # (N, d)
-        lam = torch.linspace(0.0, 1.0, steps, device=dev)[None, :, None]  # (1, S, 1)
-        z = (1 - lam) * za[:, None] + lam * zb[:, None]  # (N, S, d)
-        imgs = model.decode(z.flatten(0, 1))  # (N*S, C, H, W), row-major per pair
+        za, zb = encode(x_a.to(dev)), encode(x_b.to(dev))  # (N, *latent)
+        lam = torch.linspace(0.0, 1.0, steps, device=dev).view(1, steps, *[1] * (za.dim() - 1))
+        z = (1 - lam) * za[:, None] + lam * zb[:, None]  # (N, S, *latent)
+        imgs = decode(z.flatten(0, 1))  # (N*S, C, H, W), row-major per pair
     finally:
         model.train(was)
     return save_image_grid(imgs, path, nrow=steps, value_range=_model_range(model))
