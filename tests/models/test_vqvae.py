@@ -90,3 +90,32 @@ def test_vqvae_shapes_and_sample() -> None:
     assert s.shape == (3, 1, 28, 28) and 0.0 <= float(s.min()) and float(s.max()) <= 1.0
     ema = create_model("vqvae", hidden=16, num_codes=16, code_dim=8, ema=True)
     assert not any(p is ema.quantizer.codebook for p in ema.parameters())  # a buffer, not trained by gradients
+
+
+def test_dead_codes_restart_at_encoder_outputs() -> None:
+    # Every encoder output sits near (5, -5): only code (1, 0) is ever chosen, the others are dead.
+    torch.manual_seed(0)
+    z_e = (torch.tensor([5.0, -5.0]) + 0.1 * torch.randn(64, 2)).t().reshape(1, 2, 1, -1)
+    plain = _quantizer(ema=True, decay=0.5)
+    plain.train()
+    for _ in range(5):
+        plain(z_e)
+    assert plain(z_e).indices.unique().numel() == 1  # collapse: one code in use
+    q = VectorQuantizer(num_codes=3, code_dim=2, ema=True, decay=0.5, eps=1e-8, restart_threshold=1.0)
+    q.load_state_dict(_quantizer(ema=True).state_dict())
+    q.train()
+    q(z_e)
+    # The two unused codes were moved onto encoder outputs of the batch ...
+    flat = z_e.reshape(2, -1).t()
+    for code in q.codebook[[0, 2]]:
+        assert (flat - code).norm(dim=1).min() < 1e-5
+    # ... so the codebook is used again.
+    assert q(z_e).indices.unique().numel() == 3
+
+
+def test_restarts_need_ema() -> None:
+    from archzoo.errors import UserError
+
+    with pytest.raises(UserError, match="restart_threshold"):
+        VectorQuantizer(num_codes=3, code_dim=2, ema=False, restart_threshold=1.0)
+    assert create_model("vqvae", ema=True, restart_threshold=1.0).quantizer.restart_threshold == 1.0

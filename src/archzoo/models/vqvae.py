@@ -31,6 +31,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from archzoo.errors import UserError
 from archzoo.layers import get_activation
 from archzoo.models.autoencoder import check_output, downsampled_hw, image_hw
 from archzoo.registry import register_model
@@ -60,23 +61,40 @@ class VectorQuantizer(nn.Module):
     :math:`\tilde N_j` is :math:`N_j` with Laplace smoothing. Under
     ``torch.distributed`` the counts and sums are summed over ranks first.
 
+    Codes that no encoder output comes near stop being updated and stay unused
+    (codebook collapse: a low usage perplexity). With ``restart_threshold`` > 0,
+    every code whose moving-average count :math:`N_j` falls below it is moved to
+    a randomly chosen encoder output of the current batch (the random restarts of
+    Dhariwal et al. 2020, *Jukebox*, https://arxiv.org/abs/2005.00341).
+
     Args:
         num_codes: codebook size :math:`K` (default 512).
         code_dim: code vector size :math:`D` (default 64).
         ema: update the codebook by moving averages instead of gradients (default False).
         decay: :math:`\gamma` of the moving averages (default 0.99).
         eps: Laplace smoothing of the counts (default 1e-5).
+        restart_threshold: restart codes whose :math:`N_j` is below this, in vectors per batch (EMA only;
+            default 0, off).
 
     Shapes:
         input :math:`(B, D, H, W)`; ``z_q`` :math:`(B, D, H, W)`, ``indices`` :math:`(B, H, W)`.
     """
 
     def __init__(
-        self, num_codes: int = 512, code_dim: int = 64, ema: bool = False, decay: float = 0.99, eps: float = 1e-5
+        self,
+        num_codes: int = 512,
+        code_dim: int = 64,
+        ema: bool = False,
+        decay: float = 0.99,
+        eps: float = 1e-5,
+        restart_threshold: float = 0.0,
     ) -> None:
         super().__init__()
+        if restart_threshold < 0 or (restart_threshold > 0 and not ema):
+            raise UserError("restart_threshold must be 0, or positive together with ema=true.")
         self.num_codes, self.code_dim = num_codes, code_dim
         self.ema, self.decay, self.eps = ema, decay, eps
+        self.restart_threshold = float(restart_threshold)
         init = torch.empty(num_codes, code_dim).uniform_(-1.0 / num_codes, 1.0 / num_codes)
         if ema:
             self.register_buffer("codebook", init)
@@ -125,6 +143,23 @@ class VectorQuantizer(nn.Module):
         n = self.ema_count.sum()
         smoothed = (self.ema_count + self.eps) / (n + self.num_codes * self.eps) * n  # Laplace-smoothed N_j
         self.codebook.copy_(self.ema_sum / smoothed[:, None])  # e_j = m_j / N_j
+        if self.restart_threshold > 0:
+            self._restart_dead(flat)
+
+    @torch.no_grad()
+    def _restart_dead(self, flat: Tensor) -> None:
+        dead = self.ema_count < self.restart_threshold  # equal on every rank: the counts were all-reduced
+        n = int(dead.sum())
+        if n == 0:
+            return
+        pick = torch.randint(0, flat.shape[0], (n,), device=flat.device)
+        new = flat[pick].float().contiguous()
+        if dist.is_available() and dist.is_initialized():
+            dist.broadcast(new, 0)  # every rank takes rank 0's choice, so the codebooks stay equal
+        self.codebook[dead] = new.to(self.codebook.dtype)
+        # A restarted code survives the next update only if at least restart_threshold vectors choose it.
+        self.ema_count[dead] = self.restart_threshold
+        self.ema_sum[dead] = self.restart_threshold * new.to(self.ema_sum.dtype)  # m_j / N_j = the new code
 
 
 class ResidualStack(nn.Module):
@@ -169,6 +204,7 @@ class VQVAE(nn.Module):
         code_dim: code vector size :math:`D` (default 64).
         ema: moving-average codebook updates (default False).
         decay: EMA decay (default 0.99).
+        restart_threshold: move EMA codes used by fewer vectors per batch to encoder outputs (default 0, off).
         output: output activation (default ``"sigmoid"`` for data in [0, 1]).
 
     Shapes:
@@ -191,6 +227,7 @@ class VQVAE(nn.Module):
         ema: bool = False,
         decay: float = 0.99,
         output: str = "sigmoid",
+        restart_threshold: float = 0.0,
     ) -> None:
         super().__init__()
         h, w = image_hw(image_size)
@@ -206,7 +243,7 @@ class VQVAE(nn.Module):
         enc += [nn.Conv2d(c, hidden, 3, padding=1), ResidualStack(hidden, res_hidden, num_res_blocks)]
         enc.append(nn.Conv2d(hidden, code_dim, 1))  # z_e: (B, D, H', W')
         self.encoder = nn.Sequential(*enc)
-        self.quantizer = VectorQuantizer(num_codes, code_dim, ema=ema, decay=decay)
+        self.quantizer = VectorQuantizer(num_codes, code_dim, ema=ema, decay=decay, restart_threshold=restart_threshold)
         dec: list[nn.Module] = [
             nn.Conv2d(code_dim, hidden, 3, padding=1),
             ResidualStack(hidden, res_hidden, num_res_blocks),
@@ -268,8 +305,16 @@ def vqvae(
     code_dim: int = 64,
     ema: bool = False,
     downsample: int = 2,
+    restart_threshold: float = 0.0,
 ) -> VQVAE:
     """VQ-VAE with a 512 x 64 codebook on a 7x7 grid for 28x28 images."""
     return VQVAE(
-        in_channels, image_size, hidden, num_codes=num_codes, code_dim=code_dim, ema=ema, downsample=downsample
+        in_channels,
+        image_size,
+        hidden,
+        num_codes=num_codes,
+        code_dim=code_dim,
+        ema=ema,
+        downsample=downsample,
+        restart_threshold=restart_threshold,
     )
