@@ -276,7 +276,7 @@ class VQVAE(nn.Module):
         return self.out_act(self.decoder(self.quantizer(z_e).z_q))
 
     def reconstruct(self, x: Tensor) -> Tensor:
-        return self.out_act(self.decoder(self.quantizer(self.encoder(x)).z_q))
+        return self.decode_features(self.encoder(x))
 
     def forward(self, x: Tensor) -> VQOutput:
         q = self.quantizer(self.encoder(x))
