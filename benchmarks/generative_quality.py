@@ -14,11 +14,11 @@
   with and without restarts of dead codes.
 * RealNVP: the exact test negative log-likelihood of the 2-D flow on two moons
   (nats per point) and of the image flow on dequantised Fashion-MNIST (bits per
-  dimension; ``--flow-epochs``, as one epoch costs about 20 minutes on one CPU core).
+  dimension; ``--flow-epochs``, as one epoch took 30–35 minutes on one shared CPU core).
 
 Writes ``results/generative-{vae,anomaly,vqvae,flow}.json``.
 Usage: ``python benchmarks/generative_quality.py [--data-dir D] [--epochs 5] [--flow-epochs 2]
-[--only vae,anomaly,vqvae,flow] [--threads N]``
+[--only vae,anomaly,vqvae,flow] [--threads N] [--set key=value ...]``
 """
 
 from __future__ import annotations
