@@ -36,12 +36,15 @@ def machine() -> dict[str, Any]:
     }
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
-    try:
-        info["git"] = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-        ).stdout.strip()
-    except OSError:
-        pass
+    # A copy of the tree without .git (a lent GPU machine) names its commit in ARCHZOO_GIT.
+    info["git"] = os.environ.get("ARCHZOO_GIT", "")
+    if not info["git"]:
+        try:
+            info["git"] = subprocess.run(
+                ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+            ).stdout.strip()
+        except OSError:
+            pass
     return info
 
 

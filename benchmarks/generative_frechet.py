@@ -213,6 +213,9 @@ def main() -> None:
         cfg = run.cfg
         # --weights last may score a checkpoint from before the end of the run: report the epochs it holds.
         trained: float = cfg.train.epochs
+        done = Path(run.run_dir) / "results.json"
+        if name not in runs and done.is_file():  # train.max_time may have stopped it early
+            trained = json.loads(done.read_text())["epochs_run"]
         if name in runs and a.weights == "last":
             nb = run.data.train.num_batches(cfg.data.batch_size)
             trained = run.epoch if run.batch_in_epoch == 0 else round(run.epoch + run.batch_in_epoch / nb, 2)

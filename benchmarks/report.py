@@ -45,7 +45,8 @@ def rows() -> list[str]:
             anchor = f"{_pct(r['anchor'])} ({r['anchor_source']})" if r.get("anchor") else "–"
             seeds = r.get("seeds") or [0]
             over = f" (mean of seeds {', '.join(map(str, seeds))})" if len(seeds) > 1 else ""
-            detail = f"{r['recipe']}: {metric} {value}{over}, {r['parameters']:,} params, {r['epochs_run']} epochs, {r['train_seconds']:.0f} s"
+            cut = " (stopped by train.max_time)" if r.get("stopped_for_time") else ""
+            detail = f"{r['recipe']}: {metric} {value}{over}, {r['parameters']:,} params, {r['epochs_run']} epochs{cut}, {r['train_seconds']:.0f} s"
             out.append(f"| {detail} | {value} | {target} | {anchor} | {_verdict(r.get('meets_target'))} | {where} |")
         elif name == "engine_overhead":
             per = "; ".join(
@@ -54,11 +55,15 @@ def rows() -> list[str]:
             out.append(
                 f"| engine overhead vs raw PyTorch loop ({per}) | ratio {r['ratio']:.3f} | ≤ {r['target']} | – | {_verdict(r['meets_target'])} | {where} |"
             )
-        elif name == "time_to_accuracy":
+        elif name.startswith("time_to_accuracy"):
             az, tut = r["archzoo"], r["tutorial"]
             bound = "≥ " if r.get("speedup_is_lower_bound") else ""
             sp = f"{bound}{r['speedup']}×" if r.get("speedup") else "not reached"
-            detail = f"time to {_pct(r['threshold'])} Fashion-MNIST test: archzoo {az['seconds']:.0f} s vs tutorial loop {tut['seconds']:.0f} s{'' if tut['reached'] else ' (never reached)'}"
+            missed = " (gave up, not reached)" if tut.get("gave_up") else " (never reached)"
+            detail = (
+                f"time to {_pct(r['threshold'])} Fashion-MNIST test, {r['recipe']} ({r['model']}): archzoo "
+                f"{az['seconds']:.1f} s vs tutorial loop {tut['seconds']:.1f} s{'' if tut['reached'] else missed}"
+            )
             out.append(f"| {detail} | {sp} | ≥ {r['target']}× | – | {_verdict(r['meets_target'])} | {where} |")
         else:
             summary = r.get("summary", "")

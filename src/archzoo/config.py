@@ -181,7 +181,7 @@ class TrainConfig:
         deterministic: ask torch for deterministic kernels.
         device: auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.
         precision: fp32, bf16 (autocast), fp16 (autocast and GradScaler, CUDA) or auto
-            (fp16 on CUDA; on CPU, bf16 only if a short probe finds it faster).
+            (bf16 on CUDA where supported, else fp16; on CPU, bf16 only if a short probe finds it faster).
         grad_accum: micro-batches per optimizer step.
         grad_clip: maximum global gradient norm; 0 disables.
         monitor: metric that selects the best checkpoint (default: the task's).
@@ -191,6 +191,8 @@ class TrainConfig:
         log_every: optimizer steps between train-metric rows.
         checkpoint_every: optimizer steps between mid-epoch checkpoints; 0 saves at epoch ends only.
         max_steps: stop after this many optimizer steps; 0 means no limit.
+        max_time: seconds of training after which the run stops at the end of the epoch
+            then running (and tests the best weights as usual); 0 means no limit.
         threads: torch intra-op threads; 0 leaves torch's default.
     """
 
@@ -208,6 +210,7 @@ class TrainConfig:
     log_every: int = 50
     checkpoint_every: int = 0
     max_steps: int = 0
+    max_time: float = 0.0
     threads: int = 0
 
     def __post_init__(self) -> None:
@@ -225,6 +228,7 @@ class TrainConfig:
             self.checkpoint_every >= 0 and self.max_steps >= 0,
             "train.checkpoint_every and train.max_steps must be non-negative.",
         )
+        _check(self.max_time >= 0, f"train.max_time must be non-negative seconds, got {self.max_time}.")
         dev = self.device
         _check(
             dev in ("auto", "cpu", "cuda", "mps") or dev.startswith("cuda:"),

@@ -102,7 +102,7 @@ class ClassifierFeatures:
         """Images in ``value_range`` -> the classifier's input: to [0, 1], clamped, then ``(x - mean)/std``."""
         lo, hi = value_range
         x = ((x.float() - lo) / (hi - lo)).clamp(0, 1)
-        return (x - self.mean) / self.std
+        return (x - self.mean.to(x.device)) / self.std.to(x.device)
 
     @torch.no_grad()
     def __call__(self, x: Tensor, value_range: tuple[float, float] | None = None) -> tuple[Tensor, Tensor]:
@@ -136,12 +136,15 @@ def _hw(size: Any) -> tuple[int, int]:
 
 
 def real_images(trainer: Any, split: str = "test", n: int | None = None) -> tuple[Tensor, Tensor]:
-    """Normalised images and labels of a run's split (the classifier's own test set by default)."""
+    """Normalised images and labels of a run's split (the classifier's own test set by default), on the CPU.
+
+    A run on a GPU keeps its data there (``data.on_device``); the labels are compared with logits on the CPU.
+    """
     data = {"train": trainer.data.train, "val": trainer.data.val, "test": trainer.data.test}[split]
     if data is None:
         raise UserError(f"Run {trainer.run_dir} has no {split} split.")
     x, y = data.tensors[0], data.tensors[1]
-    return (x[:n], y[:n]) if n else (x, y)
+    return (x[:n].cpu(), y[:n].cpu()) if n else (x.cpu(), y.cpu())
 
 
 @torch.no_grad()

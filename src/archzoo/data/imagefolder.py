@@ -290,7 +290,8 @@ def folder_augment(
         u = (x * ss + mm).clamp_(0.0, 1.0)  # back to [0, 1]
         threads = torch.get_num_threads()
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+            # The CPU generator only: torch.manual_seed would also reseed the GPU's, which fork_rng does not restore.
+            torch.default_generator.manual_seed(seed)
             # Ops on one small image gain nothing from intra-op threads, and on a busy
             # machine their hand-offs cost more than the work (20x for RandomRotation).
             torch.set_num_threads(1)

@@ -65,6 +65,9 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
+    else:
+        # Let cuDNN time its convolution algorithms once per shape and keep the fastest.
+        torch.backends.cudnn.benchmark = True
 
 
 def _accepted(fn: Any) -> set[str]:
@@ -284,6 +287,7 @@ class Trainer:
         self.bad_epochs = 0
         self.elapsed = 0.0
         self.stopped_early = False
+        self.stopped_for_time = False
         self.train_sums: dict[str, Tensor] = {}
         self.train_count = 0
 
@@ -462,7 +466,7 @@ class Trainer:
         max_steps = t.max_steps or None
         t_start = time.perf_counter() - self.elapsed
         m = cfg.model
-        while self.epoch < t.epochs and not self.stopped_early:
+        while self.epoch < t.epochs and not (self.stopped_early or self.stopped_for_time):
             self._set_trainable()
             self.net.train()
             freeze_norm_stats(self.model, m.freeze, m.unfreeze_after, self.epoch)
@@ -504,6 +508,14 @@ class Trainer:
             self._end_epoch(log, time.perf_counter() - t_start)
             if reached_max:
                 break
+            if t.max_time and self.epoch < t.epochs:
+                # Rank 0's clock decides, so every rank stops after the same epoch.
+                over = bool(broadcast_object(self.elapsed >= t.max_time, self.dist))
+                if over:
+                    self.stopped_for_time = True
+                    self.progress.message(
+                        f"train.max_time={t.max_time:g}s reached after epoch {self.epoch} of {t.epochs}; stopping"
+                    )
 
     def _check_finite(self) -> None:
         bad = [k for k, v in self.train_sums.items() if not torch.isfinite(v).all()]
@@ -614,6 +626,7 @@ class Trainer:
                 "run_dir": str(self.run_dir),
                 "epochs_run": self.epoch,
                 "stopped_early": self.stopped_early,
+                "stopped_for_time": self.stopped_for_time,
                 "best_epoch": results["best_epoch"],
                 "monitor": self.task.monitor,
                 "train_seconds": round(self.elapsed, 2),

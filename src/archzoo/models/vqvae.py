@@ -109,8 +109,10 @@ class VectorQuantizer(nn.Module):
 
     def nearest(self, flat: Tensor) -> Tensor:
         """Index of the nearest code of each row of ``flat`` ``(N, D)``."""
-        # ||z - e||^2 = ||z||^2 - 2 z.e + ||e||^2
-        d = flat.pow(2).sum(1, keepdim=True) - 2 * flat @ self.codebook.t() + self.codebook.pow(2).sum(1)  # (N, K)
+        # Not under autocast, whose bf16/fp16 matmul would round z.e enough to pick wrong codes.
+        with torch.autocast(flat.device.type, enabled=False):
+            # ||z - e||^2 = ||z||^2 - 2 z.e + ||e||^2
+            d = flat.pow(2).sum(1, keepdim=True) - 2 * flat @ self.codebook.t() + self.codebook.pow(2).sum(1)  # (N, K)
         return d.argmin(1)
 
     def forward(self, z_e: Tensor) -> Quantized:
@@ -133,8 +135,9 @@ class VectorQuantizer(nn.Module):
 
     @torch.no_grad()
     def _ema_update(self, flat: Tensor, one_hot: Tensor) -> None:
-        count = one_hot.sum(0).float()  # n_j, (K,)
-        total = one_hot.t().float() @ flat.float()  # sum of assigned z_e, (K, D)
+        with torch.autocast(flat.device.type, enabled=False):  # the sums in fp32, not in autocast's bf16/fp16
+            count = one_hot.sum(0).float()  # n_j, (K,)
+            total = one_hot.t().float() @ flat.float()  # sum of assigned z_e, (K, D)
         if dist.is_available() and dist.is_initialized():
             dist.all_reduce(count)
             dist.all_reduce(total)

@@ -190,7 +190,9 @@ def reconstruction_loss(recon: Tensor, x: Tensor, kind: str) -> Tensor:
     if kind == "mse":
         err = (recon - x).pow(2)
     else:
-        err = F.binary_cross_entropy(recon.float().clamp(1e-6, 1 - 1e-6), x.float(), reduction="none")
+        # binary_cross_entropy raises under CUDA autocast ("unsafe to autocast"): run it in float32 outside it.
+        with torch.autocast(recon.device.type, enabled=False):
+            err = F.binary_cross_entropy(recon.float().clamp(1e-6, 1 - 1e-6), x.float(), reduction="none")
     return err.flatten(1).mean(1)
 
 

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# One batch of GPU benchmarks, all jobs at once on one GPU (an H200 lent for a few minutes).
+#
+# Every README figure "measured on" a GPU comes from one run of this script. The jobs share the
+# GPU and the CPU cores: the timings (time_to_accuracy) were taken while the other jobs ran, which
+# slows archzoo's GPU-bound side more than the tutorial's CPU-bound data loading.
+# Each training job carries train.max_time so that it stops, tests and writes its result before
+# the deadline; the result files record it (stopped_for_time, epochs_run).
+#
+# Usage: ARCHZOO_DATA=DIR OUT=DIR bash benchmarks/gpu_batch.sh [DEADLINE_SECONDS]
+# Results land in benchmarks/results/ as usual; logs and a tarball of results, logs and run
+# summaries (no weights) in $OUT.
+set -u
+deadline=${1:-530}
+out=${OUT:-runs/gpu_batch}
+mkdir -p "$out/logs"
+log=$out/logs
+export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2
+start=$(date +%s)
+nvidia-smi -L
+python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
+(nvidia-smi dmon -s u -d 15 >"$log/dmon.txt" 2>&1 &)
+
+job() { # NAME SECONDS COMMAND...: run in the background, killed after SECONDS
+  local name=$1 secs=$2
+  shift 2
+  (
+    timeout --kill-after=10 "$secs" "$@" >"$log/$name.log" 2>&1
+    echo "$name: exit $? at $(($(date +%s) - start)) s" >>"$log/status.txt"
+  ) &
+}
+
+d=$((deadline - 15))
+# Issue 3: ResNet >= 95.5% (ResNet-18) and the recipe-length ResNet-20, EfficientNet-B0 figures.
+job resnet18 $d python3 benchmarks/recipe_quality.py fashion-resnet18 train.max_time=380 train.threads=2
+job resnet20 $d python3 benchmarks/recipe_quality.py fashion-resnet train.max_time=300 train.threads=2
+job efficientnet $d python3 benchmarks/recipe_quality.py fashion-efficientnet train.precision=auto \
+  train.max_time=300 train.threads=2
+# Issue 4: recipe-length generative models, 10,000 samples each in the Fréchet benchmark.
+for m in ddpm dcgan wgan_gp vae; do
+  job "frechet-$m" $d python3 benchmarks/generative_frechet.py --models $m --threads 2 \
+    --set "$m=train.max_time=320"
+done
+# Issues 2 and 3: time to accuracy against the tutorial loop, one after the other.
+job tta $d bash -c "python3 benchmarks/time_to_accuracy.py train.epochs=8 train.threads=2 \
+  --give-up-ratio 6 --max-epochs 10; python3 benchmarks/time_to_accuracy.py --recipe fashion-resnet \
+  --threshold 0.93 train.epochs=10 train.threads=2 --give-up-ratio 6 --max-epochs 12"
+wait
+echo "all jobs done at $(($(date +%s) - start)) s"
+cat "$log/status.txt"
+for f in "$log"/*.log; do
+  echo "== $f"
+  tail -n 4 "$f"
+done
+tar czf "$out/gpu.tgz" --exclude='*.safetensors' --exclude='checkpoints' --exclude='tensorboard' \
+  benchmarks/results "$log" runs/benchmarks 2>/dev/null
+ls -la "$out"
