@@ -32,17 +32,20 @@ from archzoo.engine.trainer import Trainer, build_model  # noqa: E402
 def raw_loop(trainer: Trainer, steps: int, seed: int) -> float:
     """The loop every tutorial writes, on the same tensors; returns seconds per step."""
     torch.manual_seed(seed)
-    model = build_model(trainer.cfg, trainer.info)
+    dev = trainer.device
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    model = build_model(trainer.cfg, trainer.info).to(dev)
     if trainer.cfg.model.channels_last:
         model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=trainer.cfg.optim.lr, weight_decay=trainer.cfg.optim.weight_decay)
     x_all, y_all = trainer.data.train.tensors[:2]
     bs = trainer.cfg.data.batch_size
-    order = torch.randperm(len(x_all), generator=epoch_generator(seed, 0))
+    order = torch.randperm(len(x_all), generator=epoch_generator(seed, 0)).to(x_all.device)
     model.train()
     t0 = 0.0
     for i in range(steps + 1):
         if i == 1:
+            sync()
             t0 = time.perf_counter()  # the first step warms up allocators
         idx = order[i * bs : (i + 1) * bs]
         x, y = x_all[idx], y_all[idx]
@@ -52,6 +55,7 @@ def raw_loop(trainer: Trainer, steps: int, seed: int) -> float:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+    sync()
     return (time.perf_counter() - t0) / steps
 
 
@@ -61,7 +65,11 @@ def archzoo_loop(recipe: str, overrides: list[str], data_dir: str | None, steps:
     stamps: list[float] = []
     step_fn = trainer.task.training_step
 
+    sync = torch.cuda.synchronize if trainer.device.type == "cuda" else (lambda: None)
+
     def timed(*a, **k):  # records when each step starts; adds one perf_counter call per step
+        if len(stamps) == 1:
+            sync()  # the clock starts once the warm-up step has run, as in raw_loop
         stamps.append(time.perf_counter())
         return step_fn(*a, **k)
 
@@ -69,6 +77,7 @@ def archzoo_loop(recipe: str, overrides: list[str], data_dir: str | None, steps:
     end_epoch = trainer._end_epoch
 
     def stop_clock(*a, **k):
+        sync()
         stamps.append(time.perf_counter())
         return end_epoch(*a, **k)
 

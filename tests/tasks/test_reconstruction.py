@@ -185,3 +185,18 @@ def test_sample_grids_every_n_epochs(tmp_path: Path) -> None:
         3 * 6 + 2,
         2 * 6 + 2,
     )  # 6 samples of 4x4, 3 per row, 2 px padding
+
+
+def test_grid_inputs_are_not_the_engines_two_image_probe(tmp_path: Path) -> None:
+    # The trainer probes the task with a 2-image validation batch before training; the epoch
+    # grids must still show num_samples validation images (32 for the VAE).
+    from archzoo.config import load_config
+    from archzoo.engine.trainer import Trainer
+
+    cfg = load_config("digits-vae", None, ["train.epochs=1", "log.progress=none", "log.plots=false", "train.threads=1"])
+    tr = Trainer(cfg, run_dir=tmp_path / "run")
+    assert len(tr.task.fixed) == 2  # the probe ran in the constructor
+    tr.fit()
+    first_val = tr.data.val.tensors[0][:32]
+    assert tr.task.fixed.shape[0] == 32
+    assert torch.equal(tr.task.fixed, tr.task.to_model_range(tr.model, first_val).cpu())

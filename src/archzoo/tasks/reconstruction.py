@@ -143,6 +143,17 @@ class GenerativeTask(Task):
         res = self.means.pop(split, Means()).result()
         return {f"{split}/{k}": v for k, v in res.items()}
 
+    def keep_inputs(self, x: Tensor, n: int | None = None) -> None:
+        """Remember up to ``n`` validation inputs (``self.fixed``) for the reconstruction grids.
+
+        The first batch that offers more images than those kept replaces them: the engine's
+        2-image fit probe before training must not become the grid.
+        """
+        n = self.num_samples if n is None else n
+        kept = getattr(self, "fixed", None)
+        if kept is None or len(kept) < min(n, len(x)):
+            self.fixed = x[:n].detach().cpu()
+
     def generator(self, offset: int = 0) -> torch.Generator:
         """A fresh CPU generator with the task's seed (the same noise every epoch)."""
         return torch.Generator().manual_seed(self.seed + offset)
@@ -250,14 +261,10 @@ class AutoencoderTask(GenerativeTask):
         mse = (recon.detach() - x).pow(2).flatten(1).mean(1)
         return per.mean(), {"mse": mse.mean()}
 
-    def _keep(self, x: Tensor) -> None:
-        if self.fixed is None:
-            self.fixed = x[: self.num_samples].detach().cpu()
-
     def eval_step(self, model: nn.Module, batch: Any, split: str) -> None:
         x = self.to_model_range(model, batch[0])
         if split == "val":
-            self._keep(x)
+            self.keep_inputs(x)
         recon = model(x)
         per = reconstruction_loss(recon, x, self.kind)
         self.acc(split).add(x.shape[0], loss=per, mse=(recon - x).pow(2).flatten(1).mean(1))
@@ -312,7 +319,7 @@ class AnomalyTask(AutoencoderTask):
         x, y = self.to_model_range(model, batch[0]), batch[1]
         normal = self.is_normal(y)
         if split == "val" and bool(normal.any()):
-            self._keep(x[normal])
+            self.keep_inputs(x[normal])
         score = reconstruction_loss(model(x), x, self.kind)  # (B,)
         self.scores.setdefault(split, []).append((score.detach().float().cpu(), (~normal).cpu()))
         if bool(normal.any()):
@@ -450,8 +457,8 @@ class VAETask(GenerativeTask):
     def eval_step(self, model: nn.Module, batch: Any, split: str) -> None:
         gen = self.eval_gen.setdefault(split, self.generator(1))
         x = self._binary(self.to_model_range(model, batch[0]), gen)
-        if split == "val" and self.fixed is None:
-            self.fixed = x[:32].detach().cpu()
+        if split == "val":
+            self.keep_inputs(x, 32)
         m = unwrap(model)
         mu, logvar = m.encode(x)
         z = m.reparameterize(mu, logvar, gen)  # seeded, so validation numbers are comparable across epochs
@@ -531,8 +538,8 @@ class VQVAETask(GenerativeTask):
 
     def eval_step(self, model: nn.Module, batch: Any, split: str) -> None:
         x = self.to_model_range(model, batch[0])
-        if split == "val" and self.fixed is None:
-            self.fixed = x[: self.num_samples].detach().cpu()
+        if split == "val":
+            self.keep_inputs(x)
         loss, logs, idx = self._terms(model, x)
         logs.pop("perplexity")
         self.acc(split).add(x.shape[0], loss=loss, **logs)
