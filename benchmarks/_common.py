@@ -7,6 +7,7 @@ import os
 import platform
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,11 @@ def machine() -> dict[str, Any]:
         except OSError:
             pass
     return info
+
+
+def synchronizer(device: torch.device) -> Callable[[], None]:
+    """Waits for the device's queued work (a no-op off CUDA): call it before reading a clock."""
+    return torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
 
 def describe(m: dict[str, Any]) -> str:

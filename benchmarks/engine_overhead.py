@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import write_result  # noqa: E402
+from _common import synchronizer, write_result  # noqa: E402
 from archzoo.config import load_config  # noqa: E402
 from archzoo.data.loader import epoch_generator  # noqa: E402
 from archzoo.engine.trainer import Trainer, build_model  # noqa: E402
@@ -33,7 +33,7 @@ def raw_loop(trainer: Trainer, steps: int, seed: int) -> float:
     """The loop every tutorial writes, on the same tensors; returns seconds per step."""
     torch.manual_seed(seed)
     dev = trainer.device
-    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    sync = synchronizer(dev)
     model = build_model(trainer.cfg, trainer.info).to(dev)
     if trainer.cfg.model.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -65,7 +65,7 @@ def archzoo_loop(recipe: str, overrides: list[str], data_dir: str | None, steps:
     stamps: list[float] = []
     step_fn = trainer.task.training_step
 
-    sync = torch.cuda.synchronize if trainer.device.type == "cuda" else (lambda: None)
+    sync = synchronizer(trainer.device)
 
     def timed(*a, **k):  # records when each step starts; adds one perf_counter call per step
         if len(stamps) == 1:

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import write_result  # noqa: E402
+from _common import synchronizer, write_result  # noqa: E402
 from archzoo.config import load_config  # noqa: E402
 from archzoo.data.root import data_root  # noqa: E402
 from archzoo.engine.trainer import Trainer, build_model  # noqa: E402
@@ -61,7 +61,7 @@ def tutorial(
         model = build_model(cfg, info).to(device)
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
         elapsed, history = 0.0, []
-        sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+        sync = synchronizer(device)
         for epoch in range(max_epochs):
             model.train()
             t0 = time.perf_counter()
@@ -99,7 +99,7 @@ def archzoo_run(recipe: str, overrides: list[str], threshold: float, data_dir: s
     class Reached(Exception):
         pass
 
-    sync = torch.cuda.synchronize if trainer.device.type == "cuda" else (lambda: None)
+    sync = synchronizer(trainer.device)
 
     def measured_end_epoch(log, elapsed):
         sync()  # queued GPU work belongs to this epoch's training time
