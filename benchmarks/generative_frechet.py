@@ -227,7 +227,9 @@ def main() -> None:
                 "name": name,
                 "recipe": recipe,
                 "summary": (
-                    f"{recipe} ({cfg.model.name}, {params:,} params, {trained} epochs): Fréchet distance of "
+                    f"{recipe} ({cfg.model.name}, {params:,} params, {trained}"
+                    + (f" of {cfg.train.epochs}" if trained != cfg.train.epochs else "")
+                    + " epochs): Fréchet distance of "
                     f"{res['n_generated']:,} samples to {res['n_real']:,} test images in fashion-cnn features"
                     + (f"; class accuracy {100 * acc:.1f}% (target ≥ 90%)" if acc is not None else "")
                 ),
