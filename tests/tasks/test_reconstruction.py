@@ -168,10 +168,21 @@ def test_vqvae_task_loss_and_perplexity() -> None:
     loss, logs = task.loss(m, (x,))
     out = m(x)
     torch.testing.assert_close(loss, F.mse_loss(out.recon, x) + out.codebook_loss + 0.5 * out.commitment_loss)
+    # The perplexity pools the code counts of all batches of the split: exp(entropy) of that usage.
+    # Codes drawn from the encoder's outputs, so that several are in use (about 6 of 8 here).
+    x2 = torch.rand(3, 1, 8, 8) * 0.5
     with torch.no_grad():
+        z = m.encoder(torch.cat([x, x2])).permute(0, 2, 3, 1).reshape(-1, 4)
+        m.quantizer.codebook.copy_(z[torch.randperm(len(z), generator=torch.Generator().manual_seed(0))[:8]])
         task.eval_step(m.eval(), (x,), "val")
+        task.eval_step(m, (x2,), "val")
+        idx = m.quantizer(m.encoder(torch.cat([x, x2]))).indices
     res = task.compute("val")
-    assert 1.0 <= res["val/perplexity"] <= 8.0 and task.monitor in res
+    p = torch.bincount(idx.flatten(), minlength=8).float() / idx.numel()
+    expected = float(torch.exp(-sum(q * torch.log(q) for q in p if q > 0)))
+    assert expected > 3.0  # not the trivial one-code case
+    assert res["val/perplexity"] == pytest.approx(expected, rel=1e-5)
+    assert task.monitor in res
 
 
 def test_sample_grids_every_n_epochs(tmp_path: Path) -> None:

@@ -127,6 +127,7 @@ class GenerativeTask(Task):
         self.seed = int(seed)
         self.pixels: PixelRange | None = None
         self.means: dict[str, Means] = {}
+        self.fixed: Tensor | None = None  # a few validation inputs for the reconstruction grids
 
     def setup(self, model: nn.Module, info: dict[str, Any], device: torch.device) -> None:
         self.pixels = PixelRange.from_info(info, model)
@@ -150,8 +151,7 @@ class GenerativeTask(Task):
         2-image fit probe before training must not become the grid.
         """
         n = self.num_samples if n is None else n
-        kept = getattr(self, "fixed", None)
-        if kept is None or len(kept) < min(n, len(x)):
+        if self.fixed is None or len(self.fixed) < min(n, len(x)):
             self.fixed = x[:n].detach().cpu()
 
     def generator(self, offset: int = 0) -> torch.Generator:
@@ -247,7 +247,6 @@ class AutoencoderTask(GenerativeTask):
         if loss not in LOSSES:
             raise UserError(f"Unknown reconstruction loss '{loss}'; choose mse or bce.")
         self.kind = loss
-        self.fixed: Tensor | None = None  # a few validation inputs for the grids
 
     def setup(self, model: nn.Module, info: dict[str, Any], device: torch.device) -> None:
         super().setup(model, info, device)
@@ -439,7 +438,6 @@ class VAETask(GenerativeTask):
         self.beta = float(beta)
         self.k = {"val": int(val_k), "test": int(test_k)}
         self.binarize = binarize
-        self.fixed: Tensor | None = None
         self.eval_gen: dict[str, torch.Generator] = {}
 
     def _binary(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
@@ -517,7 +515,6 @@ class VQVAETask(GenerativeTask):
     def __init__(self, beta: float = 0.25, sample_every: int = 5) -> None:
         super().__init__(sample_every, 32)
         self.beta = float(beta)
-        self.fixed: Tensor | None = None
         self.usage: dict[str, Tensor] = {}
 
     def _terms(self, model: nn.Module, x: Tensor) -> tuple[Tensor, dict[str, Tensor], Tensor]:
