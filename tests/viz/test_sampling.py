@@ -88,3 +88,21 @@ def test_sample_from_a_classifier_is_refused(digits_run: Path) -> None:
     r = run_cli("sample", str(digits_run))
     assert r.returncode == 2
     assert "not a generative model" in r.stderr
+
+
+def test_sample_seed_uses_a_cpu_generator_whatever_the_model_device() -> None:
+    """The seed draws on the CPU, so `--seed S` gives the same noise for a model on any device.
+
+    A model on the meta device stands in for an accelerator: a generator made on the model's
+    device cannot exist there, the CPU one the models expect can.
+    """
+    import torch
+
+    from archzoo.registry import create_model
+    from archzoo.viz.sampling import sample_kwargs
+
+    model = create_model("dcgan", image_size=28, in_channels=1).to("meta")
+    kw = sample_kwargs(model, 4, None, None, None, seed=7)
+    g = kw["generator"]
+    assert g.device.type == "cpu"
+    assert torch.equal(torch.randn(5, generator=g), torch.randn(5, generator=torch.Generator().manual_seed(7)))

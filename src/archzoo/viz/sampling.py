@@ -32,9 +32,9 @@ def sample_kwargs(
     kw: dict[str, Any] = {}
     device = next(model.parameters()).device
     if "generator" in params:
-        g = torch.Generator(device=device)
-        g.manual_seed(seed)
-        kw["generator"] = g
+        # A CPU generator, as the tasks use for their grids: the models draw noise on the
+        # generator's device and move it, so a seed gives the same samples on CPU and GPU.
+        kw["generator"] = torch.Generator().manual_seed(seed)
     if label is not None:
         if not getattr(model, "is_conditional", False) or "labels" not in params:
             raise UserError("--class was given, but this model is unconditional.")
