@@ -105,8 +105,12 @@ def test_dead_codes_restart_at_encoder_outputs() -> None:
     q.load_state_dict(_quantizer(ema=True).state_dict())
     q.train()
     q(z_e)
-    # The two unused codes were moved onto encoder outputs of the batch ...
     flat = z_e.reshape(2, -1).t()
+    # Only the dead codes took the restart counts; the live code kept its EMA count and its
+    # EMA value, a blend that is no single encoder output ...
+    assert torch.equal(q.ema_count[[0, 2]], torch.ones(2)) and q.ema_count[1] > 1.0
+    assert (flat - q.codebook[1]).norm(dim=1).min() > 1e-3
+    # ... while the two unused codes were moved onto encoder outputs of the batch ...
     for code in q.codebook[[0, 2]]:
         assert (flat - code).norm(dim=1).min() < 1e-5
     # ... so the codebook is used again.
