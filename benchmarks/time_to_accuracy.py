@@ -21,7 +21,8 @@ recorded as a lower bound (at least R).
 
 Usage: ``python benchmarks/time_to_accuracy.py [--recipe fashion-cnn] [--data-dir D] [--threshold 0.91]
 [--max-epochs 12] [--give-up-ratio R] [key=value ...]``. The fashion-cnn result is
-``results/time_to_accuracy.json``; another recipe's is ``results/time_to_accuracy-<recipe>.json``.
+``results/time_to_accuracy.json``; another recipe's is ``results/time_to_accuracy-<recipe>.json``;
+``--label L`` appends ``-L`` to the name.
 """
 
 from __future__ import annotations
@@ -138,6 +139,9 @@ def main() -> None:
         type=float,
         help="stop the tutorial side after this many times archzoo's seconds (the speedup is then a lower bound)",
     )
+    p.add_argument(
+        "--label", help="a suffix for the result name, to keep a second setting (e.g. 2threads) beside the first"
+    )
     p.add_argument("overrides", nargs="*", help="archzoo overrides, e.g. train.epochs=10")
     a = p.parse_args()
     az, trainer = archzoo_run(a.recipe, a.overrides, a.threshold, a.data_dir)
@@ -165,7 +169,8 @@ def main() -> None:
         "target": 5.0,
         "meets_target": bool(ratio and ratio >= 5.0),
     }
-    write_result("time_to_accuracy" if a.recipe == "fashion-cnn" else f"time_to_accuracy-{a.recipe}", payload)
+    name = "time_to_accuracy" if a.recipe == "fashion-cnn" else f"time_to_accuracy-{a.recipe}"
+    write_result(f"{name}-{a.label}" if a.label else name, payload)
     print(
         f"archzoo {az['seconds']:.1f}s, tutorial {tut['seconds']:.1f}s{' (not reached)' if not tut['reached'] else ''}: speedup {ratio}"
     )
