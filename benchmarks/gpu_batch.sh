@@ -47,8 +47,9 @@ for m in ddpm dcgan wgan_gp vae; do
 done
 # Issues 2 and 3: time to accuracy against the tutorial loop, one after the other.
 job tta $d bash -c "python3 benchmarks/time_to_accuracy.py train.epochs=2 data.batch_size=128 \
-  data.augment=null train.threads=2 --give-up-ratio 8 --max-epochs 10; python3 benchmarks/time_to_accuracy.py --recipe fashion-resnet \
-  --threshold 0.93 train.epochs=10 train.threads=2 --give-up-ratio 6 --max-epochs 12"
+  data.augment=null train.threads=2 --give-up-ratio 8 --max-epochs 10; \
+  python3 benchmarks/time_to_accuracy.py --recipe fashion-resnet --threshold 0.93 train.epochs=10 \
+  train.threads=2 --give-up-ratio 6 --max-epochs 12"
 wait
 echo "all jobs done at $(($(date +%s) - start)) s"
 cat "$log/status.txt"

@@ -152,15 +152,17 @@ class VectorQuantizer(nn.Module):
     @torch.no_grad()
     def _restart_dead(self, flat: Tensor) -> None:
         # Without a host sync: every code gets a candidate, and only the dead ones take it.
-        dead = (self.ema_count < self.restart_threshold)[:, None]  # equal on every rank: the counts were all-reduced
+        dead = self.ema_count < self.restart_threshold  # equal on every rank: the counts were all-reduced
         pick = torch.randint(0, flat.shape[0], (self.num_codes,), device=flat.device)
         new = flat[pick].float().contiguous()
         if dist.is_available() and dist.is_initialized():
             dist.broadcast(new, 0)  # every rank takes rank 0's choice, so the codebooks stay equal
-        self.codebook.copy_(torch.where(dead, new.to(self.codebook.dtype), self.codebook))
+        self.codebook.copy_(torch.where(dead[:, None], new.to(self.codebook.dtype), self.codebook))
         # A restarted code survives the next update only if at least restart_threshold vectors choose it.
-        self.ema_count.masked_fill_(dead[:, 0], self.restart_threshold)
-        self.ema_sum.copy_(torch.where(dead, self.restart_threshold * new.to(self.ema_sum.dtype), self.ema_sum))
+        self.ema_count.masked_fill_(dead, self.restart_threshold)
+        self.ema_sum.copy_(
+            torch.where(dead[:, None], self.restart_threshold * new.to(self.ema_sum.dtype), self.ema_sum)
+        )
 
 
 class ResidualStack(nn.Module):
