@@ -54,7 +54,9 @@ MODELS = {
     "dcgan": ("fashion-dcgan", {}),
     "cgan": ("fashion-cgan", {}),
     "wgan_gp": ("fashion-wgan-gp", {}),
-    "ddpm": ("fashion-ddpm", {"steps": 25, "guidance": 2.0, "method": "ddim"}),
+    # Guidance 4: of the weights 2, 4 and 6 scored on the 2-epoch CPU DDPM (results/generative-frechet-ddpm*.json)
+    # it gave the lowest distance (1.44, 1.15, 1.31); class accuracy rises with the weight (80.5%, 92.4%, 95.3%).
+    "ddpm": ("fashion-ddpm", {"steps": 25, "guidance": 4.0, "method": "ddim"}),
 }
 GANS = ("dcgan", "wgan_gp")
 
