@@ -136,9 +136,13 @@ def summarize() -> None:
         rows[r["name"]] = r
     if not rows:
         return
-    # A labelled row is the same model sampled another way (e.g. another guidance weight, named in its summary).
-    # Each model is compared at its best recorded sampling, and the summary names that sampling.
-    family = {k: {r: v for r, v in rows.items() if r == k or r.startswith(f"{k}-")} for k in MODELS}
+    # A labelled row is the same run sampled another way (e.g. another guidance weight, named in its summary).
+    # Each model is compared at its best recorded sampling, and the summary names that sampling. Labelled rows
+    # of another run than the unlabelled one (e.g. left from an earlier, shorter training) are not compared.
+    family = {}
+    for k in MODELS:
+        fam = {r: v for r, v in rows.items() if r == k or r.startswith(f"{k}-")}
+        family[k] = {r: v for r, v in fam.items() if k not in fam or v.get("run") == fam[k].get("run")}
     # Fréchet distances are comparable at equal sample counts only: compare at the smallest count scored.
     common = min((v["n_generated"] for fam in family.values() for v in fam.values()), default=0)
 
@@ -157,7 +161,7 @@ def summarize() -> None:
         ordering = fd["ddpm"] < min(fd[g] for g in GANS) and max(fd[g] for g in GANS) < fd["vae"]
     cond = {k: v["class_accuracy"] for k, v in rows.items() if v.get("class_accuracy") is not None}
     cond_ok = None
-    if all(k in cond for k in ("cgan", "ddpm")):
+    if all(any(r in cond for r in family[k]) for k in ("cgan", "ddpm")):
         # The target asks whether the model's conditional samples can be classified correctly: any sampling counts.
         cond_ok = all(any(v >= 0.9 for r, v in cond.items() if r in family[k]) for k in ("cgan", "ddpm"))
 
@@ -169,7 +173,7 @@ def summarize() -> None:
     acc = ", ".join(
         f"{k} {100 * cond[r]:.1f}%{setting(r)}" for k, fam in family.items() for r in sorted(fam) if r in cond
     )
-    missing = [k for k in MODELS if k not in rows]
+    missing = [k for k in MODELS if not family[k]]
     write_result(
         "generative-frechet",
         {
