@@ -194,6 +194,9 @@ class TrainConfig:
         max_time: seconds of training after which the run stops at the end of the epoch
             then running (and tests the best weights as usual); 0 means no limit.
         threads: torch intra-op threads; 0 leaves torch's default.
+        ema_decay: keep an exponential moving average of the weights with this decay (0.999 averages
+            over about the last thousand steps); evaluation, the best checkpoint and the saved model
+            use the average (see :mod:`archzoo.engine.ema`); 0 disables.
     """
 
     epochs: int = 10
@@ -212,6 +215,7 @@ class TrainConfig:
     max_steps: int = 0
     max_time: float = 0.0
     threads: int = 0
+    ema_decay: float = 0.0
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, f"train.epochs must be at least 1, got {self.epochs}.")
@@ -229,6 +233,7 @@ class TrainConfig:
             "train.checkpoint_every and train.max_steps must be non-negative.",
         )
         _check(self.max_time >= 0, f"train.max_time must be non-negative seconds, got {self.max_time}.")
+        _check(0 <= self.ema_decay < 1, f"train.ema_decay must be in [0, 1), got {self.ema_decay}.")
         dev = self.device
         _check(
             dev in ("auto", "cpu", "cuda", "mps") or dev.startswith("cuda:"),

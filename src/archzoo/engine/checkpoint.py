@@ -87,8 +87,19 @@ def load_into(model: nn.Module, state: dict[str, Tensor], source: Path | str) ->
         raise CheckpointError(f"Checkpoint {source} does not match the model ({detail}).") from None
 
 
-def save_checkpoint(ckpt_dir: Path, tag: str, model: nn.Module, state: dict[str, Any], keep: int = 1) -> Path:
-    """Write a full checkpoint ``ckpt_dir/tag`` and point ``LAST`` at it; keep the newest ``keep``."""
+def save_checkpoint(
+    ckpt_dir: Path,
+    tag: str,
+    model: nn.Module,
+    state: dict[str, Any],
+    keep: int = 1,
+    extra: dict[str, dict[str, Tensor]] | None = None,
+) -> Path:
+    """Write a full checkpoint ``ckpt_dir/tag`` and point ``LAST`` at it; keep the newest ``keep``.
+
+    ``extra`` maps further safetensors file names to tensors written beside the weights
+    (the averaged weights of ``train.ema_decay``).
+    """
     ckpt_dir = Path(ckpt_dir)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     final = ckpt_dir / tag
@@ -98,7 +109,9 @@ def save_checkpoint(ckpt_dir: Path, tag: str, model: nn.Module, state: dict[str,
     tmp.mkdir()
     buf = io.BytesIO()
     torch.save(state, buf)
-    for name, data in ((WEIGHTS, save(state_dict_of(model))), (STATE, buf.getvalue())):
+    files = [(WEIGHTS, save(state_dict_of(model))), (STATE, buf.getvalue())]
+    files += [(name, save(tensors)) for name, tensors in (extra or {}).items()]
+    for name, data in files:
         with open(tmp / name, "wb") as f:
             f.write(data)
             f.flush()
@@ -142,3 +155,9 @@ def load_checkpoint(path: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
     if not isinstance(state, dict):
         raise CheckpointError(f"Checkpoint file {state_file} does not hold a state dict.")
     return weights, state
+
+
+def load_extra_weights(path: Path, name: str) -> dict[str, Tensor] | None:
+    """A further safetensors file of the full checkpoint ``path`` (see ``save_checkpoint``), or None if absent."""
+    f = Path(path) / name
+    return load_weights_file(f) if f.is_file() else None

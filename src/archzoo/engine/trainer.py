@@ -9,6 +9,7 @@ on the test split. It knows nothing about any model family.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import inspect
 import json
@@ -28,6 +29,7 @@ from archzoo.data.loader import DataBundle, TensorSplit
 from archzoo.engine import checkpoint as ckpt
 from archzoo.engine.context import OptimizerSlot, TrainContext
 from archzoo.engine.distributed import DistInfo, barrier, broadcast_object, init_distributed
+from archzoo.engine.ema import WeightEMA
 from archzoo.engine.loggers import MetricsLog
 from archzoo.engine.optim import build_optimizer, build_scheduler, param_groups
 from archzoo.engine.pretrained import check_transfer_interface, freeze_norm_stats, head_module, set_trainable
@@ -35,6 +37,8 @@ from archzoo.engine.progress import Progress
 from archzoo.errors import TrainingDiverged, UserError
 from archzoo.registry import DATASETS, MODELS, TASKS, _check_kwargs
 from archzoo.tasks.base import Task, batch_size_of, to_device
+
+EMA_FILE = "ema.safetensors"  # the averaged weights inside a full checkpoint (train.ema_decay)
 
 INFO_KEYS = ("num_classes", "in_channels", "image_size", "in_features", "out_features", "seq_len", "vocab_size")
 
@@ -262,6 +266,7 @@ class Trainer:
         self.memory_format = torch.channels_last if cfg.model.channels_last else None
         if self.memory_format is not None:
             self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-arg]
+        self.ema = WeightEMA(self.model, t.ema_decay) if t.ema_decay > 0 else None
         self.task = build_task(cfg)
         self.task.setup(self.model, self.info, self.device)
         if self.task.monitor is None and (t.early_stopping or cfg.optim.scheduler == "plateau"):
@@ -382,6 +387,7 @@ class Trainer:
             "rng": _rng_state(),
             "task": self.task.extra_state(),
             "precision": self.precision,
+            "ema_updates": self.ema.updates if self.ema is not None else None,
         }
 
     def _load_state(self, path: Path) -> None:
@@ -406,6 +412,14 @@ class Trainer:
             self.train_count = int(state["train_count"])
             self.task.load_extra_state(state.get("task", {}))
             _set_rng_state(state["rng"])
+            if self.ema is not None:
+                averaged = ckpt.load_extra_weights(path, EMA_FILE)
+                if averaged is None or state.get("ema_updates") is None:
+                    # train.ema_decay was switched on for the resumed run: the average starts here.
+                    self.ema = WeightEMA(self.model, self.cfg.train.ema_decay)
+                    self.progress.message("the checkpoint has no averaged weights; the average starts from them")
+                else:
+                    self.ema.load_state_dict(averaged, int(state["ema_updates"]))
         except (KeyError, ValueError, RuntimeError) as e:
             raise UserError(f"Checkpoint {path} does not match this run's configuration ({e}).") from None
 
@@ -413,7 +427,12 @@ class Trainer:
         if not self.dist.is_main:
             return
         tag = f"epoch{self.epoch:04d}-step{self.ctx.global_step:07d}"
-        ckpt.save_checkpoint(self.ckpt_dir, tag, self.model, self._state())
+        extra = {EMA_FILE: self.ema.state_dict()} if self.ema is not None else None
+        ckpt.save_checkpoint(self.ckpt_dir, tag, self.model, self._state(), extra=extra)
+
+    def _averaged(self) -> contextlib.AbstractContextManager[None]:
+        """Inside: the model holds its averaged weights (train.ema_decay), if any."""
+        return self.ema.applied(self.model) if self.ema is not None else contextlib.nullcontext()
 
     # --------------------------------------------------------------------- evaluation
 
@@ -495,6 +514,8 @@ class Trainer:
                     continue
                 self.ctx.global_step += 1
                 step = self.ctx.global_step
+                if self.ema is not None:
+                    self.ema.update(self.model)
                 if step % t.log_every == 0:
                     self._log_train(log, time.perf_counter() - t_start)
                 if t.checkpoint_every and step % t.checkpoint_every == 0:
@@ -548,7 +569,8 @@ class Trainer:
     def _end_epoch(self, log: MetricsLog | None, elapsed: float) -> None:
         t = self.cfg.train
         metrics = self._train_means()
-        metrics.update(self.evaluate("val"))
+        with self._averaged():
+            metrics.update(self.evaluate("val"))
         self.train_sums, self.train_count = {}, 0
         monitor = self.task.monitor
         if monitor is not None and monitor not in metrics:
@@ -565,9 +587,10 @@ class Trainer:
             self.best, self.best_epoch, self.bad_epochs = value, self.epoch, 0
             note = "  *"
             if self.dist.is_main:
-                ckpt.save_weights(
-                    self.model, self.ckpt_dir / "best.safetensors", {"epoch": str(self.epoch), monitor: str(value)}
-                )
+                with self._averaged():
+                    ckpt.save_weights(
+                        self.model, self.ckpt_dir / "best.safetensors", {"epoch": str(self.epoch), monitor: str(value)}
+                    )
         else:
             self.bad_epochs += 1
             if t.early_stopping and self.bad_epochs >= t.early_stopping:
@@ -591,7 +614,8 @@ class Trainer:
                 }
             )
         if self.dist.is_main:
-            self.task.on_epoch_end(self.model, self.epoch, self.run_dir)
+            with self._averaged():
+                self.task.on_epoch_end(self.model, self.epoch, self.run_dir)
         self.epoch += 1
         self.batch_in_epoch = 0
         self.elapsed = elapsed
@@ -603,7 +627,9 @@ class Trainer:
         best_file = self.ckpt_dir / "best.safetensors"
         barrier(self.dist)
         if self.task.monitor is not None and best_file.is_file():
-            ckpt.load_into(self.model, ckpt.load_weights_file(best_file), best_file)
+            ckpt.load_into(self.model, ckpt.load_weights_file(best_file), best_file)  # averaged if ema is on
+        elif self.ema is not None:
+            self.ema.copy_to(self.model)
         results: dict[str, float] = {}
         results.update(self.evaluate("val"))
         if self.data.test is not None:
@@ -659,6 +685,9 @@ def load_run(run: str | Path, data_dir: str | None = None, weights: str = "final
             raise UserError(f"Run {rd} has no checkpoint.")
         state, loop = ckpt.load_checkpoint(last)
         src = last
+        averaged = ckpt.load_extra_weights(last, EMA_FILE)
+        if averaged is not None:  # the weights the run would have saved
+            state = averaged
         # Say how far these weights were trained: the checkpoint may be older than cfg.train.epochs.
         trainer.epoch, trainer.batch_in_epoch = int(loop.get("epoch", 0)), int(loop.get("batch_in_epoch", 0))
     else:
