@@ -1,8 +1,8 @@
 r"""An exponential moving average of a model's weights (``train.ema_decay``).
 
-After every optimizer step the engine updates a shadow copy of the model's
-floating-point tensors (parameters and buffers such as batch-norm running
-statistics):
+After every optimizer step of the loop (each batch, or each accumulation group)
+the engine updates a shadow copy of the model's floating-point tensors
+(parameters and buffers such as batch-norm running statistics):
 
 .. math::
     \bar\theta \leftarrow \beta_n \bar\theta + (1 - \beta_n)\,\theta,
@@ -12,7 +12,9 @@ where :math:`n` counts the updates so far. The warm-up term keeps the average
 from clinging to the random initial weights in short runs (the rule of
 TensorFlow's ``ExponentialMovingAverage`` with ``num_updates``); after a few
 thousand steps :math:`\beta_n = \beta`. Integer buffers (batch counts) are
-copied, not averaged.
+copied, not averaged. A task that steps some module less often than every
+batch (WGAN-GP's generator, once every ``n_critic`` batches) sees a longer
+window for it: :math:`\beta` per batch is :math:`\beta^{n_{critic}}` per generator step.
 
 Averaged weights are the usual last step of DDPM training (Ho et al. 2020 use
 :math:`\beta = 0.9999`) and help GAN generators (Yazıcı et al. 2019,
