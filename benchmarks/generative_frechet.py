@@ -277,6 +277,12 @@ def main() -> None:
             trained = run.epoch if run.batch_in_epoch == 0 else round(run.epoch + run.batch_in_epoch / nb, 2)
         params = sum(q.numel() for q in run.model.parameters())
         acc = res.get("class_accuracy")
+        # train.ema_decay: the scored weights are an average, possibly switched on at a resume.
+        ema = json.loads(done.read_text()).get("ema") if done.is_file() else None
+        averaged = ""
+        if ema:
+            since = f" from step {ema['from_step']:,}" if ema["from_step"] else ""
+            averaged = f", weight average {ema['decay']:g}{since}"
         label = f"{name}-{a.label}" if a.label else name
         guided = f", guidance {sampling['guidance']:g}" if sampling.get("guidance") is not None else ""
         write_result(
@@ -287,7 +293,7 @@ def main() -> None:
                 "summary": (
                     f"{recipe} ({cfg.model.name}, {params:,} params, {trained}"
                     + (f" of {cfg.train.epochs}" if trained != cfg.train.epochs else "")
-                    + f" epochs{guided}): Fréchet distance of "
+                    + f" epochs{guided}{averaged}): Fréchet distance of "
                     f"{res['n_generated']:,} samples to {res['n_real']:,} test images in fashion-cnn features"
                     + (f"; class accuracy {100 * acc:.1f}% (target ≥ 90%)" if acc is not None else "")
                 ),
@@ -299,6 +305,7 @@ def main() -> None:
                 "weights": a.weights if name in runs else "final",
                 "parameters": params,
                 "train_seconds": round(train_seconds, 1) if train_seconds is not None else None,
+                "ema": ema,
                 **res,
             },
         )

@@ -96,6 +96,7 @@ def test_trainer_evaluates_and_saves_the_average(tmp_path: Path) -> None:
     again = load_run(avg.run_dir)
     assert again.evaluate("test")["test/acc"] == pytest.approx(res["test/acc"], abs=1e-6)
     summary = json.loads((avg.run_dir / "results.json").read_text())
+    assert summary["ema"] == {"decay": 0.99, "from_step": 0}
     assert summary["metrics"]["test/acc"] == pytest.approx(res["test/acc"])
 
 
@@ -121,6 +122,8 @@ def test_switching_ema_on_at_resume_starts_from_the_resumed_weights(tmp_path: Pa
     last = ckpt.latest_checkpoint(tr.ckpt_dir)
     state = torch.load(last / ckpt.STATE, weights_only=True)  # type: ignore[operator]
     assert state["ema_updates"] == tr.steps_per_epoch  # counted from the resume, not from step 0
+    summary = json.loads((tr.run_dir / "results.json").read_text())
+    assert summary["ema"] == {"decay": 0.9, "from_step": tr.steps_per_epoch}
     averaged, raw = _weights(last / EMA_FILE), _weights(last / ckpt.WEIGHTS)  # type: ignore[operator]
     k = next(k for k in raw if raw[k].is_floating_point() and raw[k].dim() == 2)
     # Between the resumed weights and the last ones: closer to the last (decay 0.9 over ~25 steps).

@@ -659,6 +659,10 @@ class Trainer:
                 "precision": self.precision,
                 "world_size": self.dist.world,
                 "parameters": sum(p.numel() for p in self.model.parameters()),
+                # The weights kept are an average from this step on (later than 0 if switched on at resume).
+                "ema": None
+                if self.ema is None
+                else {"decay": self.ema.decay, "from_step": self.ctx.global_step - self.ema.updates},
                 "metrics": {k: v for k, v in results.items() if "/" in k},
             }
             (self.run_dir / "results.json").write_text(json.dumps(summary, indent=2))
