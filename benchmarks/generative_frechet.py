@@ -224,7 +224,10 @@ def main() -> None:
         "the first; the summary compares each model at its best recorded sampling and names it",
     )
     p.add_argument(
-        "--weights", choices=["final", "last"], default="final", help="weights of --run runs (last: last checkpoint)"
+        "--weights",
+        choices=["final", "last", "raw"],
+        default="final",
+        help="weights of --run runs (last: last checkpoint; raw: its weights without the train.ema_decay average)",
     )
     p.add_argument("--real", action="store_true", help="also measure the real-train-vs-test floor")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
@@ -272,7 +275,7 @@ def main() -> None:
         done = Path(run.run_dir) / "results.json"
         if name not in runs and done.is_file():  # train.max_time may have stopped it early
             trained = json.loads(done.read_text())["epochs_run"]
-        if name in runs and a.weights == "last":
+        if name in runs and a.weights in ("last", "raw"):
             nb = run.data.train.num_batches(cfg.data.batch_size)
             trained = run.epoch if run.batch_in_epoch == 0 else round(run.epoch + run.batch_in_epoch / nb, 2)
         params = sum(q.numel() for q in run.model.parameters())

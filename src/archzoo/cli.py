@@ -52,7 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("eval", help="evaluate a finished run's weights on a split")
     s.add_argument("run", help="run directory")
     s.add_argument("--split", default="test", choices=["train", "val", "test"])
-    s.add_argument("--weights", default="final", choices=["final", "best", "last"], help="which weights to load")
+    s.add_argument(
+        "--weights",
+        default="final",
+        choices=["final", "best", "last", "raw"],
+        help="which weights to load (last: the last checkpoint; raw: its weights without the average of train.ema_decay)",
+    )
     s.add_argument("--data-dir")
 
     s = sub.add_parser("predict", help="classify image files with a trained run")

@@ -95,6 +95,10 @@ def test_trainer_evaluates_and_saves_the_average(tmp_path: Path) -> None:
     # The reported test figure is the average's, and load_run gives the same weights back.
     again = load_run(avg.run_dir)
     assert again.evaluate("test")["test/acc"] == pytest.approx(res["test/acc"], abs=1e-6)
+    # --weights last is the checkpoint's average, --weights raw its own weights.
+    for which, expect in (("last", averaged), ("raw", raw)):
+        got = load_run(avg.run_dir, weights=which).model.state_dict()
+        assert all(torch.equal(got[k].cpu(), expect[k]) for k in expect), which
     summary = json.loads((avg.run_dir / "results.json").read_text())
     assert summary["ema"] == {"decay": 0.99, "from_step": 0}
     assert summary["metrics"]["test/acc"] == pytest.approx(res["test/acc"])

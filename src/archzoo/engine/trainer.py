@@ -674,7 +674,11 @@ class Trainer:
 
 
 def load_run(run: str | Path, data_dir: str | None = None, weights: str = "final") -> Trainer:
-    """A finished (or interrupted) run directory, its model holding the ``final``, ``best`` or ``last`` weights."""
+    """A finished (or interrupted) run directory, its model holding the ``final``, ``best`` or ``last`` weights.
+
+    ``last`` is the last full checkpoint: its weight average when the run keeps one (``train.ema_decay``),
+    as the run would have saved it; ``raw`` is that checkpoint's own, unaveraged weights.
+    """
     from archzoo.config import load_config
 
     rd = Path(run)
@@ -683,13 +687,13 @@ def load_run(run: str | Path, data_dir: str | None = None, weights: str = "final
     cfg = load_config(None, rd / "config.yaml")
     cfg.log.progress = "none"
     trainer = Trainer(cfg, run_dir=rd, data_dir=data_dir, load_pretrained=False)  # the run's own weights come next
-    if weights == "last":
+    if weights in ("last", "raw"):
         last = ckpt.latest_checkpoint(rd / "checkpoints")
         if last is None:
             raise UserError(f"Run {rd} has no checkpoint.")
         state, loop = ckpt.load_checkpoint(last)
         src = last
-        averaged = ckpt.load_extra_weights(last, EMA_FILE)
+        averaged = ckpt.load_extra_weights(last, EMA_FILE) if weights == "last" else None
         if averaged is not None:  # the weights the run would have saved
             state = averaged
         # Say how far these weights were trained: the checkpoint may be older than cfg.train.epochs.
