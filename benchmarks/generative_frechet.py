@@ -268,6 +268,8 @@ def main() -> None:
         if a.threads:
             overrides.append(f"train.threads={a.threads}")
         run, train_seconds = train_or_load(name, overrides, (runs.get(name) or [None])[-1], a.data_dir, a.weights)
+        if a.threads:  # loading a run applies its own train.threads; sampling runs on --threads
+            torch.set_num_threads(a.threads)
         res = score_run(run, clf, n=n_for.get(name, a.n), also_at=(a.also_at,), **sampling)
         cfg = run.cfg
         # --weights last may score a checkpoint from before the end of the run: report the epochs it holds.
