@@ -138,11 +138,17 @@ def summarize() -> None:
         return
     # A labelled row is the same run sampled another way (e.g. another guidance weight, named in its summary).
     # Each model is compared at its best recorded sampling, and the summary names that sampling. Labelled rows
-    # of another run than the unlabelled one (e.g. left from an earlier, shorter training) are not compared.
+    # of another run than the unlabelled one (e.g. left from an earlier, shorter training) are not compared,
+    # nor are a run's unaveraged weights (--weights raw).
     family = {}
     for k in MODELS:
         fam = {r: v for r, v in rows.items() if r == k or r.startswith(f"{k}-")}
-        family[k] = {r: v for r, v in fam.items() if k not in fam or v.get("run") == fam[k].get("run")}
+        # --weights raw rows show what a run's weight average buys; the run's own result is the average.
+        family[k] = {
+            r: v
+            for r, v in fam.items()
+            if (k not in fam or v.get("run") == fam[k].get("run")) and v.get("weights") != "raw"
+        }
     # Fréchet distances are comparable at equal sample counts only: compare at the smallest count scored.
     common = min((v["n_generated"] for fam in family.values() for v in fam.values()), default=0)
 
