@@ -294,6 +294,8 @@ def main() -> None:
         if ema:
             since = f" from step {ema['from_step']:,}" if ema["from_step"] else ""
             averaged = f", weight average {ema['decay']:g}{since}"
+        if name in runs and a.weights == "raw":
+            averaged = ", last checkpoint without its weight average" if ema else ", last checkpoint"
         label = f"{name}-{a.label}" if a.label else name
         guided = f", guidance {sampling['guidance']:g}" if sampling.get("guidance") is not None else ""
         write_result(
