@@ -54,7 +54,7 @@ MODELS = {
     "dcgan": ("fashion-dcgan", {}),
     "cgan": ("fashion-cgan", {}),
     "wgan_gp": ("fashion-wgan-gp", {}),
-    # Guidance 4: of the weights 2, 4 and 6 scored on the 2-epoch CPU DDPM (results/generative-frechet-ddpm*.json)
+    # Guidance 4: of the weights 2, 4 and 6 scored on the 2-epoch CPU DDPM (results/generative-frechet-ddpm-2ep-g*.json)
     # it gave the lowest distance (1.44, 1.15, 1.31); class accuracy rises with the weight (80.5%, 92.4%, 95.3%).
     "ddpm": ("fashion-ddpm", {"steps": 25, "guidance": 4.0, "method": "ddim"}),
 }
