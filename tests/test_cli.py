@@ -156,3 +156,31 @@ def test_data_where_honours_data_dir(tmp_path: Path) -> None:
 def test_missing_dataset_says_how_to_get_it(tmp_path: Path) -> None:
     r = run_cli("train", "fashion-mlp", "--data-dir", str(tmp_path))
     assert_one_sentence_error(r, "dataset-fashion-mnist")
+
+
+def test_resume_that_would_change_the_schedule_is_refused_and_keeps_the_run(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    fast = ["log.progress=none", "log.plots=false", "log.tensorboard=false", "train.threads=1"]
+    r = run_cli("train", "digits-mlp", "train.epochs=1", *fast, "--run-dir", str(run))
+    assert r.returncode == 0, r.stderr
+    before = {p: p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
+    # digits-mlp runs a onecycle schedule built for 1 epoch: a second one is not the same training.
+    r = run_cli("train", "--resume", str(run), "train.epochs=2", "optim.lr=0.1", *fast)
+    assert_one_sentence_error(r, "train.epochs 1 → 2", "optim.lr", f"model.pretrained={run}")
+    assert {p: p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()} == before  # nothing rewritten
+    # The way the message names works: a new run from the old one's weights, two epochs long.
+    r = run_cli(
+        "train",
+        "--config",
+        str(run / "config.yaml"),
+        f"model.pretrained={run}",
+        "train.epochs=2",
+        *fast,
+        "--run-dir",
+        str(tmp_path / "more"),
+    )
+    assert r.returncode == 0, r.stderr
+    # A change the checkpoint allows goes on and says so.
+    r = run_cli("train", "--resume", str(run), "train.early_stopping=3", *fast, "log.progress=lines")
+    assert r.returncode == 0, r.stderr
+    assert "resuming with train.early_stopping 0 → 3" in r.stderr

@@ -463,3 +463,71 @@ def _merge(base: dict[str, Any], top: dict[str, Any]) -> None:
             _merge(base[k], v)
         else:
             base[k] = v
+
+
+# ----------------------------------------------------------------------------- resuming
+
+# Settings a resumed run may change: they decide where the run writes, how long it goes on, on
+# what it runs and how it reports, not the training the checkpoint has begun.
+RESUME_FREE = (
+    "description",
+    "data.dir",
+    "data.eval_batch_size",
+    "data.on_device",
+    "train.device",
+    "train.threads",
+    "train.epochs",
+    "train.max_steps",
+    "train.max_time",
+    "train.early_stopping",
+    "train.min_delta",
+    "train.log_every",
+    "train.checkpoint_every",
+    "train.ema_decay",
+    "log.",
+)
+# Schedules whose shape is fixed by the run's total step count when they are built.
+LENGTH_SHAPED_SCHEDULES = ("cosine", "onecycle", "warmup_cosine")
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v and prefix.count(".") < 1:
+            out.update(_flat(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def resume_changes(saved: Config, new: Config, run: str | Path = "RUN") -> list[str]:
+    """Check the settings a resumed run changes against the ones its checkpoint was written with.
+
+    Returns the changes allowed (as ``key old → new``; ``log.*`` left out). Raises one UserError naming every change
+    the checkpoint does not allow: the model, task, optimizer and schedule, the data and its
+    batching, the seed, and (under a schedule shaped by the run's length) ``train.epochs``.
+    Those would be overwritten by the checkpoint's state without a word, or make a run that no
+    single training produces.
+    """
+    a, b = _flat(saved.to_dict()), _flat(new.to_dict())
+    changed = [k for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)]
+    allowed, refused = [], []
+    for k in changed:
+        what = f"{k} {a.get(k)!r} → {b.get(k)!r}"
+        free = any(k == f or (f.endswith(".") and k.startswith(f)) for f in RESUME_FREE)
+        if k == "train.epochs" and saved.optim.scheduler in LENGTH_SHAPED_SCHEDULES:
+            free = False
+            what += f" (the {saved.optim.scheduler} schedule's length is fixed in the checkpoint)"
+        if not free:
+            refused.append(what)
+        elif not k.startswith("log."):
+            allowed.append(what)
+    if refused:
+        raise UserError(
+            "A resumed run continues the training its checkpoint began, so these settings cannot change: "
+            + "; ".join(refused)
+            + ". To train with them, start a new run from its weights: "
+            f"archzoo train --config {run}/config.yaml model.pretrained={run} key=value ..."
+        )
+    return allowed

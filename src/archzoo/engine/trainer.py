@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from archzoo.config import Config
+from archzoo.config import Config, config_from_dict, load_yaml, resume_changes
 from archzoo.data.loader import DataBundle, TensorSplit
 from archzoo.engine import checkpoint as ckpt
 from archzoo.engine.context import OptimizerSlot, TrainContext
@@ -249,6 +249,10 @@ class Trainer:
         self.run_dir = Path(run_dir)  # type: ignore[arg-type]
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.progress = Progress(cfg.log.progress, enabled=self.dist.is_main)
+        if resume and (self.run_dir / "config.yaml").is_file():
+            saved = config_from_dict(load_yaml(self.run_dir / "config.yaml"))
+            for change in resume_changes(saved, cfg, self.run_dir):
+                self.progress.message(f"resuming with {change}")
 
         self.data = build_data(cfg, data_dir)
         self.info = dict(self.data.info)
