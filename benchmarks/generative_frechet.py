@@ -172,12 +172,14 @@ def summarize() -> None:
         cond_ok = all(any(v >= 0.9 for r, v in cond.items() if r in family[k]) for k in ("cgan", "ddpm"))
 
     def setting(row: str) -> str:
-        guidance = (rows[row].get("sampling") or {}).get("guidance")
-        return f" (guidance {guidance:g})" if guidance is not None else ""
+        sampling = rows[row].get("sampling") or {}
+        parts = [f"{sampling['steps']} steps"] if sampling.get("steps") is not None else []
+        parts += [f"guidance {sampling['guidance']:g}"] if sampling.get("guidance") is not None else []
+        return f" ({', '.join(parts)})" if parts else ""
 
     measured = ", ".join(f"{k}{setting(chosen[k])} {v:.2f}" for k, v in sorted(fd.items(), key=lambda kv: kv[1]))
     acc = ", ".join(
-        f"{k} {100 * cond[r]:.1f}%{setting(r)}" for k, fam in family.items() for r in sorted(fam) if r in cond
+        f"{r} {100 * cond[r]:.1f}%{setting(r)}" for fam in family.values() for r in sorted(fam) if r in cond
     )
     missing = [k for k in MODELS if not family[k]]
     write_result(
