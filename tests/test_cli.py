@@ -184,3 +184,13 @@ def test_resume_that_would_change_the_schedule_is_refused_and_keeps_the_run(tmp_
     r = run_cli("train", "--resume", str(run), "train.early_stopping=3", *fast, "log.progress=lines")
     assert r.returncode == 0, r.stderr
     assert "resuming with train.early_stopping 0 → 3" in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [(["digits-cnn"], "a recipe"), (["--config", "x.yaml"], "--config"), (["--run-dir", "x"], "--run-dir")],
+)
+def test_resume_with_what_it_would_ignore_is_refused(tmp_path: Path, extra: list[str], named: str) -> None:
+    r = run_cli("train", "--resume", str(tmp_path / "run"), *extra, cwd=tmp_path)
+    assert_one_sentence_error(r, f"not {named}")
+    assert not (tmp_path / "x").exists()

@@ -148,6 +148,11 @@ def cmd_train(a: argparse.Namespace) -> int:
     recipe, overrides = _split_args(a.recipe, a.overrides)
     if a.resume:
         run = Path(a.resume)
+        if recipe or a.config or a.run_dir:
+            extra = "a recipe" if recipe else "--config" if a.config else "--run-dir"
+            raise UserError(
+                f"--resume continues {run} with the config saved there; it takes key=value overrides, not {extra}."
+            )
         if not (run / "config.yaml").is_file():
             raise UserError(f"{run} is not a run directory (it has no config.yaml).")
         cfg = load_config(None, run / "config.yaml", overrides)
