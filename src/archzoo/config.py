@@ -490,25 +490,25 @@ RESUME_FREE = (
 LENGTH_SHAPED_SCHEDULES = ("cosine", "onecycle", "warmup_cosine")
 
 
-def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def _flat(d: dict[str, Any]) -> dict[str, Any]:
+    """``{"optim": {"lr": 1}}`` as ``{"optim.lr": 1}``: one level deep, so ``model.args`` is one value."""
     out: dict[str, Any] = {}
     for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict) and v and prefix.count(".") < 1:
-            out.update(_flat(v, key + "."))
+        if isinstance(v, dict):
+            out.update({f"{k}.{sub}": x for sub, x in v.items()})
         else:
-            out[key] = v
+            out[k] = v
     return out
 
 
 def resume_changes(saved: Config, new: Config, run: str | Path = "RUN") -> list[str]:
     """Check the settings a resumed run changes against the ones its checkpoint was written with.
 
-    Returns the changes allowed (as ``key old → new``; ``log.*`` left out). Raises one UserError naming every change
-    the checkpoint does not allow: the model, task, optimizer and schedule, the data and its
-    batching, the seed, and (under a schedule shaped by the run's length) ``train.epochs``.
-    Those would be overwritten by the checkpoint's state without a word, or make a run that no
-    single training produces.
+    Returns the changes allowed, as ``key old → new`` (``log.*`` left out). Raises one UserError
+    naming every change the checkpoint does not allow: the model, task, optimizer and schedule,
+    the data and its batching, the seed, and (under a schedule shaped by the run's length)
+    ``train.epochs``. Those would be overwritten by the checkpoint's state without a word, or
+    make a run that no single training produces.
     """
     a, b = _flat(saved.to_dict()), _flat(new.to_dict())
     changed = [k for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)]
