@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -171,6 +172,12 @@ def cmd_train(a: argparse.Namespace) -> int:
     from archzoo.engine.distributed import shutdown
 
     shutdown(trainer.dist)
+    if trainer.dist.enabled:
+        # Under torchrun, leave without interpreter finalisation: gloo's worker threads can abort the
+        # process (SIGABRT) while Python tears down. Everything is written and closed by now.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0
 
 
