@@ -65,8 +65,10 @@ def all_reduce_sum(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
 
 
 def shutdown(info: DistInfo) -> None:
-    """Leave the process group together: rank 0 still writes and prints after the others are done,
-    and a rank that tears gloo down while a peer is busy can abort at exit (SIGABRT)."""
+    """Leave the process group together (rank 0 still writes and prints after the others are done).
+
+    This does not by itself stop gloo aborting a rank at interpreter exit; ``archzoo train``
+    therefore leaves a torchrun process with ``os._exit`` after this (see ``cli.cmd_train``)."""
     if info.enabled and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
