@@ -25,7 +25,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import synchronizer, write_result  # noqa: E402
 from archzoo.config import load_config  # noqa: E402
-from archzoo.data.loader import epoch_generator  # noqa: E402
+from archzoo.data.splits import epoch_generator  # noqa: E402
 from archzoo.engine.trainer import Trainer, build_model  # noqa: E402
 
 

@@ -21,7 +21,7 @@ from archzoo.data.cifar import (
     read_cifar_batch,
     restricted_load,
 )
-from archzoo.data.loader import epoch_generator, holdout
+from archzoo.data.splits import epoch_generator, holdout
 from archzoo.errors import DataError, UserError
 from archzoo.registry import create_dataset
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from archzoo.data.embedded import diabetes, digits
-from archzoo.data.loader import DataBundle
+from archzoo.data.splits import DataBundle
 from archzoo.errors import UserError
 from archzoo.registry import create_dataset
 

@@ -15,7 +15,7 @@ import torch
 
 from archzoo.data import idx
 from archzoo.data.idx import IDX_IMAGES, IDX_LABELS, fashion_mnist, mnist, read_idx
-from archzoo.data.loader import epoch_generator, holdout
+from archzoo.data.splits import epoch_generator, holdout
 from archzoo.errors import DataError, UserError
 from archzoo.registry import create_dataset
 

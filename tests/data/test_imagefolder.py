@@ -20,7 +20,7 @@ from archzoo.data.imagefolder import (
     image_folder,
     load_image,
 )
-from archzoo.data.loader import epoch_generator
+from archzoo.data.splits import epoch_generator
 from archzoo.errors import DataError, UserError
 from archzoo.registry import create_dataset
 

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from archzoo.data.loader import Augment
+from archzoo.data.splits import Augment
 from archzoo.errors import UserError
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from archzoo.data.augment import build_augment
-from archzoo.data.loader import DataBundle, TensorSplit, holdout
+from archzoo.data.splits import DataBundle, TensorSplit, holdout
 from archzoo.registry import register_dataset
 
 TEST_SEED = 0

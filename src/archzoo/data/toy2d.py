@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from archzoo.data.loader import DataBundle, TensorSplit, holdout
+from archzoo.data.splits import DataBundle, TensorSplit, holdout
 from archzoo.errors import UserError
 from archzoo.registry import register_dataset
 

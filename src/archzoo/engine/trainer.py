@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from archzoo.config import Config, config_from_dict, load_yaml, resume_changes
-from archzoo.data.loader import DataBundle, TensorSplit
+from archzoo.data.splits import DataBundle, TensorSplit
 from archzoo.engine import checkpoint as ckpt
 from archzoo.engine.context import OptimizerSlot, TrainContext
 from archzoo.engine.distributed import DistInfo, barrier, broadcast_object, init_distributed

@@ -10,6 +10,23 @@ and :meth:`Task.training_step` to call ``ctx.backward(loss, name)`` and
 For evaluation the engine calls ``task.eval_step(model, batch, split)`` on every
 batch of a split and then ``task.compute(split)``, which returns a dict of
 floats keyed ``<split>/<metric>`` and resets the accumulators.
+
+A task owns what a batch means:
+
+* :meth:`Task.count` says what the logged training means are weighted by
+  (samples, non-pad tokens, graphs, masked nodes);
+* state carried from batch to batch (an LSTM's hidden state under truncated
+  BPTT) lives on the task: the engine calls :meth:`Task.start_epoch` before the
+  first batch of each training epoch (not when a run resumes in the middle of
+  one), and saves :meth:`Task.extra_state` in every full checkpoint, so resume
+  stays exact;
+* what a user hands ``archzoo predict`` is read by :meth:`Task.read_inputs` and
+  answered by :meth:`Task.predict` and :meth:`Task.describe`; ``archzoo sample``
+  takes the options in :attr:`Task.sample_options` and calls :meth:`Task.sample`.
+
+Tasks are handed the module to call (``model``: DDP-wrapped or compiled when the
+run asks for it) and reach the plain module through :func:`unwrap`; the engine
+reduces gradients and evaluation metrics across ranks.
 """
 
 from __future__ import annotations
@@ -17,6 +34,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -39,6 +57,15 @@ class StepContext(Protocol):
 
     def step(self, name: str = "main") -> bool:
         """Clip, step and zero optimizer ``name`` on an accumulation boundary; returns whether it stepped."""
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option a task declares for ``archzoo sample`` or ``archzoo predict`` (``--name VALUE``)."""
+
+    type: type
+    default: Any = None
+    help: str = ""
 
 
 class Task(ABC):
@@ -79,9 +106,42 @@ class Task(ABC):
     def compute(self, split: str) -> dict[str, float]:
         """Return ``{f"{split}/{metric}": value}`` for the batches seen and reset."""
 
-    def predict(self, model: nn.Module, x: Tensor) -> Tensor:
+    def count(self, batch: Any) -> int | Tensor:
+        """What one batch's logged means are weighted by: samples by default (the first tensor's dim 0).
+
+        Token-level tasks return the number of non-pad tokens, graph tasks the number of graphs,
+        node tasks the number of nodes in the training mask. A tensor is fine (no host sync).
+        """
+        return batch_size_of(batch)
+
+    def start_epoch(self, epoch: int) -> None:  # noqa: B027 - an optional hook
+        """Called before the first training batch of each epoch (reset carried state here)."""
+
+    # ----------------------------------------------------------------- outputs for users
+
+    predict_options: dict[str, Option] = {}
+    sample_options: dict[str, Option] = {}
+
+    def read_inputs(self, inputs: list[str], info: dict[str, Any]) -> Any:
+        """Turn ``archzoo predict``'s positional inputs (files, text, SMILES, CSV rows) into a batch."""
+        from archzoo.errors import UserError
+
+        raise UserError(f"Task '{type(self).__name__}' does not take inputs to predict.")
+
+    def predict(self, model: nn.Module, batch: Any) -> Any:
         """Map a batch of inputs to the task's output (class probabilities, values)."""
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
         return model(x)
+
+    def describe(self, outputs: Any, inputs: list[str], info: dict[str, Any], **options: Any) -> list[str]:
+        """Lines for stdout, one or more per input (tab-separated: input, answer, score)."""
+        return [f"{i}\t{o}" for i, o in zip(inputs, outputs, strict=False)]
+
+    def sample(self, model: nn.Module, info: dict[str, Any], out_dir: Path, **options: Any) -> list[Path]:
+        """Draw samples with the declared :attr:`sample_options`, write them under ``out_dir``, return the paths."""
+        from archzoo.errors import UserError
+
+        raise UserError(f"Task '{type(self).__name__}' does not draw samples.")
 
     def on_epoch_end(self, model: nn.Module, epoch: int, run_dir: Path | None) -> None:  # noqa: B027 - an optional hook
         """Called on the main process after each epoch's evaluation (sample grids, plots)."""

@@ -1,24 +1,34 @@
-"""A fast in-memory loader: whole splits as tensors, shuffled index batches.
+"""Splits: how a dataset's batches are drawn, sharded across ranks and resumed mid-epoch.
 
-Small datasets (digits, Fashion-MNIST, CIFAR-10) fit in memory many times over,
-so each split is held as one tensor already in the model's layout (float,
-``(N, C, H, W)``, normalised). A batch is one ``index_select``; augmentation
-runs on the whole batch at once (:mod:`archzoo.data.augment`). There is no
-per-sample Python and no worker process.
+The engine, viz and scoring depend on the :class:`Split` protocol alone. Each
+kind of data has its own implementation (in-memory tensors here; a memory-mapped
+token stream, padded sequences, PyG graph mini-batches, one full graph with masks
+and windows over a series beside it), and each keeps three promises:
 
-Order is a pure function of ``(seed, epoch)``: the permutation of epoch ``e``
-comes from a generator seeded with ``seed`` and ``e``, and the augmentation of
-batch ``i`` from one seeded with ``(seed, e, i)``, so a run resumed at any batch
-sees the same batches as one that never stopped. Under distributed data
-parallel every rank draws the same global batch and keeps its own slice
-``batch[rank::world]``, so the global batch is the same as in one process.
+* **order is a pure function of** ``(seed, epoch)``, so a run resumed at batch
+  ``start`` sees the same batches as one that never stopped;
+* **it shards itself** for distributed data parallel: given ``rank`` and
+  ``world`` it yields this rank's part of the global batch (or, for one full
+  graph, the same graph on every rank);
+* **it refuses the generic options it cannot honour** (``augment``,
+  ``val_fraction``, ...) with one sentence, through :meth:`Split.check_options`.
+
+:class:`TensorSplit` holds small datasets (digits, Fashion-MNIST, CIFAR-10) as
+one tensor per field already in the model's layout. A batch is one
+``index_select``; augmentation runs on the whole batch at once
+(:mod:`archzoo.data.augment`). There is no per-sample Python and no worker
+process. The permutation of epoch ``e`` comes from a generator seeded with
+``seed`` and ``e``, and the augmentation of batch ``i`` from one seeded with
+``(seed, e, i)``. Under DDP every rank draws the same global batch and keeps its
+own slice ``batch[rank::world]``, so the global batch is the same as in one
+process.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
@@ -31,6 +41,46 @@ def epoch_generator(seed: int, epoch: int, stream: int = 0) -> torch.Generator:
     g = torch.Generator()
     g.manual_seed((seed * 1_000_003 + epoch * 7919 + stream * 104_729) % (2**63 - 1))
     return g
+
+
+@runtime_checkable
+class Split(Protocol):
+    """What the engine needs of one split of a dataset.
+
+    ``batches`` yields whatever the task of the data understands (a tuple of
+    tensors, a :class:`PaddedBatch`, a PyG ``Batch`` or ``Data``); the task, not
+    the engine, says what a batch counts (:meth:`archzoo.tasks.base.Task.count`).
+    """
+
+    def __len__(self) -> int:
+        """The number of examples (images, windows, graphs, sequences, tokens of a stream)."""
+
+    def num_batches(self, batch_size: int, drop_last: bool = False) -> int:
+        """Batches in one pass at ``batch_size`` (the global batch under DDP)."""
+
+    def batches(
+        self,
+        batch_size: int,
+        *,
+        shuffle: bool = False,
+        seed: int = 0,
+        epoch: int = 0,
+        start: int = 0,
+        rank: int = 0,
+        world: int = 1,
+        drop_last: bool = False,
+        augment: bool = False,
+    ) -> Iterator[Any]:
+        """Yield this rank's batches of one pass, from batch index ``start`` on."""
+
+    def to(self, device: torch.device) -> Split:
+        """The split with its tensors on ``device`` (itself when nothing moves)."""
+
+
+def example_batch(split: Split, n: int = 2) -> Any:
+    """A small first batch of ``split`` (for shape checks and probes), or None when it is empty."""
+    return next(iter(split.batches(n)), None)
+
 
 
 class TensorSplit:
@@ -114,12 +164,12 @@ class DataBundle:
     Builders read the keys they accept from it.
     """
 
-    train: TensorSplit
-    val: TensorSplit
-    test: TensorSplit | None = None
+    train: Split
+    val: Split
+    test: Split | None = None
     info: dict[str, Any] = field(default_factory=dict)
 
-    def split(self, name: str) -> TensorSplit:
+    def split(self, name: str) -> Split:
         s = {"train": self.train, "val": self.val, "test": self.test}.get(name)
         if s is None:
             from archzoo.errors import UserError

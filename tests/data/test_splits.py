@@ -1,4 +1,4 @@
-"""Tests for archzoo.data.loader: coverage, (seed, epoch) order, resume, rank slicing, holdout."""
+"""Tests for archzoo.data.splits: coverage, (seed, epoch) order, resume, rank slicing, holdout."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from archzoo.data.augment import build_augment
-from archzoo.data.loader import DataBundle, TensorSplit, epoch_generator, holdout
+from archzoo.data.splits import DataBundle, TensorSplit, epoch_generator, holdout
 from archzoo.errors import UserError
 
 N = 23  # not a multiple of the batch size, so the last batch is short
