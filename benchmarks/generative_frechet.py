@@ -45,7 +45,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, write_result  # noqa: E402
 from archzoo.config import load_config  # noqa: E402
-from archzoo.engine.trainer import Trainer, load_run  # noqa: E402
+from archzoo.engine.run import load_run  # noqa: E402
+from archzoo.engine.trainer import Trainer  # noqa: E402
 from archzoo.scoring import ClassifierFeatures, frechet_distance, gaussian_stats, real_images, score_run  # noqa: E402
 
 # name: (recipe, sampling arguments)

@@ -42,7 +42,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import synchronizer, write_result  # noqa: E402
 from archzoo.config import load_config  # noqa: E402
 from archzoo.data.root import data_root  # noqa: E402
-from archzoo.engine.trainer import Trainer, build_model  # noqa: E402
+from archzoo.engine.builders import build_model  # noqa: E402
+from archzoo.engine.trainer import Trainer  # noqa: E402
 
 
 def tutorial(

@@ -11,7 +11,7 @@ import torch
 from scipy import linalg
 
 from archzoo.cli import main
-from archzoo.engine.trainer import load_run
+from archzoo.engine.run import load_run
 from archzoo.errors import UserError
 from archzoo.scoring import ClassifierFeatures, frechet_distance, gaussian_stats, generate, real_images, score_run
 

@@ -61,10 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--data-dir")
 
-    s = sub.add_parser("predict", help="classify image files with a trained run")
+    s = sub.add_parser(
+        "predict", help="answer inputs with a trained run: archzoo predict RUN INPUT... [--OPTION VALUE]"
+    )
     s.add_argument("run", help="run directory")
-    s.add_argument("images", nargs="+", help="image files (PNG, JPEG, ...)")
-    s.add_argument("--top", type=int, default=1, help="show the top-k classes")
+    s.add_argument("inputs", nargs="+", help="what the run's task reads: image files, text, ...")
+    s.add_argument("--weights", default="final", choices=["final", "best", "last", "raw"])
 
     s = sub.add_parser("summary", help="layer table, parameter count and output shapes of a model or recipe")
     s.add_argument("name", help="a model (archzoo list models) or recipe")
@@ -74,15 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--input", help="input shape without batch, e.g. 1,28,28 (default: from the recipe's data)")
     s.add_argument("--data-dir")
 
-    s = sub.add_parser("sample", help="sample grids and raw tensors from a generative run")
+    s = sub.add_parser("sample", help="draw samples from a generative run: archzoo sample RUN [--OPTION VALUE]")
     s.add_argument("run", help="run directory")
-    s.add_argument("--n", type=int, default=64, help="number of samples")
-    s.add_argument("--class", dest="label", type=int, help="class to sample (conditional models)")
-    s.add_argument("--steps", type=int, help="sampling steps (diffusion: fewer steps use DDIM)")
-    s.add_argument("--guidance", type=float, help="classifier-free guidance weight (conditional diffusion)")
-    s.add_argument("--method", choices=["ddpm", "ddim"], help="diffusion sampler (default ddpm, ddim with --steps)")
-    s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", help="output directory (default RUN/samples)")
+    s.add_argument("--weights", default="final", choices=["final", "best", "last", "raw"])
 
     s = sub.add_parser("score", help="Fréchet distance (and class accuracy) of a generative run's samples")
     s.add_argument("run", help="a generative run directory")
@@ -182,34 +179,56 @@ def cmd_train(a: argparse.Namespace) -> int:
 
 
 def load_run(run: str, data_dir: str | None, weights: str = "final") -> Any:
-    from archzoo.engine.trainer import load_run as _load
+    from archzoo.engine.run import load_run as _load
 
     return _load(run, data_dir, weights)
 
 
 def cmd_eval(a: argparse.Namespace) -> int:
-    trainer = load_run(a.run, a.data_dir, a.weights)
-    print(json.dumps(trainer.evaluate(a.split), indent=2))
+    run = load_run(a.run, a.data_dir, a.weights)
+    print(json.dumps(run.evaluate(a.split), indent=2))
     return 0
 
 
-def cmd_predict(a: argparse.Namespace) -> int:
+def task_options(declared: dict[str, Any], extra: list[str], what: str) -> dict[str, Any]:
+    """Parse ``--name VALUE`` pairs against the options a task declares; refuse any other."""
+    out = {k.replace("-", "_"): o.default for k, o in declared.items()}
+    names = {k.replace("_", "-"): k for k in declared}
+    i = 0
+    while i < len(extra):
+        item = extra[i]
+        if not item.startswith("--"):
+            raise UserError(f"Unexpected argument '{item}' for archzoo {what}.")
+        key, _, value = item[2:].partition("=")
+        if key not in names:
+            known = ", ".join(f"--{n}" for n in names) or "none"
+            raise UserError(f"This run's task does not take --{key} for archzoo {what}; it takes: {known}.")
+        if not value:
+            if i + 1 >= len(extra):
+                raise UserError(f"--{key} needs a value.")
+            i += 1
+            value = extra[i]
+        option = declared[names[key]]
+        try:
+            out[names[key].replace("-", "_")] = option.type(value)
+        except ValueError:
+            raise UserError(f"--{key} must be a {option.type.__name__}, got '{value}'.") from None
+        i += 1
+    return out
+
+
+def cmd_predict(a: argparse.Namespace, extra: list[str]) -> int:
     import torch
 
-    from archzoo.data.imagefolder import load_image
+    run = load_run(a.run, None, a.weights)
+    options = task_options(run.task.predict_options, extra, "predict")
+    batch = run.task.read_inputs(a.inputs, run.info)
+    from archzoo.tasks.base import to_device
 
-    trainer = load_run(a.run, None)
-    info = trainer.info
-    if info.get("kind") != "image" or "num_classes" not in info:
-        raise UserError(f"Run {a.run} is not an image classifier; predict takes image files.")
-    classes = info.get("classes") or [str(i) for i in range(info["num_classes"])]
-    for path in a.images:
-        x = load_image(path, info["image_size"], info.get("mean", 0.0), info.get("std", 1.0), info["in_channels"])
-        with torch.no_grad():
-            probs = trainer.task.predict(trainer.model, x.to(trainer.device))[0]
-        top = probs.topk(min(a.top, probs.numel()))
-        for p, i in zip(top.values.tolist(), top.indices.tolist(), strict=True):
-            print(f"{path}\t{classes[i]}\t{p:.4f}")
+    with torch.no_grad():
+        outputs = run.task.predict(run.model, to_device(batch, run.device))
+    for line in run.task.describe(outputs, a.inputs, run.info, **options):
+        print(line)
     return 0
 
 
@@ -221,11 +240,11 @@ def cmd_summary(a: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_sample(a: argparse.Namespace) -> int:
-    from archzoo.viz.sampling import sample_run
-
-    trainer = load_run(a.run, None)
-    for p in sample_run(trainer, a.n, a.label, a.steps, a.guidance, Path(a.out) if a.out else None, a.seed, a.method):
+def cmd_sample(a: argparse.Namespace, extra: list[str]) -> int:
+    run = load_run(a.run, None, a.weights)
+    options = task_options(run.task.sample_options, extra, "sample")
+    out = Path(a.out) if a.out else run.run_dir / "samples"
+    for p in run.task.sample(run, out, **options):
         print(p)
     return 0
 
@@ -246,8 +265,8 @@ def cmd_viz(a: argparse.Namespace) -> int:
         raise UserError("Use 'archzoo viz features RUN IMAGE [--out DIR]'.")
     from archzoo.viz.features import viz_features
 
-    trainer = load_run(a.run, None)
-    for p in viz_features(trainer, a.image, Path(a.out) if a.out else None):
+    run = load_run(a.run, None)
+    for p in viz_features(run, a.image, Path(a.out) if a.out else None):
         print(p)
     return 0
 
@@ -282,7 +301,10 @@ COMMANDS = {
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    a = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    a, extra = parser.parse_known_args(argv)
+    if extra and a.cmd not in ("predict", "sample"):
+        parser.parse_args(argv)  # refuses the unknown arguments in one sentence
     if a.version:
         from archzoo import __version__
 
@@ -292,6 +314,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USER
     try:
+        if a.cmd in ("predict", "sample"):
+            return COMMANDS[a.cmd](a, extra)  # the run's task declares the options these take
         return COMMANDS[a.cmd](a)
     except UserError as e:
         _err(str(e))

@@ -23,6 +23,8 @@ import yaml
 from archzoo.errors import UserError
 
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
+DEFAULT_BATCH = 128
+DEFAULT_EVAL_BATCH = 1024
 OPTIMIZERS = ("sgd", "rmsprop", "adam", "adamw", "adagrad", "nadam")
 SCHEDULERS = ("none", "step", "exponential", "cosine", "plateau", "onecycle", "warmup_cosine")
 
@@ -39,9 +41,11 @@ class DataConfig:
     Args:
         name: a registered dataset (``archzoo list datasets``).
         dir: the data root; ``None`` uses ``--data-dir``, then ``ARCHZOO_DATA``, then a cache dir.
-        batch_size: global training batch (split across ranks under DDP).
-        eval_batch_size: batch for validation and test.
-        val_fraction: share of the training data held out for validation (fixed seed).
+        batch_size: global training batch (split across ranks under DDP); None: 128, or the split
+            kind's own batching (one full graph is one batch, and refuses a batch size).
+        eval_batch_size: batch for validation and test; None: 1024.
+        val_fraction: share of the training data held out for validation (fixed seed); None: the
+            dataset's default. A dataset that holds a fixed split refuses it.
         augment: batched augmentations, e.g. ``{crop_padding: 2, flip: true, cutout: 8}``.
         args: further keyword arguments of the dataset builder.
         on_device: keep the whole dataset on the training device.
@@ -49,17 +53,36 @@ class DataConfig:
 
     name: str = "digits"
     dir: str | None = None
-    batch_size: int = 128
-    eval_batch_size: int = 1024
-    val_fraction: float = 0.1
+    batch_size: int | None = None
+    eval_batch_size: int | None = None
+    val_fraction: float | None = None
     augment: dict[str, Any] = field(default_factory=dict)
     args: dict[str, Any] = field(default_factory=dict)
     on_device: bool = True
 
     def __post_init__(self) -> None:
-        _check(self.batch_size >= 1, f"data.batch_size must be at least 1, got {self.batch_size}.")
-        _check(self.eval_batch_size >= 1, f"data.eval_batch_size must be at least 1, got {self.eval_batch_size}.")
-        _check(0.0 <= self.val_fraction < 1.0, f"data.val_fraction must be in [0, 1), got {self.val_fraction}.")
+        _check(
+            self.batch_size is None or self.batch_size >= 1,
+            f"data.batch_size must be at least 1, got {self.batch_size}.",
+        )
+        _check(
+            self.eval_batch_size is None or self.eval_batch_size >= 1,
+            f"data.eval_batch_size must be at least 1, got {self.eval_batch_size}.",
+        )
+        _check(
+            self.val_fraction is None or 0.0 <= self.val_fraction < 1.0,
+            f"data.val_fraction must be in [0, 1), got {self.val_fraction}.",
+        )
+
+    @property
+    def train_batch(self) -> int:
+        """The training batch in use (``batch_size``, else the default 128)."""
+        return self.batch_size if self.batch_size is not None else DEFAULT_BATCH
+
+    @property
+    def eval_batch(self) -> int:
+        """The evaluation batch in use (``eval_batch_size``, else the default 1024)."""
+        return self.eval_batch_size if self.eval_batch_size is not None else DEFAULT_EVAL_BATCH
 
 
 @dataclass
@@ -121,6 +144,11 @@ class TaskConfig:
 class OptimConfig:
     """Optimizer, penalties and learning-rate schedule.
 
+    ``name``, ``lr`` and ``betas`` left unset (None) take the task's default for each optimizer
+    slot (a GAN's Adam at 2e-4 with betas (0.5, 0.999)), else adamw, 1e-3 and (0.9, 0.999).
+    ``slots`` sets any of these fields for one slot of a task with several optimizers:
+    ``optim.slots.generator.lr=2e-4`` wins over ``optim.lr``, which wins over the task's default.
+
     Args:
         name: sgd, rmsprop, adam, adamw, adagrad or nadam.
         lr: learning rate (the peak for onecycle and warmup_cosine).
@@ -135,17 +163,19 @@ class OptimConfig:
         step_size: epochs between decays for ``step``.
         gamma: decay factor for step, exponential and plateau.
         warmup_epochs: linear warmup length for warmup_cosine (fractions allowed).
+        warmup_steps: the same warmup in optimizer steps (instead of ``warmup_epochs``).
         min_lr: floor of cosine schedules.
         plateau_patience: epochs without improvement before plateau decays.
         pct_start: rising share of a onecycle schedule.
+        slots: per-slot settings, ``{slot: {field: value}}`` (see above).
     """
 
-    name: str = "adamw"
-    lr: float = 1e-3
+    name: str | None = None
+    lr: float | None = None
     weight_decay: float = 0.0
     momentum: float = 0.9
     nesterov: bool = False
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    betas: list[float] | None = None
     eps: float = 1e-8
     l1: float = 0.0
     l2: float = 0.0
@@ -153,22 +183,63 @@ class OptimConfig:
     step_size: int = 10
     gamma: float = 0.1
     warmup_epochs: float = 0.0
+    warmup_steps: int = 0
     min_lr: float = 0.0
     plateau_patience: int = 3
     pct_start: float = 0.25
+    slots: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        _check(self.name in OPTIMIZERS, f"optim.name must be one of {', '.join(OPTIMIZERS)}, got '{self.name}'.")
+        _check(
+            self.name is None or self.name in OPTIMIZERS,
+            f"optim.name must be one of {', '.join(OPTIMIZERS)}, got '{self.name}'.",
+        )
         _check(
             self.scheduler in SCHEDULERS,
             f"optim.scheduler must be one of {', '.join(SCHEDULERS)}, got '{self.scheduler}'.",
         )
-        _check(self.lr > 0, f"optim.lr must be positive, got {self.lr}.")
+        _check(self.lr is None or self.lr > 0, f"optim.lr must be positive, got {self.lr}.")
         _check(self.weight_decay >= 0, f"optim.weight_decay must be non-negative, got {self.weight_decay}.")
         _check(self.l1 >= 0 and self.l2 >= 0, "optim.l1 and optim.l2 must be non-negative.")
-        _check(len(self.betas) == 2, f"optim.betas needs two numbers, got {self.betas}.")
+        _check(self.betas is None or len(self.betas) == 2, f"optim.betas needs two numbers, got {self.betas}.")
         _check(0 < self.pct_start < 1, f"optim.pct_start must be in (0, 1), got {self.pct_start}.")
         _check(self.step_size >= 1, f"optim.step_size must be at least 1, got {self.step_size}.")
+        _check(self.warmup_steps >= 0, f"optim.warmup_steps must be non-negative, got {self.warmup_steps}.")
+        _check(
+            not (self.warmup_steps and self.warmup_epochs),
+            "Set optim.warmup_steps or optim.warmup_epochs, not both.",
+        )
+        names = [f.name for f in fields(self) if f.name != "slots"]
+        for slot, settings in self.slots.items():
+            _check(isinstance(settings, dict), f"optim.slots.{slot} must be a mapping of optim settings.")
+            for k in settings:
+                _check(k in names, f"Unknown config key 'optim.slots.{slot}.{k}'; a slot takes: {', '.join(names)}.")
+            # Each slot's settings are validated as a whole optimizer config of their own.
+            _build(OptimConfig, {**{k: getattr(self, k) for k in names}, **settings}, f"optim.slots.{slot}")
+
+    def for_slot(self, slot: str, task_defaults: dict[str, Any] | None = None) -> OptimConfig:
+        """The settings of optimizer ``slot``: ``slots.<slot>`` over these over the task's defaults.
+
+        The result has every field set (no None) and no slots of its own.
+        """
+        names = [f.name for f in fields(self) if f.name != "slots"]
+        own = self.slots.get(slot, {})
+        defaults = task_defaults or {}
+        fallback = {"name": "adamw", "lr": 1e-3, "betas": [0.9, 0.999]}
+        raw: dict[str, Any] = {}
+        for k in names:
+            if k in own:
+                raw[k] = own[k]
+            elif getattr(self, k) is not None:
+                raw[k] = getattr(self, k)
+            elif k in defaults:
+                raw[k] = list(defaults[k]) if k == "betas" else defaults[k]
+            else:
+                raw[k] = fallback[k]
+        unknown = sorted(set(defaults) - set(names))
+        if unknown:
+            raise TypeError(f"task optimizer defaults name unknown settings: {', '.join(unknown)}")
+        return _build(OptimConfig, raw, f"optim.slots.{slot}")
 
 
 @dataclass
@@ -186,13 +257,18 @@ class TrainConfig:
         grad_clip: maximum global gradient norm; 0 disables.
         monitor: metric that selects the best checkpoint (default: the task's).
         mode: min or max for ``monitor`` (default: the task's).
-        early_stopping: epochs without improvement before stopping; 0 disables.
+        early_stopping: validations without improvement before stopping; 0 disables.
         min_delta: smallest change of ``monitor`` that counts as improvement.
         log_every: optimizer steps between train-metric rows.
-        checkpoint_every: optimizer steps between mid-epoch checkpoints; 0 saves at epoch ends only.
-        max_steps: stop after this many optimizer steps; 0 means no limit.
-        max_time: seconds of training after which the run stops at the end of the epoch
-            then running (and tests the best weights as usual); 0 means no limit.
+        eval_every: optimizer steps between validations, besides those at epoch ends; 0: epoch ends only.
+        eval_epoch_end: validate at the end of each epoch (with ``eval_every``, false validates by steps alone).
+        checkpoint_every: how often a full checkpoint is written: ``epoch`` (each epoch's end, the
+            default; also ``0``), ``N epochs``, ``N`` or ``N steps`` (every N optimizer steps and at
+            each epoch's end), or ``N s`` (at the first step after N seconds since the last one).
+            The end of training always writes one.
+        max_steps: stop after this many optimizer steps (the schedules are sized to it); 0 means no limit.
+        max_time: seconds of training after which the run stops, checked at every validation
+            (and tests the best weights as usual); 0 means no limit.
         threads: torch intra-op threads; 0 leaves torch's default.
         ema_decay: keep an exponential moving average of the weights with this decay (0.999 averages
             over about the last thousand steps); evaluation, the best checkpoint and the saved model
@@ -211,7 +287,9 @@ class TrainConfig:
     early_stopping: int = 0
     min_delta: float = 0.0
     log_every: int = 50
-    checkpoint_every: int = 0
+    eval_every: int = 0
+    eval_epoch_end: bool = True
+    checkpoint_every: str = "epoch"
     max_steps: int = 0
     max_time: float = 0.0
     threads: int = 0
@@ -228,10 +306,13 @@ class TrainConfig:
         _check(self.mode in (None, "min", "max"), f"train.mode must be min or max, got '{self.mode}'.")
         _check(self.early_stopping >= 0, "train.early_stopping must be non-negative.")
         _check(self.log_every >= 1, f"train.log_every must be at least 1, got {self.log_every}.")
+        _check(self.max_steps >= 0, "train.max_steps must be non-negative.")
+        _check(self.eval_every >= 0, f"train.eval_every must be non-negative, got {self.eval_every}.")
         _check(
-            self.checkpoint_every >= 0 and self.max_steps >= 0,
-            "train.checkpoint_every and train.max_steps must be non-negative.",
+            self.eval_epoch_end or self.eval_every > 0,
+            "train.eval_epoch_end=false needs train.eval_every=N steps, or the run would never validate.",
         )
+        self.checkpoint_schedule()  # validates the spelling
         _check(self.max_time >= 0, f"train.max_time must be non-negative seconds, got {self.max_time}.")
         _check(0 <= self.ema_decay < 1, f"train.ema_decay must be in [0, 1), got {self.ema_decay}.")
         dev = self.device
@@ -239,6 +320,27 @@ class TrainConfig:
             dev in ("auto", "cpu", "cuda", "mps") or dev.startswith("cuda:"),
             f"train.device must be auto, cpu, cuda, cuda:N or mps, got '{dev}'.",
         )
+
+    def checkpoint_schedule(self) -> tuple[str, float]:
+        """``checkpoint_every`` as ``(unit, every)`` with unit ``epochs``, ``steps`` or ``seconds``."""
+        import re
+
+        text = str(self.checkpoint_every).strip().lower()
+        if text in ("epoch", "0", ""):
+            return "epochs", 1
+        m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(epochs?|e|steps?|s|sec|seconds?)?", text)
+        unit = {"e": "epochs", "epoch": "epochs", "epochs": "epochs", "s": "seconds", "sec": "seconds"}
+        unit.update({"second": "seconds", "seconds": "seconds", "step": "steps", "steps": "steps", None: "steps"})
+        if m is None or float(m.group(1)) <= 0:
+            raise UserError(
+                f"train.checkpoint_every must be epoch, 'N epochs', N or 'N steps', or 'N s' (seconds), "
+                f"got '{self.checkpoint_every}'."
+            )
+        kind = unit[m.group(2)]
+        every = float(m.group(1))
+        if kind != "seconds" and not every.is_integer():
+            raise UserError(f"train.checkpoint_every needs a whole number of {kind}, got '{self.checkpoint_every}'.")
+        return kind, every
 
 
 @dataclass
@@ -463,71 +565,3 @@ def _merge(base: dict[str, Any], top: dict[str, Any]) -> None:
             _merge(base[k], v)
         else:
             base[k] = v
-
-
-# ----------------------------------------------------------------------------- resuming
-
-# Settings a resumed run may change: they decide where the run writes, how long it goes on, on
-# what it runs and how it reports, not the training the checkpoint has begun.
-RESUME_FREE = (
-    "description",
-    "data.dir",
-    "data.eval_batch_size",
-    "data.on_device",
-    "train.device",
-    "train.threads",
-    "train.epochs",
-    "train.max_steps",
-    "train.max_time",
-    "train.early_stopping",
-    "train.min_delta",
-    "train.log_every",
-    "train.checkpoint_every",
-    "train.ema_decay",
-    "log.",
-)
-# Schedules whose shape is fixed by the run's total step count when they are built.
-LENGTH_SHAPED_SCHEDULES = ("cosine", "onecycle", "warmup_cosine")
-
-
-def _flat(d: dict[str, Any]) -> dict[str, Any]:
-    """``{"optim": {"lr": 1}}`` as ``{"optim.lr": 1}``: one level deep, so ``model.args`` is one value."""
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update({f"{k}.{sub}": x for sub, x in v.items()})
-        else:
-            out[k] = v
-    return out
-
-
-def resume_changes(saved: Config, new: Config, run: str | Path = "RUN") -> list[str]:
-    """Check the settings a resumed run changes against the ones its checkpoint was written with.
-
-    Returns the changes allowed, as ``key old → new`` (``log.*`` left out). Raises one UserError
-    naming every change the checkpoint does not allow: the model, task, optimizer and schedule,
-    the data and its batching, the seed, and (under a schedule shaped by the run's length)
-    ``train.epochs``. Those would be overwritten by the checkpoint's state without a word, or
-    make a run that no single training produces.
-    """
-    a, b = _flat(saved.to_dict()), _flat(new.to_dict())
-    changed = [k for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)]
-    allowed, refused = [], []
-    for k in changed:
-        what = f"{k} {a.get(k)!r} → {b.get(k)!r}"
-        free = any(k == f or (f.endswith(".") and k.startswith(f)) for f in RESUME_FREE)
-        if k == "train.epochs" and saved.optim.scheduler in LENGTH_SHAPED_SCHEDULES:
-            free = False
-            what += f" (the {saved.optim.scheduler} schedule's length is fixed in the checkpoint)"
-        if not free:
-            refused.append(what)
-        elif not k.startswith("log."):
-            allowed.append(what)
-    if refused:
-        raise UserError(
-            "A resumed run continues the training its checkpoint began, so these settings cannot change: "
-            + "; ".join(refused)
-            + ". To train with them, start a new run from its weights: "
-            f"archzoo train --config {run}/config.yaml model.pretrained={run} key=value ..."
-        )
-    return allowed

@@ -78,7 +78,7 @@ class ClassifierFeatures:
     """Penultimate-layer features and logits of a trained image classifier run.
 
     Args:
-        trainer: a loaded classifier run (:func:`archzoo.engine.trainer.load_run`).
+        trainer: a loaded classifier run (:func:`archzoo.engine.run.load_run`).
         batch_size: images per forward pass (default 500).
     """
 
@@ -143,7 +143,12 @@ def real_images(trainer: Any, split: str = "test", n: int | None = None) -> tupl
     data = {"train": trainer.data.train, "val": trainer.data.val, "test": trainer.data.test}[split]
     if data is None:
         raise UserError(f"Run {trainer.run_dir} has no {split} split.")
-    x, y = data.tensors[0], data.tensors[1]
+    from archzoo.data.splits import example_batch
+
+    batch = example_batch(data, len(data))  # the whole split as one batch, in order
+    if not (isinstance(batch, tuple) and len(batch) >= 2):
+        raise UserError(f"Run {trainer.run_dir} does not hold (image, label) data to score against.")
+    x, y = batch[0], batch[1]
     return (x[:n].cpu(), y[:n].cpu()) if n else (x.cpu(), y.cpu())
 
 

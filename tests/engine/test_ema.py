@@ -12,7 +12,8 @@ from torch import nn
 from archzoo.config import load_config
 from archzoo.engine import checkpoint as ckpt
 from archzoo.engine.ema import WeightEMA
-from archzoo.engine.trainer import EMA_FILE, Trainer, load_run
+from archzoo.engine.run import load_run
+from archzoo.engine.trainer import EMA_FILE, Trainer
 from archzoo.errors import UserError
 
 FAST = ["log.progress=none", "log.plots=false", "train.threads=1", "model.args.batch_norm=true"]

@@ -127,26 +127,32 @@ def test_sgd_nesterov() -> None:
     assert all(g["nesterov"] and g["momentum"] == 0.9 for g in opt.param_groups)
 
 
-def test_task_overrides_win() -> None:
-    cfg = OptimConfig(name="adamw", lr=1e-3, betas=[0.9, 0.999])
-    groups, _ = param_groups(_net(), 0.0)
-    opt = build_optimizer(cfg, groups, {"lr": 2e-4, "betas": (0.5, 0.999)})
-    assert isinstance(opt, torch.optim.AdamW)
-    assert all(g["lr"] == 2e-4 and tuple(g["betas"]) == (0.5, 0.999) for g in opt.param_groups)
-    opt = build_optimizer(cfg, param_groups(_net(), 0.0)[0], {"name": "sgd", "momentum": 0.0})
-    assert isinstance(opt, torch.optim.SGD) and opt.param_groups[0]["momentum"] == 0.0
-    # the overrides dict itself is not consumed
-    ov = {"lr": 0.5}
-    build_optimizer(cfg, param_groups(_net(), 0.0)[0], ov)
-    assert ov == {"lr": 0.5}
+def test_precedence_slot_over_optim_over_task_default() -> None:
+    task_default = {"name": "adam", "lr": 2e-4, "betas": (0.5, 0.999)}
+    # Nothing set: the task's default.
+    c = OptimConfig().for_slot("generator", task_default)
+    assert (c.name, c.lr, c.betas) == ("adam", 2e-4, [0.5, 0.999])
+    # optim.* wins over the task's default, for every slot.
+    c = OptimConfig(lr=1e-3).for_slot("generator", task_default)
+    assert (c.name, c.lr) == ("adam", 1e-3)
+    # optim.slots.<slot>.* wins over optim.*, for that slot alone.
+    cfg = OptimConfig(lr=1e-3, slots={"generator": {"lr": 5e-5, "name": "sgd"}})
+    g, d = cfg.for_slot("generator", task_default), cfg.for_slot("discriminator", task_default)
+    assert (g.name, g.lr, d.name, d.lr) == ("sgd", 5e-5, "adam", 1e-3)
+    opt = build_optimizer(g, param_groups(_net(), 0.0)[0])
+    assert isinstance(opt, torch.optim.SGD) and opt.param_groups[0]["lr"] == 5e-5
+    # No task default and nothing set: adamw at 1e-3.
+    c = OptimConfig().for_slot("main")
+    assert (c.name, c.lr, c.betas) == ("adamw", 1e-3, [0.9, 0.999])
 
 
-def test_unknown_override_is_a_user_error() -> None:
-    cfg = OptimConfig(name="adam")
-    with pytest.raises(UserError, match=r"Unknown optimizer override momentum for adam"):
-        build_optimizer(cfg, param_groups(_net(), 0.0)[0], {"momentum": 0.5})
-    with pytest.raises(UserError, match="Unknown optimizer 'lion'"):
-        build_optimizer(cfg, param_groups(_net(), 0.0)[0], {"name": "lion"})
+def test_slot_settings_are_validated() -> None:
+    with pytest.raises(UserError, match=r"Unknown config key 'optim.slots.generator.momentm'"):
+        OptimConfig(slots={"generator": {"momentm": 0.5}})
+    with pytest.raises(UserError, match="optim.name must be one of"):
+        OptimConfig(slots={"generator": {"name": "lion"}})
+    with pytest.raises(UserError, match="optim.lr must be positive"):
+        OptimConfig(slots={"generator": {"lr": -1}})
 
 
 def test_no_trainable_parameters() -> None:
@@ -171,20 +177,20 @@ def _opt(lr: float = 0.1, name: str = "sgd") -> torch.optim.Optimizer:
 )
 def test_each_scheduler_name(sched: str, cls: type, interval: str) -> None:
     cfg = OptimConfig(name="sgd", lr=0.1, scheduler=sched, warmup_epochs=1)
-    s, iv = build_scheduler(cfg, _opt(), steps_per_epoch=5, epochs=3)
+    s, iv = build_scheduler(cfg, _opt(), steps_per_epoch=5, total_steps=15)
     assert type(s) is cls
     assert iv == interval
 
 
 def test_no_scheduler() -> None:
-    s, iv = build_scheduler(OptimConfig(scheduler="none"), _opt(), 5, 3)
+    s, iv = build_scheduler(OptimConfig(scheduler="none"), _opt(), 5, 15)
     assert s is None and iv == "step"
 
 
 def test_step_scheduler_uses_step_size_and_gamma() -> None:
     cfg = OptimConfig(name="sgd", lr=1.0, scheduler="step", step_size=2, gamma=0.5)
     opt = _opt(1.0)
-    s, _ = build_scheduler(cfg, opt, 5, 10)
+    s, _ = build_scheduler(cfg, opt, 5, 50)
     lrs = []
     for _ in range(5):
         lrs.append(opt.param_groups[0]["lr"])
@@ -196,7 +202,7 @@ def test_step_scheduler_uses_step_size_and_gamma() -> None:
 def test_cosine_runs_over_all_steps_to_min_lr() -> None:
     cfg = OptimConfig(name="sgd", lr=1.0, scheduler="cosine", min_lr=0.1)
     opt = _opt(1.0)
-    s, _ = build_scheduler(cfg, opt, steps_per_epoch=4, epochs=2)
+    s, _ = build_scheduler(cfg, opt, steps_per_epoch=4, total_steps=8)
     for _ in range(4):
         opt.step()
         s.step()
@@ -231,7 +237,7 @@ def test_warmup_cosine_without_warmup() -> None:
 def test_warmup_cosine_schedule_through_optimizer() -> None:
     cfg = OptimConfig(name="sgd", lr=0.2, scheduler="warmup_cosine", warmup_epochs=0.5, min_lr=0.02)
     opt = _opt(0.2)
-    s, _ = build_scheduler(cfg, opt, steps_per_epoch=4, epochs=3)  # warmup 2 steps, total 12
+    s, _ = build_scheduler(cfg, opt, steps_per_epoch=4, total_steps=12)  # warmup 2 steps, total 12
     lrs = []
     for _ in range(12):
         lrs.append(opt.param_groups[0]["lr"])
@@ -249,7 +255,7 @@ def test_warmup_cosine_schedule_through_optimizer() -> None:
 def test_onecycle_peaks_near_pct_start() -> None:
     cfg = OptimConfig(name="adamw", lr=0.01, scheduler="onecycle", pct_start=0.25)
     opt = _opt(0.01, "adamw")
-    s, _ = build_scheduler(cfg, opt, steps_per_epoch=10, epochs=4)  # 40 steps
+    s, _ = build_scheduler(cfg, opt, steps_per_epoch=10, total_steps=40)  # 40 steps
     lrs = []
     for _ in range(40):
         lrs.append(opt.param_groups[0]["lr"])
@@ -269,14 +275,14 @@ def test_onecycle_builds_for_every_optimizer(name: str) -> None:
     # A valid config must give a schedule or a one-sentence UserError, never a raw exception.
     cfg = OptimConfig(name=name, lr=0.01, scheduler="onecycle")
     opt = _opt(0.01, name)
-    s, iv = build_scheduler(cfg, opt, steps_per_epoch=4, epochs=2)
+    s, iv = build_scheduler(cfg, opt, steps_per_epoch=4, total_steps=8)
     assert isinstance(s, torch.optim.lr_scheduler.OneCycleLR) and iv == "step"
 
 
 def test_plateau_decays_after_patience() -> None:
     cfg = OptimConfig(name="sgd", lr=1.0, scheduler="plateau", gamma=0.5, plateau_patience=1)
     opt = _opt(1.0)
-    s, _ = build_scheduler(cfg, opt, 5, 10)
+    s, _ = build_scheduler(cfg, opt, 5, 50)
     for v in (1.0, 1.0, 1.0):
         s.step(v)
     assert opt.param_groups[0]["lr"] == pytest.approx(0.5)

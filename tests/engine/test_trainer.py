@@ -11,7 +11,8 @@ import torch
 from archzoo.config import load_config
 from archzoo.engine import checkpoint as ckpt
 from archzoo.engine.loggers import read_metrics
-from archzoo.engine.trainer import Trainer, load_run
+from archzoo.engine.run import load_run
+from archzoo.engine.trainer import Trainer
 
 FAST = ["log.progress=none", "log.plots=false", "train.threads=1"]
 

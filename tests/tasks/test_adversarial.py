@@ -56,13 +56,19 @@ def test_gradient_penalty_is_zero_for_a_unit_norm_linear_critic() -> None:
     assert gradient_penalty(double, real, fake).item() == pytest.approx(1.0, abs=1e-5)
 
 
-def test_optimizers_name_both_networks_with_ttur_overrides() -> None:
+def test_optimizers_name_both_networks_with_the_task_defaults() -> None:
     m = _gan()
-    opts = GANTask(lr_g=1e-4, lr_d=4e-4).optimizers(m)
+    opts = GANTask().optimizers(m)
     assert list(opts) == ["generator", "discriminator"]
     assert opts["generator"][0] is m.generator and opts["discriminator"][0] is m.discriminator
-    assert opts["generator"][1]["lr"] == 1e-4 and opts["discriminator"][1]["lr"] == 4e-4
-    assert opts["generator"][1]["betas"] == (0.5, 0.999)
+    assert opts["generator"][1] == {"name": "adam", "lr": 2e-4, "betas": (0.5, 0.999)}
+    assert WGANGPTask().optimizers(m)["discriminator"][1]["betas"] == (0.0, 0.9)
+
+
+def test_wgan_generator_schedule_is_sized_by_its_own_steps() -> None:
+    task = WGANGPTask(n_critic=5)
+    assert task.optimizer_steps("discriminator", 100) == 100
+    assert task.optimizer_steps("generator", 100) == 20
 
 
 @pytest.mark.parametrize("conditional", [False, True])

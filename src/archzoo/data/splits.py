@@ -82,7 +82,6 @@ def example_batch(split: Split, n: int = 2) -> Any:
     return next(iter(split.batches(n)), None)
 
 
-
 class TensorSplit:
     """One split of an in-memory dataset.
 

@@ -28,6 +28,28 @@ class OptimizerSlot:
     penalised: list[Tensor] = field(default_factory=list)  # weights under L1/L2 penalties
 
 
+def average_gradients(opt: torch.optim.Optimizer) -> None:
+    """Average the gradients of ``opt``'s parameters over the ranks, in one flat all-reduce.
+
+    Used for optimizers whose module is not run through a DDP wrapper (a GAN calls its
+    generator and discriminator directly, several forwards per backward).
+    """
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+        return
+    grads = [p.grad for g in opt.param_groups for p in g["params"] if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= dist.get_world_size()
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset : offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
 class TrainContext:
     """What a task sees during one training step.
 
@@ -63,6 +85,8 @@ class TrainContext:
         self.micro_step = 0  # micro-batches seen so far
         self.epoch = 0
         self.grad_norm: Tensor | None = None
+        # Set by the engine under DDP when no wrapper reduces the gradients (several optimizers).
+        self.reduce_gradients = False
         self._dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
 
     @property
@@ -102,6 +126,8 @@ class TrainContext:
             return False
         slot = self.slots[name]
         opt = slot.optimizer
+        if self.reduce_gradients:
+            average_gradients(opt)
         if slot.scaler is not None:
             slot.scaler.unscale_(opt)
         if self.grad_clip > 0:

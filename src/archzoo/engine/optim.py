@@ -59,22 +59,21 @@ def param_groups(
     return groups, decay
 
 
-def build_optimizer(
-    cfg: OptimConfig, groups: list[dict[str, Any]], overrides: dict[str, Any] | None = None
-) -> torch.optim.Optimizer:
-    """Create the optimizer ``cfg.name`` over ``groups``; ``overrides`` (from a task) win over ``cfg``."""
-    o = dict(overrides or {})
-    name = o.pop("name", cfg.name)
-    lr = o.pop("lr", cfg.lr)
-    betas = tuple(o.pop("betas", cfg.betas))
+def build_optimizer(cfg: OptimConfig, groups: list[dict[str, Any]]) -> torch.optim.Optimizer:
+    """Create the optimizer ``cfg.name`` over ``groups``.
+
+    ``cfg`` is one slot's resolved settings (:meth:`~archzoo.config.OptimConfig.for_slot`);
+    unset name, lr and betas fall back to adamw, 1e-3 and (0.9, 0.999).
+    """
+    if cfg.name is None or cfg.lr is None or cfg.betas is None:
+        cfg = cfg.for_slot("main")
+    name, lr, betas = cfg.name, cfg.lr, tuple(cfg.betas)
     if not groups:
         raise UserError("The model has no trainable parameters.")
     if name == "sgd":
-        opt: torch.optim.Optimizer = torch.optim.SGD(
-            groups, lr=lr, momentum=o.pop("momentum", cfg.momentum), nesterov=o.pop("nesterov", cfg.nesterov)
-        )
+        opt: torch.optim.Optimizer = torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
     elif name == "rmsprop":
-        opt = torch.optim.RMSprop(groups, lr=lr, momentum=o.pop("momentum", cfg.momentum), eps=cfg.eps)
+        opt = torch.optim.RMSprop(groups, lr=lr, momentum=cfg.momentum, eps=cfg.eps)
     elif name == "adam":
         opt = torch.optim.Adam(groups, lr=lr, betas=betas, eps=cfg.eps)  # type: ignore[arg-type]
     elif name == "adamw":
@@ -85,8 +84,6 @@ def build_optimizer(
         opt = torch.optim.NAdam(groups, lr=lr, betas=betas, eps=cfg.eps)  # type: ignore[arg-type]
     else:
         raise UserError(f"Unknown optimizer '{name}'.")
-    if o:
-        raise UserError(f"Unknown optimizer override {', '.join(sorted(o))} for {name}.")
     return opt
 
 
@@ -107,9 +104,15 @@ class WarmupCosine:
         return self.floor + (1 - self.floor) * 0.5 * (1 + math.cos(math.pi * t))
 
 
-def build_scheduler(cfg: OptimConfig, opt: torch.optim.Optimizer, steps_per_epoch: int, epochs: int) -> tuple[Any, str]:
-    """Create the schedule ``cfg.scheduler``; returns it and when to step it (step, epoch or plateau)."""
-    total = max(1, steps_per_epoch * epochs)
+def build_scheduler(
+    cfg: OptimConfig, opt: torch.optim.Optimizer, steps_per_epoch: int, total_steps: int
+) -> tuple[Any, str]:
+    """Create the schedule ``cfg.scheduler``; returns it and when to step it (step, epoch or plateau).
+
+    ``steps_per_epoch`` and ``total_steps`` count this optimizer's own steps (a slot stepped every
+    few batches has fewer), so step-shaped schedules run their whole course over the run.
+    """
+    total = max(1, total_steps)
     lr = opt.param_groups[0]["lr"]
     s = cfg.scheduler
     if s == "none":
@@ -138,6 +141,6 @@ def build_scheduler(cfg: OptimConfig, opt: torch.optim.Optimizer, steps_per_epoc
             "step",
         )
     if s == "warmup_cosine":
-        warm = int(round(cfg.warmup_epochs * steps_per_epoch))
+        warm = cfg.warmup_steps or int(round(cfg.warmup_epochs * steps_per_epoch))
         return torch.optim.lr_scheduler.LambdaLR(opt, WarmupCosine(warm, total, cfg.min_lr / lr)), "step"
     raise UserError(f"Unknown scheduler '{s}'.")

@@ -1,20 +1,22 @@
 """The one training loop.
 
-The trainer builds data, model and task from a :class:`~archzoo.config.Config`,
-runs ``task.training_step`` over the training batches, evaluates after every
-epoch, keeps the best weights by the monitored metric, stops early when told,
+The trainer builds data, model and task from a :class:`~archzoo.config.Config`
+(through :mod:`archzoo.engine.builders`), runs ``task.training_step`` over the
+training batches of whatever :class:`~archzoo.data.splits.Split` the dataset
+gives, validates at each epoch's end and every ``train.eval_every`` optimizer
+steps, keeps the best weights by the monitored metric, stops early when told,
 checkpoints atomically for exact resume, and finally evaluates the best weights
-on the test split. It knows nothing about any model family.
+on the test split. It knows nothing about any model family or kind of data: the
+task says what a batch means and counts (:meth:`~archzoo.tasks.base.Task.count`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import datetime as _dt
-import inspect
 import json
 import math
-import os
 import random
 import time
 from pathlib import Path
@@ -24,149 +26,56 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from archzoo.config import Config, config_from_dict, load_yaml, resume_changes
-from archzoo.data.splits import DataBundle, TensorSplit
+from archzoo.config import Config, config_from_dict, load_yaml
+from archzoo.data.splits import DataBundle, example_batch
 from archzoo.engine import checkpoint as ckpt
+from archzoo.engine.builders import build_data, build_model, build_task, resolve_device, save_info, seed_everything
 from archzoo.engine.context import OptimizerSlot, TrainContext
 from archzoo.engine.distributed import DistInfo, barrier, broadcast_object, init_distributed
 from archzoo.engine.ema import WeightEMA
+from archzoo.engine.evaluation import evaluate_split
 from archzoo.engine.loggers import MetricsLog
 from archzoo.engine.optim import build_optimizer, build_scheduler, param_groups
 from archzoo.engine.pretrained import check_transfer_interface, freeze_norm_stats, head_module, set_trainable
 from archzoo.engine.progress import Progress
+from archzoo.engine.resume import resume_changes
 from archzoo.errors import TrainingDiverged, UserError
-from archzoo.registry import DATASETS, MODELS, TASKS, _check_kwargs
-from archzoo.tasks.base import Task, batch_size_of, to_device
+from archzoo.tasks.base import Task, to_device
 
 EMA_FILE = "ema.safetensors"  # the averaged weights inside a full checkpoint (train.ema_decay)
 
-INFO_KEYS = ("num_classes", "in_channels", "image_size", "in_features", "out_features", "seq_len", "vocab_size")
-
-
-# ----------------------------------------------------------------------------- building blocks
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"train.device={name} was asked for, but CUDA is not available on this machine.")
-    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise UserError("train.device=mps was asked for, but MPS is not available on this machine.")
-    return torch.device(name)
-
-
-def seed_everything(seed: int, deterministic: bool = False) -> None:
-    """Seed Python, NumPy and torch (CPU and CUDA); optionally ask for deterministic kernels."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    if deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.benchmark = False
-    else:
-        # Let cuDNN time its convolution algorithms once per shape and keep the fastest.
-        torch.backends.cudnn.benchmark = True
-
-
-def _accepted(fn: Any) -> set[str]:
-    try:
-        return set(inspect.signature(fn).parameters)
-    except (TypeError, ValueError):
-        return set()
-
-
-def build_data(cfg: Config, data_dir: str | None = None) -> DataBundle:
-    """Build the configured dataset; generic options go to the builder only if it accepts them."""
-    fn = DATASETS.get(cfg.data.name)
-    accepted = _accepted(fn)
-    generic = {
-        "data_dir": cfg.data.dir or data_dir,
-        "val_fraction": cfg.data.val_fraction,
-        "seed": cfg.train.seed,
-        "augment": dict(cfg.data.augment) or None,
-    }
-    kwargs = {k: v for k, v in generic.items() if k in accepted}
-    if cfg.data.augment and "augment" not in accepted:
-        raise UserError(f"Dataset '{cfg.data.name}' does not support data.augment.")
-    _check_kwargs(fn, cfg.data.args, f"dataset '{cfg.data.name}'")
-    kwargs.update(cfg.data.args)
-    bundle = fn(**kwargs)
-    if not isinstance(bundle, DataBundle):
-        raise TypeError(f"dataset builder '{cfg.data.name}' must return a DataBundle")
-    return bundle
-
-
-def build_model(cfg: Config, info: dict[str, Any], pretrained: bool = True) -> nn.Module:
-    """Build the configured model; ``num_classes``, ``in_channels``... come from the data unless set.
-
-    ``model.pretrained`` weights are loaded unless ``pretrained`` is False (a resumed run or a
-    finished run's weights replace them anyway).
-    """
-    fn = MODELS.get(cfg.model.name)
-    accepted = _accepted(fn)
-    kwargs = {k: info[k] for k in INFO_KEYS if k in info and k in accepted}
-    kwargs.update(cfg.model.args)
-    _check_kwargs(fn, kwargs, f"model '{cfg.model.name}'")
-    model = fn(**kwargs)
-    from archzoo.layers.init import init_weights
-
-    init_weights(model, cfg.model.init)
-    if cfg.model.pretrained and pretrained:
-        from archzoo.engine.pretrained import load_pretrained
-
-        load_pretrained(model, cfg.model.pretrained)
-    return model
-
-
-def build_task(cfg: Config) -> Task:
-    task = TASKS.create(cfg.task.name, **cfg.task.args)
-    if cfg.train.monitor:
-        task.monitor = cfg.train.monitor
-    if cfg.train.mode:
-        task.mode = cfg.train.mode
-    return task
-
 
 def probe_bf16_faster(model: nn.Module, task: Task, batch: Any, device: torch.device, steps: int = 3) -> bool:
-    """Time forward+backward in fp32 and under bf16 autocast on a real batch; True if bf16 wins by 10%."""
-    import copy
+    """Time training steps in fp32 and under bf16 autocast on a real batch; True if bf16 wins by 10%.
 
-    m = copy.deepcopy(model).train()
+    The probe runs the task's own ``training_step`` (so a GAN's two optimizer steps are measured
+    too) on copies of the model and the task, with throwaway SGD optimizers at learning rate 0,
+    and restores the global RNG afterwards: the run itself starts as if no probe had run.
+    """
     rng = torch.get_rng_state()
 
-    def run(dtype: torch.dtype | None) -> float:
+    def run(precision: str) -> float:
+        m = copy.deepcopy(model).train()
+        t = copy.deepcopy(task)
+        slots = {
+            name: OptimizerSlot(torch.optim.SGD([p for p in module.parameters()], lr=0.0), module)
+            for name, (module, _) in t.optimizers(m).items()
+        }
+        ctx = TrainContext(slots, device, precision)
         best = math.inf
         for _ in range(steps + 1):
             t0 = time.perf_counter()
-            ctx = torch.autocast(device.type, dtype=dtype) if dtype else _null()
-            with ctx:
-                loss, _ = task.loss(m, batch)
-            loss.backward()
-            m.zero_grad(set_to_none=True)
+            t.training_step(m, batch, ctx)
             best = min(best, time.perf_counter() - t0)
         return best
 
     try:
-        fp32, bf16 = run(None), run(torch.bfloat16)
+        fp32, bf16 = run("fp32"), run("bf16")
     except (RuntimeError, TypeError):
         return False
     finally:
         torch.set_rng_state(rng)
     return bf16 < 0.9 * fp32
-
-
-class _null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *a: Any) -> None:
-        return None
 
 
 def _rng_state() -> dict[str, Any]:
@@ -219,8 +128,7 @@ class Trainer:
         run_dir: where to write; a fresh ``runs/<recipe>/<timestamp>`` if None.
         resume: True to continue from ``run_dir/checkpoints/LAST``.
         data_dir: data root from the command line (``--data-dir``).
-        load_pretrained: load ``model.pretrained`` (skipped on resume, whose checkpoint replaces it;
-            False when a finished run's weights are loaded next).
+        load_pretrained: load ``model.pretrained`` (skipped on resume, whose checkpoint replaces it).
     """
 
     def __init__(
@@ -273,7 +181,10 @@ class Trainer:
         self.ema = WeightEMA(self.model, t.ema_decay) if t.ema_decay > 0 else None
         self.task = build_task(cfg)
         self.task.setup(self.model, self.info, self.device)
-        if self.task.monitor is None and (t.early_stopping or cfg.optim.scheduler == "plateau"):
+        plateau = cfg.optim.scheduler == "plateau" or any(
+            s.get("scheduler") == "plateau" for s in cfg.optim.slots.values()
+        )
+        if self.task.monitor is None and (t.early_stopping or plateau):
             what = "train.early_stopping" if t.early_stopping else "optim.scheduler=plateau"
             raise UserError(
                 f"{what} needs a monitored metric, and task '{cfg.task.name}' keeps its last weights; set train.monitor."
@@ -281,9 +192,11 @@ class Trainer:
         self._check_fits()
 
         world = self.dist.world
-        if cfg.data.batch_size % world:
-            raise UserError(f"data.batch_size={cfg.data.batch_size} must be divisible by the {world} processes.")
-        self.steps_per_epoch = max(1, self.data.train.num_batches(cfg.data.batch_size) // t.grad_accum)
+        self.batch_size = cfg.data.train_batch
+        if self.batch_size % world:
+            raise UserError(f"data.batch_size={self.batch_size} must be divisible by the {world} processes.")
+        self.batches_per_epoch = max(1, self.data.train.num_batches(self.batch_size))
+        self.steps_per_epoch = max(1, self.batches_per_epoch // t.grad_accum)
         self.precision = self._pick_precision()
         self.ctx = self._build_context()
         self.net: nn.Module = self._wrap()
@@ -293,19 +206,27 @@ class Trainer:
         self.batch_in_epoch = 0
         self.best: float | None = None
         self.best_epoch = -1
-        self.bad_epochs = 0
+        self.best_step = -1
+        self.bad_evals = 0  # validations in a row without improvement (train.early_stopping)
+        self.last_eval_step = -1
+        self.last_save_step = -1
         self.elapsed = 0.0
         self.stopped_early = False
         self.stopped_for_time = False
         self.train_sums: dict[str, Tensor] = {}
-        self.train_count = 0
+        self.train_count: int | float | Tensor = 0
 
     # --------------------------------------------------------------------- setup helpers
+
+    def _ddp_whole_model(self) -> bool:
+        """DDP wraps the model when one optimizer trains all of it; else the context reduces each slot."""
+        slots = list(self.ctx.slots.values())
+        return len(slots) == 1 and slots[0].module is self.model
 
     def _wrap(self) -> nn.Module:
         """The model as the loop runs it: under DDP and ``torch.compile`` when asked."""
         net: nn.Module = self.model
-        if self.dist.enabled:
+        if self.dist.enabled and self._ddp_whole_model():
             from torch.nn.parallel import DistributedDataParallel as DDP
 
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -320,26 +241,34 @@ class Trainer:
         if set_trainable(self.model, m.freeze, m.unfreeze_after, self.epoch) and self.dist.enabled:
             self.net = self._wrap()  # DDP syncs only the parameters that required grad when it was built
 
+    def _train_mode(self) -> None:
+        m = self.cfg.model
+        self.net.train()
+        freeze_norm_stats(self.model, m.freeze, m.unfreeze_after, self.epoch)
+
     def _check_fits(self) -> None:
         """Run one small validation batch through the task so a shape mismatch is one sentence up front."""
-        batch = next(self.data.val.batches(2), None)
+        batch = example_batch(self.data.val, 2)
         if batch is None:
             return
         batch = to_device(batch, self.device, self.memory_format)
         was = self.model.training
         self.model.eval()
+        state = self.task.extra_state()
         try:
             with torch.no_grad():
                 self.task.eval_step(self.model, batch, "val")
             self.task.compute("val")  # discard the probe from the metrics
         except (RuntimeError, ValueError, IndexError) as e:
-            shape = tuple(batch[0].shape[1:]) if isinstance(batch, (tuple, list)) else "?"
+            x = batch[0] if isinstance(batch, (tuple, list)) else getattr(batch, "x", None)
+            shape = tuple(x.shape[1:]) if isinstance(x, Tensor) else type(batch).__name__
             first = (str(e).strip().splitlines() or [type(e).__name__])[0]
             raise UserError(
                 f"Model '{self.cfg.model.name}' does not fit dataset '{self.cfg.data.name}' with input {shape} ({first})."
             ) from None
         finally:
             self.model.train(was)
+            self.task.load_extra_state(state)
 
     def _pick_precision(self) -> str:
         p = self.cfg.train.precision
@@ -350,26 +279,49 @@ class Trainer:
         if self.device.type == "cuda":
             return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
         if self.device.type == "cpu":
-            batch = next(self.data.train.batches(min(self.cfg.data.batch_size, len(self.data.train))))
+            batch = example_batch(self.data.train, min(self.batch_size, len(self.data.train)))
             batch = to_device(batch, self.device, self.memory_format)
             chosen = "bf16" if probe_bf16_faster(self.model, self.task, batch, self.device) else "fp32"
             self.progress.message(f"precision auto: {chosen} (measured on this CPU)")
             return chosen
         return "fp32"
 
+    def _total_steps(self) -> int:
+        """Optimizer steps of the whole run (of the first slot): epochs × steps, or train.max_steps if fewer."""
+        total = self.steps_per_epoch * self.cfg.train.epochs
+        return min(total, self.cfg.train.max_steps) if self.cfg.train.max_steps else total
+
     def _build_context(self) -> TrainContext:
         cfg = self.cfg
         slots: dict[str, OptimizerSlot] = {}
-        for name, (module, overrides) in self.task.optimizers(self.model).items():
+        named = self.task.optimizers(self.model)
+        unknown = sorted(set(cfg.optim.slots) - set(named))
+        if unknown:
+            raise UserError(
+                f"optim.slots.{unknown[0]} names no optimizer of task '{cfg.task.name}', "
+                f"whose optimizers are: {', '.join(named)}."
+            )
+        self.slot_configs = {}
+        for name, (module, defaults) in named.items():
+            ocfg = cfg.optim.for_slot(name, defaults)
+            self.slot_configs[name] = ocfg
             head = head_module(module, "model.backbone_lr") if cfg.model.backbone_lr is not None else None
-            groups, decayed = param_groups(module, cfg.optim.weight_decay, head, cfg.model.backbone_lr)
-            opt = build_optimizer(cfg.optim, groups, overrides)
-            sched, interval = build_scheduler(cfg.optim, opt, self.steps_per_epoch, cfg.train.epochs)
+            groups, decayed = param_groups(module, ocfg.weight_decay, head, cfg.model.backbone_lr)
+            opt = build_optimizer(ocfg, groups)
+            # Each slot's schedule is sized by its own optimizer steps (a WGAN-GP generator steps
+            # once every n_critic batches).
+            per_epoch = self.task.optimizer_steps(name, self.steps_per_epoch)
+            total = self.task.optimizer_steps(name, self._total_steps())
+            sched, interval = build_scheduler(ocfg, opt, per_epoch, total)
             scaler = torch.amp.GradScaler("cuda") if self.precision == "fp16" else None
             slots[name] = OptimizerSlot(opt, module, sched, interval, scaler, decayed)
-        return TrainContext(
+        ctx = TrainContext(
             slots, self.device, self.precision, cfg.train.grad_accum, cfg.train.grad_clip, cfg.optim.l1, cfg.optim.l2
         )
+        self.ctx = ctx
+        # Without a DDP wrapper around the whole model, the context averages each slot's gradients.
+        ctx.reduce_gradients = self.dist.enabled and not self._ddp_whole_model()
+        return ctx
 
     # --------------------------------------------------------------------- state
 
@@ -381,10 +333,14 @@ class Trainer:
             "micro_step": self.ctx.micro_step,
             "best": self.best,
             "best_epoch": self.best_epoch,
-            "bad_epochs": self.bad_epochs,
+            "best_step": self.best_step,
+            "bad_evals": self.bad_evals,
+            "last_eval_step": self.last_eval_step,
             "elapsed": self.elapsed,
+            "stopped_early": self.stopped_early,
+            "stopped_for_time": self.stopped_for_time,
             "train_sums": {k: v.detach().cpu() for k, v in self.train_sums.items()},
-            "train_count": self.train_count,
+            "train_count": float(self.train_count),
             "optimizers": {k: s.optimizer.state_dict() for k, s in self.ctx.slots.items()},
             "schedulers": {k: s.scheduler.state_dict() for k, s in self.ctx.slots.items() if s.scheduler is not None},
             "scalers": {k: s.scaler.state_dict() for k, s in self.ctx.slots.items() if s.scaler is not None},
@@ -410,10 +366,16 @@ class Trainer:
             self.ctx.micro_step = int(state["micro_step"])
             self.best = state["best"]
             self.best_epoch = int(state["best_epoch"])
-            self.bad_epochs = int(state["bad_epochs"])
+            self.best_step = int(state.get("best_step", -1))
+            self.bad_evals = int(state.get("bad_evals", state.get("bad_epochs", 0)))
+            self.last_eval_step = int(state.get("last_eval_step", -1))
+            self.last_save_step = self.ctx.global_step
+            self.stopped_early = bool(state.get("stopped_early", False))
+            self.stopped_for_time = bool(state.get("stopped_for_time", False))
             self.elapsed = float(state["elapsed"])
             self.train_sums = {k: v.to(self.device) for k, v in state["train_sums"].items()}
-            self.train_count = int(state["train_count"])
+            count = float(state["train_count"])
+            self.train_count = int(count) if count.is_integer() else count
             self.task.load_extra_state(state.get("task", {}))
             _set_rng_state(state["rng"])
             if self.ema is not None:
@@ -428,6 +390,8 @@ class Trainer:
             raise UserError(f"Checkpoint {path} does not match this run's configuration ({e}).") from None
 
     def _save(self) -> None:
+        self.last_save_step = self.ctx.global_step
+        self._last_save_time = time.perf_counter()
         if not self.dist.is_main:
             return
         tag = f"epoch{self.epoch:04d}-step{self.ctx.global_step:07d}"
@@ -440,15 +404,19 @@ class Trainer:
 
     # --------------------------------------------------------------------- evaluation
 
-    @torch.no_grad()
     def evaluate(self, split: str) -> dict[str, float]:
-        data: TensorSplit = self.data.split(split)
-        self.model.eval()
-        for batch in data.batches(self.cfg.data.eval_batch_size, rank=self.dist.rank, world=self.dist.world):
-            batch = to_device(batch, self.device, self.memory_format)
-            with self.ctx.autocast():
-                self.task.eval_step(self.model, batch, split)
-        return self.task.compute(split)
+        return evaluate_split(
+            self.model,
+            self.task,
+            self.data.split(split),
+            split,
+            self.cfg.data.eval_batch,
+            self.device,
+            autocast=self.ctx.autocast,
+            memory_format=self.memory_format,
+            rank=self.dist.rank,
+            world=self.dist.world,
+        )
 
     # --------------------------------------------------------------------- the loop
 
@@ -465,6 +433,7 @@ class Trainer:
         if main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             cfg.save(self.run_dir / "config.yaml")
+            save_info(self.info, self.run_dir)
             tb = self.run_dir / "tensorboard" if cfg.log.tensorboard else None
             log = MetricsLog(
                 self.run_dir / "metrics.csv", tb, purge_step=self.ctx.global_step + 1 if self.resume else None
@@ -481,20 +450,25 @@ class Trainer:
                 log.close()
         return results
 
+    def _stopping(self) -> bool:
+        return self.stopped_early or self.stopped_for_time
+
     def _loop(self, log: MetricsLog | None) -> None:
-        cfg, t = self.cfg, self.cfg.train
+        t = self.cfg.train
         train = self.data.train
-        bs = cfg.data.batch_size
-        nb = train.num_batches(bs)
+        bs = self.batch_size
         max_steps = t.max_steps or None
-        t_start = time.perf_counter() - self.elapsed
-        m = cfg.model
-        while self.epoch < t.epochs and not (self.stopped_early or self.stopped_for_time):
+        self._t_start = time.perf_counter() - self.elapsed
+        self._last_save_time = time.perf_counter()
+        unit, every = t.checkpoint_schedule()
+        self._reached_max = False
+        while self.epoch < t.epochs and not self._stopping():
             self._set_trainable()
-            self.net.train()
-            freeze_norm_stats(self.model, m.freeze, m.unfreeze_after, self.epoch)
+            self._train_mode()
             self.ctx.epoch = self.epoch
-            self.progress.start_epoch(self.epoch, t.epochs, nb - self.batch_in_epoch)
+            if self.batch_in_epoch == 0:
+                self.task.start_epoch(self.epoch)
+            self.progress.start_epoch(self.epoch, t.epochs, self.batches_per_epoch - self.batch_in_epoch)
             batches = train.batches(
                 bs, shuffle=True, seed=t.seed, epoch=self.epoch, start=self.batch_in_epoch,
                 rank=self.dist.rank, world=self.dist.world, augment=True,
@@ -506,14 +480,15 @@ class Trainer:
                 stepped = not self.ctx.accumulating
                 self.ctx.micro_step += 1
                 self.batch_in_epoch += 1
-                n = batch_size_of(batch)
+                n = self.task.count(batch)
                 for k, v in logs.items():
                     v = v.detach().float()
                     self.train_sums[k] = self.train_sums.get(k, 0) + v * n
-                self.train_count += n
+                self.train_count = self.train_count + n
                 # Reading the loss syncs with the device: the bar shows it every 20 batches only.
                 show = self.progress.mode == "bar" and self.batch_in_epoch % 20 == 1
-                self.progress.update(n * self.dist.world, float(logs["loss"]) if show else None)
+                counted = n * self.dist.world if isinstance(n, int) else 1
+                self.progress.update(counted, float(logs["loss"]) if show else None)
                 if not stepped:
                     continue
                 self.ctx.global_step += 1
@@ -521,26 +496,40 @@ class Trainer:
                 if self.ema is not None:
                     self.ema.update(self.model)
                 if step % t.log_every == 0:
-                    self._log_train(log, time.perf_counter() - t_start)
-                if t.checkpoint_every and step % t.checkpoint_every == 0:
+                    self._log_train(log, time.perf_counter() - self._t_start)
+                if t.eval_every and step % t.eval_every == 0:
                     self._check_finite()
-                    self.elapsed = time.perf_counter() - t_start
+                    self._validate(log, at_epoch_end=False)
+                    self._train_mode()
+                due = (unit == "steps" and step % int(every) == 0) or (
+                    unit == "seconds" and time.perf_counter() - self._last_save_time >= every
+                )
+                if due:
+                    self._check_finite()
+                    self.elapsed = time.perf_counter() - self._t_start
                     self._save()
-                if max_steps and step >= max_steps:
+                if (max_steps and step >= max_steps) or self._stopping():
                     break
+            if self._stopping() and self.batch_in_epoch < self.batches_per_epoch:
+                break  # stopped by a validation inside the epoch
             reached_max = bool(max_steps and self.ctx.global_step >= max_steps)
             self._check_finite()
-            self._end_epoch(log, time.perf_counter() - t_start)
+            self._reached_max = reached_max
+            self._end_epoch(log, time.perf_counter() - self._t_start)
             if reached_max:
                 break
-            if t.max_time and self.epoch < t.epochs:
-                # Rank 0's clock decides, so every rank stops after the same epoch.
-                over = bool(broadcast_object(self.elapsed >= t.max_time, self.dist))
-                if over:
-                    self.stopped_for_time = True
-                    self.progress.message(
-                        f"train.max_time={t.max_time:g}s reached after epoch {self.epoch} of {t.epochs}; stopping"
-                    )
+
+    def _check_time(self) -> None:
+        """Stop once train.max_time has passed (rank 0's clock decides, so every rank stops together)."""
+        t = self.cfg.train
+        if not t.max_time or self.stopped_for_time:
+            return
+        over = bool(broadcast_object(time.perf_counter() - self._t_start >= t.max_time, self.dist))
+        if over:
+            self.stopped_for_time = True
+            self.progress.message(
+                f"train.max_time={t.max_time:g}s reached at epoch {self.epoch + 1}, step {self.ctx.global_step}; stopping"
+            )
 
     def _check_finite(self) -> None:
         bad = [k for k, v in self.train_sums.items() if not torch.isfinite(v).all()]
@@ -553,29 +542,39 @@ class Trainer:
             )
 
     def _train_means(self) -> dict[str, float]:
-        if not self.train_count:
+        if isinstance(self.train_count, Tensor):
+            count = float(self.train_count)
+        else:
+            count = self.train_count
+        if not count:
             return {}
-        return {f"train/{k}": float(v) / self.train_count for k, v in self.train_sums.items()}
+        return {f"train/{k}": float(v) / count for k, v in self.train_sums.items()}
+
+    def _lrs(self) -> dict[str, float]:
+        """The learning rate of each optimizer: ``train/lr`` for one, ``train/lr_<slot>`` for several."""
+        slots = self.ctx.slots
+        if len(slots) == 1:
+            return {"train/lr": next(iter(slots.values())).optimizer.param_groups[0]["lr"]}
+        return {f"train/lr_{k}": s.optimizer.param_groups[0]["lr"] for k, s in slots.items()}
+
+    def _row(self, elapsed: float) -> dict[str, Any]:
+        return {
+            "epoch": self.epoch + self.batch_in_epoch / self.batches_per_epoch,
+            "step": self.ctx.global_step,
+            "time": round(elapsed, 3),
+        }
 
     def _log_train(self, log: MetricsLog | None, elapsed: float) -> None:
         if log is None:
             return
-        row: dict[str, Any] = {
-            "epoch": self.epoch + self.batch_in_epoch / max(1, self.data.train.num_batches(self.cfg.data.batch_size)),
-            "step": self.ctx.global_step,
-            "time": round(elapsed, 3),
-        }
-        row.update(self._train_means())
-        slot = next(iter(self.ctx.slots.values()))
-        row["train/lr"] = slot.optimizer.param_groups[0]["lr"]
-        log.log(row)
+        log.log({**self._row(elapsed), **self._train_means(), **self._lrs()})
 
-    def _end_epoch(self, log: MetricsLog | None, elapsed: float) -> None:
+    def _validate(self, log: MetricsLog | None, at_epoch_end: bool) -> dict[str, float]:
+        """Validate; keep the best weights, count patience, step plateau schedules, check the time budget."""
         t = self.cfg.train
-        metrics = self._train_means()
         with self._averaged():
-            metrics.update(self.evaluate("val"))
-        self.train_sums, self.train_count = {}, 0
+            metrics = self.evaluate("val")
+        self.last_eval_step = self.ctx.global_step
         monitor = self.task.monitor
         if monitor is not None and monitor not in metrics:
             raise UserError(f"train.monitor '{monitor}' is not among the metrics: {', '.join(sorted(metrics))}.")
@@ -584,50 +583,71 @@ class Trainer:
             self.best is None
             or (value < self.best - t.min_delta if self.task.mode == "min" else value > self.best + t.min_delta)
         )
-        note = ""
+        self._note = ""
         if value is None:
             pass  # no monitored metric: the last weights are kept
         elif improved:
-            self.best, self.best_epoch, self.bad_epochs = value, self.epoch, 0
-            note = "  *"
+            self.best, self.best_epoch, self.best_step, self.bad_evals = value, self.epoch, self.ctx.global_step, 0
+            self._note = "  *"
             if self.dist.is_main:
                 with self._averaged():
-                    ckpt.save_weights(
-                        self.model, self.ckpt_dir / "best.safetensors", {"epoch": str(self.epoch), monitor: str(value)}
-                    )
+                    meta = {"epoch": str(self.epoch), "step": str(self.ctx.global_step), monitor: str(value)}
+                    ckpt.save_weights(self.model, self.ckpt_dir / "best.safetensors", meta)
         else:
-            self.bad_epochs += 1
-            if t.early_stopping and self.bad_epochs >= t.early_stopping:
+            self.bad_evals += 1
+            if t.early_stopping and self.bad_evals >= t.early_stopping:
                 self.stopped_early = True
-                note = f"  early stop (no gain in {monitor} for {self.bad_epochs} epochs)"
+                self._note = f"  early stop (no gain in {monitor} for {self.bad_evals} validations)"
+        for s in self.ctx.slots.values():
+            if s.scheduler is not None and s.scheduler_interval == "plateau" and value is not None:
+                s.scheduler.step(value if self.task.mode == "min" else -value)
+        if not at_epoch_end:
+            elapsed = time.perf_counter() - self._t_start
+            if log is not None:
+                log.log({**self._row(elapsed), **metrics, **self._lrs()})
+            self.progress.message(
+                f"step {self.ctx.global_step}: " + "  ".join(f"{k} {v:.4g}" for k, v in metrics.items()) + self._note
+            )
+            self._check_time()
+        return metrics
+
+    def _end_epoch(self, log: MetricsLog | None, elapsed: float) -> None:
+        t = self.cfg.train
+        unit, every = t.checkpoint_schedule()
+        last = self._reached_max
+        metrics = self._train_means()
+        if t.eval_epoch_end and self.last_eval_step != self.ctx.global_step:
+            metrics.update(self._validate(log, at_epoch_end=True))
+        self.train_sums, self.train_count = {}, 0
         for s in self.ctx.slots.values():
             if s.scheduler is not None and s.scheduler_interval == "epoch":
                 s.scheduler.step()
-            elif s.scheduler is not None and s.scheduler_interval == "plateau" and value is not None:
-                s.scheduler.step(value if self.task.mode == "min" else -value)
-        self.progress.end_epoch(self.epoch, t.epochs, metrics, note)
+        self.progress.end_epoch(self.epoch, t.epochs, metrics, getattr(self, "_note", ""))
+        self._note = ""
         if log is not None:
-            slot = next(iter(self.ctx.slots.values()))
-            log.log(
-                {
-                    "epoch": self.epoch + 1,
-                    "step": self.ctx.global_step,
-                    "time": round(elapsed, 3),
-                    **metrics,
-                    "train/lr": slot.optimizer.param_groups[0]["lr"],
-                }
-            )
+            log.log({"epoch": self.epoch + 1, "step": self.ctx.global_step, "time": round(elapsed, 3), **metrics,
+                     **self._lrs()})  # fmt: skip
         if self.dist.is_main:
             with self._averaged():
                 self.task.on_epoch_end(self.model, self.epoch, self.run_dir)
         self.epoch += 1
         self.batch_in_epoch = 0
         self.elapsed = elapsed
-        self._save()
+        if self.epoch < t.epochs and not last:
+            self._check_time()
+        final = last or self.epoch >= t.epochs or self._stopping()
+        due = unit in ("steps", "seconds") or (unit == "epochs" and self.epoch % int(every) == 0)
+        if unit == "seconds":
+            due = time.perf_counter() - self._last_save_time >= every
+        if due or final:
+            self._save()
         barrier(self.dist)
 
     def _finish(self, log: MetricsLog | None) -> dict[str, float]:
         main = self.dist.is_main
+        if self.last_save_step != self.ctx.global_step:
+            self.elapsed = time.perf_counter() - self._t_start
+            self._save()  # stopped inside an epoch: the end of training always has a checkpoint
         best_file = self.ckpt_dir / "best.safetensors"
         barrier(self.dist)
         if self.task.monitor is not None and best_file.is_file():
@@ -655,14 +675,20 @@ class Trainer:
                 "recipe": self.cfg.recipe,
                 "run_dir": str(self.run_dir),
                 "epochs_run": self.epoch,
+                "steps_run": self.ctx.global_step,
                 "stopped_early": self.stopped_early,
                 "stopped_for_time": self.stopped_for_time,
                 "best_epoch": results["best_epoch"],
+                "best_step": self.best_step if self.task.monitor is not None else self.ctx.global_step,
                 "monitor": self.task.monitor,
                 "train_seconds": round(self.elapsed, 2),
                 "precision": self.precision,
                 "world_size": self.dist.world,
                 "parameters": sum(p.numel() for p in self.model.parameters()),
+                "optimizers": {
+                    k: {"name": c.name, "lr": c.lr, "betas": c.betas, "scheduler": c.scheduler}
+                    for k, c in self.slot_configs.items()
+                },
                 # The weights kept are an average from this step on (later than 0 if switched on at resume).
                 "ema": None
                 if self.ema is None
@@ -675,38 +701,3 @@ class Trainer:
 
                 plot_curves(self.run_dir / "metrics.csv", self.run_dir / "plots")
         return results
-
-
-def load_run(run: str | Path, data_dir: str | None = None, weights: str = "final") -> Trainer:
-    """A finished (or interrupted) run directory, its model holding the ``final``, ``best`` or ``last`` weights.
-
-    ``last`` is the last full checkpoint: its weight average when the run keeps one (``train.ema_decay``),
-    as the run would have saved it; ``raw`` is that checkpoint's own, unaveraged weights.
-    """
-    from archzoo.config import load_config
-
-    rd = Path(run)
-    if not (rd / "config.yaml").is_file():
-        raise UserError(f"{rd} is not a run directory (it has no config.yaml).")
-    cfg = load_config(None, rd / "config.yaml")
-    cfg.log.progress = "none"
-    trainer = Trainer(cfg, run_dir=rd, data_dir=data_dir, load_pretrained=False)  # the run's own weights come next
-    if weights in ("last", "raw"):
-        last = ckpt.latest_checkpoint(rd / "checkpoints")
-        if last is None:
-            raise UserError(f"Run {rd} has no checkpoint.")
-        state, loop = ckpt.load_checkpoint(last)
-        src = last
-        averaged = ckpt.load_extra_weights(last, EMA_FILE) if weights == "last" else None
-        if averaged is not None:  # the weights the run would have saved
-            state = averaged
-        # Say how far these weights were trained: the checkpoint may be older than cfg.train.epochs.
-        trainer.epoch, trainer.batch_in_epoch = int(loop.get("epoch", 0)), int(loop.get("batch_in_epoch", 0))
-    else:
-        src = rd / ("model.safetensors" if weights == "final" else "checkpoints/best.safetensors")
-        if not src.is_file():
-            raise UserError(f"Run {rd} has no {src.name}; it may not have finished (try --weights last).")
-        state = ckpt.load_weights_file(src)
-    ckpt.load_into(trainer.model, state, src)
-    trainer.model.eval()
-    return trainer

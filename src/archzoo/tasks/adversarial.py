@@ -1,15 +1,17 @@
 r"""Adversarial objectives: the non-saturating GAN and WGAN-GP, each owning its two optimizer steps.
 
 The model is a :class:`~archzoo.models.gan.GAN` with ``.generator`` and
-``.discriminator``. :meth:`GANTask.optimizers` names one optimizer per network,
-with their own learning rates (two time-scale update rule, Heusel et al. 2017,
-https://arxiv.org/abs/1706.08500), and ``training_step`` calls
+``.discriminator``. :meth:`GANTask.optimizers` names one optimizer per network
+(``generator`` and ``discriminator``) with the task's default settings, which
+``optim.*`` overrides for both and ``optim.slots.<name>.*`` for one (the two
+time-scale update rule, Heusel et al. 2017, https://arxiv.org/abs/1706.08500, is
+``optim.slots.discriminator.lr=4e-4``). ``training_step`` calls
 ``ctx.backward(loss, name)`` and ``ctx.step(name)`` for the discriminator, then
 for the generator; the engine's loop is the same as for any other task.
 
-Under distributed data parallel the networks are called directly (not through
-the DDP wrapper, which expects a single forward per backward), so the task
-averages their gradients over ranks itself before each optimizer step.
+Under distributed data parallel the networks are called directly (not through a
+DDP wrapper, which expects a single forward per backward); the engine averages
+each optimizer's gradients over the ranks before it steps.
 
 Validation reports the losses, the mean discriminator outputs on real and
 generated images and a kernel MMD between real and generated batches
@@ -23,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -102,24 +103,6 @@ class _Frozen:
             p.requires_grad_(True)
 
 
-def sync_gradients(model: nn.Module, module: nn.Module, ctx: Any) -> None:
-    """Average ``module``'s gradients over ranks on an optimizer-step boundary (DDP-wrapped ``model`` only)."""
-    if model is unwrap(model) or getattr(ctx, "accumulating", False):
-        return
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
-        return
-    grads = [p.grad for p in module.parameters() if p.grad is not None]
-    if not grads:
-        return
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    dist.all_reduce(flat)
-    flat /= dist.get_world_size()
-    offset = 0
-    for g in grads:
-        g.copy_(flat[offset : offset + g.numel()].view_as(g))
-        offset += g.numel()
-
-
 class GANTask(GenerativeTask):
     r"""The GAN game with the non-saturating generator loss (Goodfellow et al. 2014).
 
@@ -133,11 +116,10 @@ class GANTask(GenerativeTask):
     :math:`\mathcal L_G = \lVert \mathbb E_x \phi(x) - \mathbb E_z \phi(G(z)) \rVert^2` on the
     discriminator's penultimate features :math:`\phi`.
 
+    Both optimizers default to DCGAN's Adam at 2e-4 with betas ``(0.5, 0.999)``; set them with
+    ``optim.*`` (both) or ``optim.slots.generator.*`` / ``optim.slots.discriminator.*`` (one).
+
     Args:
-        lr_g: generator learning rate (default 2e-4).
-        lr_d: discriminator learning rate (default 2e-4).
-        betas: Adam betas of both optimizers (default ``(0.5, 0.999)``, DCGAN's).
-        optimizer: optimizer name for both networks (default ``"adam"``).
         label_smoothing: one-sided smoothing :math:`s` of the real targets, e.g. 0.1 (default 0).
         feature_matching: train the generator by feature matching (default False).
         sample_every: sample grid every this many epochs (default 1).
@@ -153,13 +135,11 @@ class GANTask(GenerativeTask):
 
     monitor = None
     mode = "min"
+    # DCGAN's optimizer (Radford et al. 2016): Adam at 2e-4 with beta1 = 0.5, for both networks.
+    optimizer_defaults: dict[str, Any] = {"name": "adam", "lr": 2e-4, "betas": (0.5, 0.999)}
 
     def __init__(
         self,
-        lr_g: float = 2e-4,
-        lr_d: float = 2e-4,
-        betas: tuple[float, float] = (0.5, 0.999),
-        optimizer: str = "adam",
         label_smoothing: float = 0.0,
         feature_matching: bool = False,
         sample_every: int = 1,
@@ -168,19 +148,15 @@ class GANTask(GenerativeTask):
         super().__init__(sample_every, num_samples)
         if not 0.0 <= label_smoothing < 1.0:
             raise UserError(f"label_smoothing must be in [0, 1), got {label_smoothing}.")
-        self.lr_g, self.lr_d = float(lr_g), float(lr_d)
-        self.betas = (float(betas[0]), float(betas[1]))
-        self.optimizer = optimizer
         self.label_smoothing = float(label_smoothing)
         self.feature_matching = feature_matching
         self.eval_gen: dict[str, torch.Generator] = {}
 
     def optimizers(self, model: nn.Module) -> dict[str, tuple[nn.Module, dict[str, Any]]]:
         m = unwrap(model)
-        opts = {"name": self.optimizer, "betas": self.betas}
         return {
-            "generator": (m.generator, {"lr": self.lr_g, **opts}),
-            "discriminator": (m.discriminator, {"lr": self.lr_d, **opts}),
+            "generator": (m.generator, dict(self.optimizer_defaults)),
+            "discriminator": (m.discriminator, dict(self.optimizer_defaults)),
         }
 
     # --- losses ------------------------------------------------------------------
@@ -208,7 +184,6 @@ class GANTask(GenerativeTask):
     def _step(self, model: nn.Module, ctx: Any, name: str, module: nn.Module, loss: Tensor) -> bool:
         check_finite(loss, name)
         ctx.backward(loss, name)
-        sync_gradients(model, module, ctx)
         return bool(ctx.step(name))
 
     def training_step(self, model: nn.Module, batch: Any, ctx: Any) -> dict[str, Tensor]:
@@ -278,11 +253,9 @@ class WGANGPTask(GANTask):
     every ``n_critic`` critic steps. The task counts critic optimizer steps itself (the counter is
     saved with checkpoints), so the engine calls ``training_step`` once per batch as for any task.
 
+    Its optimizers default to the paper's Adam at 1e-4 with betas ``(0.0, 0.9)``.
+
     Args:
-        lr_g: generator learning rate (default 1e-4).
-        lr_d: critic learning rate (default 1e-4).
-        betas: Adam betas (default ``(0.0, 0.9)``, the paper's).
-        optimizer: optimizer name (default ``"adam"``).
         n_critic: critic steps per generator step (default 5).
         gp_weight: :math:`\lambda` (default 10).
         sample_every: sample grid every this many epochs (default 1).
@@ -293,18 +266,16 @@ class WGANGPTask(GANTask):
     the critic's Wasserstein estimate), ``d_real``, ``d_fake`` (mean critic scores) and, on evaluation, ``mmd``.
     """
 
+    optimizer_defaults: dict[str, Any] = {"name": "adam", "lr": 1e-4, "betas": (0.0, 0.9)}
+
     def __init__(
         self,
-        lr_g: float = 1e-4,
-        lr_d: float = 1e-4,
-        betas: tuple[float, float] = (0.0, 0.9),
-        optimizer: str = "adam",
         n_critic: int = 5,
         gp_weight: float = 10.0,
         sample_every: int = 1,
         num_samples: int = 64,
     ) -> None:
-        super().__init__(lr_g, lr_d, betas, optimizer, 0.0, False, sample_every, num_samples)
+        super().__init__(0.0, False, sample_every, num_samples)
         if n_critic < 1:
             raise UserError(f"n_critic must be at least 1, got {n_critic}.")
         self.n_critic = int(n_critic)
@@ -358,6 +329,10 @@ class WGANGPTask(GANTask):
             mmd=mmd2(x, fake),
         )
 
+    def optimizer_steps(self, slot: str, steps: int) -> int:
+        """The generator steps once every ``n_critic`` critic steps, and its schedule is sized by that."""
+        return steps // self.n_critic if slot == "generator" else steps
+
     def extra_state(self) -> dict[str, Any]:
         return {"critic_steps": self.critic_steps}
 
@@ -367,27 +342,19 @@ class WGANGPTask(GANTask):
 
 @register_task("gan")
 def gan(
-    lr_g: float = 2e-4,
-    lr_d: float = 2e-4,
-    betas: tuple[float, float] = (0.5, 0.999),
-    optimizer: str = "adam",
     label_smoothing: float = 0.0,
     feature_matching: bool = False,
     sample_every: int = 1,
     num_samples: int = 64,
 ) -> GANTask:
-    return GANTask(lr_g, lr_d, tuple(betas), optimizer, label_smoothing, feature_matching, sample_every, num_samples)
+    return GANTask(label_smoothing, feature_matching, sample_every, num_samples)
 
 
 @register_task("wgan_gp")
 def wgan_gp(
-    lr_g: float = 1e-4,
-    lr_d: float = 1e-4,
-    betas: tuple[float, float] = (0.0, 0.9),
-    optimizer: str = "adam",
     n_critic: int = 5,
     gp_weight: float = 10.0,
     sample_every: int = 1,
     num_samples: int = 64,
 ) -> WGANGPTask:
-    return WGANGPTask(lr_g, lr_d, tuple(betas), optimizer, n_critic, gp_weight, sample_every, num_samples)
+    return WGANGPTask(n_critic, gp_weight, sample_every, num_samples)

@@ -84,8 +84,20 @@ class Task(ABC):
         """Build metrics once the model, the data's ``info`` and the device are known."""
 
     def optimizers(self, model: nn.Module) -> dict[str, tuple[nn.Module, dict[str, Any]]]:
-        """Name each optimizer, the module it trains and its option overrides (``{"lr": 2e-4}``)."""
+        """Name each optimizer, the module it trains and its default settings (``{"lr": 2e-4}``).
+
+        The defaults (``name``, ``lr``, ``betas``) apply where the config leaves ``optim.<field>``
+        unset; ``optim.slots.<name>.<field>`` and ``optim.<field>`` win over them.
+        """
         return {"main": (model, {})}
+
+    def optimizer_steps(self, slot: str, steps: int) -> int:
+        """How many times optimizer ``slot`` steps during ``steps`` optimizer steps of the loop.
+
+        The loop counts the first slot's steps; a slot stepped less often (a WGAN-GP generator,
+        once every ``n_critic`` critic steps) says so here, and its schedule is sized by it.
+        """
+        return steps
 
     def loss(self, model: nn.Module, batch: Any) -> tuple[Tensor, dict[str, Tensor]]:
         """Return the training loss and detached tensors to log (without split prefix)."""
@@ -137,11 +149,14 @@ class Task(ABC):
         """Lines for stdout, one or more per input (tab-separated: input, answer, score)."""
         return [f"{i}\t{o}" for i, o in zip(inputs, outputs, strict=False)]
 
-    def sample(self, model: nn.Module, info: dict[str, Any], out_dir: Path, **options: Any) -> list[Path]:
-        """Draw samples with the declared :attr:`sample_options`, write them under ``out_dir``, return the paths."""
+    def sample(self, run: Any, out_dir: Path, **options: Any) -> list[Path]:
+        """Draw samples from ``run`` (a :class:`~archzoo.engine.run.Run`: model, info, data) with the
+        declared :attr:`sample_options`, write them under ``out_dir`` and return the paths."""
         from archzoo.errors import UserError
 
-        raise UserError(f"Task '{type(self).__name__}' does not draw samples.")
+        raise UserError(
+            f"Run {getattr(run, 'run_dir', '')} is a {type(self).__name__} run, not a generative model; it draws no samples."
+        )
 
     def on_epoch_end(self, model: nn.Module, epoch: int, run_dir: Path | None) -> None:  # noqa: B027 - an optional hook
         """Called on the main process after each epoch's evaluation (sample grids, plots)."""

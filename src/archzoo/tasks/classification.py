@@ -8,8 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from archzoo.errors import UserError
 from archzoo.registry import register_task
-from archzoo.tasks.base import Task
+from archzoo.tasks.base import Option, Task
 
 
 class Classification(Task):
@@ -30,8 +31,6 @@ class Classification(Task):
 
     def __init__(self, label_smoothing: float = 0.0, top_k: int = 5) -> None:
         if not 0.0 <= label_smoothing < 1.0:
-            from archzoo.errors import UserError
-
             raise UserError(f"task.args.label_smoothing must be in [0, 1), got {label_smoothing}.")
         self.label_smoothing = label_smoothing
         self.top_k = top_k
@@ -82,8 +81,38 @@ class Classification(Task):
         m.reset()
         return out
 
-    def predict(self, model: nn.Module, x: Tensor) -> Tensor:
+    # ----------------------------------------------------------------- archzoo predict
+
+    predict_options = {"top": Option(int, 1, "how many classes to show per input, most probable first")}
+
+    def read_inputs(self, inputs: list[str], info: dict[str, Any]) -> Any:
+        """Image files, read and normalised as the run's images were (``kind: image`` runs)."""
+        if info.get("kind") != "image":
+            raise UserError("This run does not classify images; predict takes image files only for image runs.")
+        from archzoo.data.imagefolder import load_image
+
+        xs = [
+            load_image(p, info["image_size"], info.get("mean", 0.0), info.get("std", 1.0), info["in_channels"])
+            for p in inputs
+        ]
+        return (torch.cat(xs),)
+
+    def predict(self, model: nn.Module, batch: Any) -> Tensor:
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
         return model(x).float().softmax(-1)
+
+    def describe(self, outputs: Any, inputs: list[str], info: dict[str, Any], **options: Any) -> list[str]:
+        """``input<TAB>class<TAB>probability`` for the ``top`` most probable classes of each input."""
+        top = int(options.get("top", 1))
+        if top < 1:
+            raise UserError(f"--top must be at least 1, got {top}.")
+        classes = info.get("classes") or [str(i) for i in range(outputs.shape[-1])]
+        lines = []
+        for path, probs in zip(inputs, outputs, strict=True):
+            best = probs.topk(min(top, probs.numel()))
+            for p, i in zip(best.values.tolist(), best.indices.tolist(), strict=True):
+                lines.append(f"{path}\t{classes[i]}\t{p:.4f}")
+        return lines
 
 
 @register_task("classification")

@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from archzoo.errors import TrainingDiverged, UserError
 from archzoo.registry import register_task
 from archzoo.tasks.base import Task
+from archzoo.tasks.sampling import ImageSampling
 from archzoo.utils import unwrap
 
 # ---------------------------------------------------------------------------
@@ -110,7 +111,7 @@ def check_finite(loss: Tensor, what: str) -> None:
         raise TrainingDiverged(f"The {what} loss became {float(loss.detach().float().mean())}, so training diverged.")
 
 
-class GenerativeTask(Task):
+class GenerativeTask(ImageSampling, Task):
     """Base of the generative tasks: pixel range, metric sums, sample grids.
 
     Args:

@@ -76,7 +76,8 @@ class Regression(Task):
         m.reset()
         return out
 
-    def predict(self, model: nn.Module, x: Tensor) -> Tensor:
+    def predict(self, model: nn.Module, batch: Any) -> Tensor:
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
         return model(x).float() * self.std + self.mean
 
 

@@ -111,7 +111,7 @@ def write_features(model: nn.Module, x: Tensor, out: Path) -> list[Path]:
 
 
 def viz_features(trainer: object, image: str | Path, out: Path | None = None) -> list[Path]:
-    """Feature maps of a loaded run (``engine.trainer.load_run``) for one image file; returns the written PNGs."""
+    """Feature maps of a loaded run (``engine.run.load_run``) for one image file; returns the written PNGs."""
     from archzoo.data.imagefolder import load_image
     from archzoo.utils import unwrap
 

@@ -103,15 +103,16 @@ def sample_run(
         elif label is not None or steps is not None:
             raise UserError("--class and --steps apply to sampling models; this autoencoder only reconstructs.")
         if is_ae:
+            from archzoo.data.splits import example_batch
             from archzoo.tasks.reconstruction import PixelRange
 
             split = trainer.data.test or trainer.data.val
-            xs = split.tensors[0][:64]
-            x = PixelRange.from_info(trainer.info, model)(xs.to(trainer.device))
+            xs, ys = example_batch(split, 2000)[:2]
+            x = PixelRange.from_info(trainer.info, model)(xs[:64].to(trainer.device))
             written.append(save_reconstructions(model, x[:32], out / "reconstructions.png"))
             if len(x) >= 2:
                 written.append(save_interpolation_grid(model, x[0:1], x[1:2], 10, out / "interpolation.png"))
             if getattr(model, "latent_dim", None) == 2:
-                xa = PixelRange.from_info(trainer.info, model)(split.tensors[0][:2000].to(trainer.device))
-                written.append(save_latent_scatter(model, xa, split.tensors[1][:2000], out / "latent_scatter.png"))
+                xa = PixelRange.from_info(trainer.info, model)(xs.to(trainer.device))
+                written.append(save_latent_scatter(model, xa, ys, out / "latent_scatter.png"))
     return [Path(p) for p in written]

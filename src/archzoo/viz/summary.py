@@ -45,9 +45,16 @@ def layer_table(model: nn.Module, x: torch.Tensor) -> tuple[list[tuple[str, str,
     return rows, out
 
 
+def _parse_shape(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(s) for s in text.split(","))
+    except ValueError:
+        raise UserError(f"--input must be comma-separated integers such as 1,28,28, got '{text}'.") from None
+
+
 def summarize(name: str, overrides: list[str], input_shape: str | None, data_dir: str | None, is_recipe: bool) -> str:
     from archzoo.config import load_config
-    from archzoo.engine.trainer import INFO_KEYS, build_data, build_model
+    from archzoo.engine.builders import accepted, build_data, build_model
 
     if is_recipe:
         cfg = load_config(name, None, overrides)
@@ -67,14 +74,21 @@ def summarize(name: str, overrides: list[str], input_shape: str | None, data_dir
                 raise UserError(f"Model argument '{item}' must look like key=value.")
             k, _, v = item.partition("=")
             kwargs[k] = yaml.safe_load(v)
+        shape_given = _parse_shape(input_shape) if input_shape else None
+        if shape_given is not None and len(shape_given) == 3:
+            # An image input says the channels and the size the model is built for, unless set.
+            from archzoo.registry import MODELS
+
+            takes = accepted(MODELS.get(name))
+            if "in_channels" in takes:
+                kwargs.setdefault("in_channels", shape_given[0])
+            if "image_size" in takes:
+                kwargs.setdefault("image_size", shape_given[1])
         model = create_model(name, **kwargs)
         info = {}
         title = name
     if input_shape:
-        try:
-            shape = tuple(int(s) for s in input_shape.split(","))
-        except ValueError:
-            raise UserError(f"--input must be comma-separated integers such as 1,28,28, got '{input_shape}'.") from None
+        shape = _parse_shape(input_shape)
     elif "image_size" in info:
         shape = (info.get("in_channels", 1), info["image_size"], info["image_size"])
     elif "in_features" in info:
@@ -82,7 +96,6 @@ def summarize(name: str, overrides: list[str], input_shape: str | None, data_dir
     else:
         c = getattr(model, "in_channels", 3)
         shape = (c, 224, 224) if not hasattr(model, "in_features") else (model.in_features,)
-    _ = INFO_KEYS
     x = torch.randn(2, *shape)
     rows, out = layer_table(model, x)
     w_name = max([len(r[0]) for r in rows] + [5])
