@@ -1,27 +1,30 @@
 """Splits: how a dataset's batches are drawn, sharded across ranks and resumed mid-epoch.
 
 The engine, viz and scoring depend on the :class:`Split` protocol alone. Each
-kind of data has its own implementation (in-memory tensors here; a memory-mapped
-token stream, padded sequences, PyG graph mini-batches, one full graph with masks
-and windows over a series beside it), and each keeps three promises:
+kind of data has its own implementation, and each keeps three promises:
 
 * **order is a pure function of** ``(seed, epoch)``, so a run resumed at batch
   ``start`` sees the same batches as one that never stopped;
 * **it shards itself** for distributed data parallel: given ``rank`` and
   ``world`` it yields this rank's part of the global batch (or, for one full
   graph, the same graph on every rank);
-* **it refuses the generic options it cannot honour** (``augment``,
-  ``val_fraction``, ...) with one sentence, through :meth:`Split.check_options`.
+* **it names the generic data options it honours** in a class attribute
+  ``options`` (a subset of ``batch_size``, ``eval_batch_size``, ``augment`` and
+  ``on_device``); the engine refuses the others with one sentence.
 
-:class:`TensorSplit` holds small datasets (digits, Fashion-MNIST, CIFAR-10) as
-one tensor per field already in the model's layout. A batch is one
-``index_select``; augmentation runs on the whole batch at once
-(:mod:`archzoo.data.augment`). There is no per-sample Python and no worker
-process. The permutation of epoch ``e`` comes from a generator seeded with
-``seed`` and ``e``, and the augmentation of batch ``i`` from one seeded with
-``(seed, e, i)``. Under DDP every rank draws the same global batch and keeps its
-own slice ``batch[rank::world]``, so the global batch is the same as in one
-process.
+The kinds:
+
+* :class:`TensorSplit`: small in-memory datasets (digits, Fashion-MNIST, CIFAR-10)
+  held as one tensor per field, already in the model's layout; batches are
+  tuples of tensors.
+
+:class:`TensorSplit` draws a batch with one ``index_select``; augmentation runs
+on the whole batch at once (:mod:`archzoo.data.augment`). There is no
+per-sample Python and no worker process. The permutation of epoch ``e`` comes
+from a generator seeded with ``seed`` and ``e``, and the augmentation of batch
+``i`` from one seeded with ``(seed, e, i)``. Under DDP every rank draws the same
+global batch and keeps its own slice ``batch[rank::world]``, so the global batch
+is the same as in one process.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
+
+from archzoo.errors import UserError
 
 Augment = Callable[[Tensor, torch.Generator], Tensor]
 
@@ -82,7 +87,6 @@ def example_batch(split: Split, n: int = 2) -> Any:
     return next(iter(split.batches(n)), None)
 
 
-
 class TensorSplit:
     """One split of an in-memory dataset.
 
@@ -91,6 +95,8 @@ class TensorSplit:
         augment: a batched augmentation applied to the first tensor of training
             batches, ``augment(x, generator) -> x``.
     """
+
+    options = frozenset({"batch_size", "eval_batch_size", "augment", "on_device"})
 
     def __init__(self, *tensors: Tensor, augment: Augment | None = None) -> None:
         n = tensors[0].shape[0]
@@ -172,8 +178,6 @@ class DataBundle:
     def split(self, name: str) -> Split:
         s = {"train": self.train, "val": self.val, "test": self.test}.get(name)
         if s is None:
-            from archzoo.errors import UserError
-
             raise UserError(f"This dataset has no '{name}' split.")
         return s
 
