@@ -27,8 +27,8 @@ import torch
 from torch import Tensor
 
 from archzoo.data.augment import build_augment
-from archzoo.data.splits import Augment, DataBundle, TensorSplit, holdout
 from archzoo.data.root import DEBIAN_FASHION_MNIST, PathLike, find_dataset_dir
+from archzoo.data.splits import Augment, DataBundle, TensorSplit, holdout
 from archzoo.errors import DataError, UserError
 from archzoo.registry import register_dataset
 

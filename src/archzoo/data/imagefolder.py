@@ -47,8 +47,8 @@ from archzoo.data.idx import (
     normalize_images,
     split_holdout,
 )
-from archzoo.data.splits import Augment, DataBundle
 from archzoo.data.root import PathLike, data_root
+from archzoo.data.splits import Augment, DataBundle
 from archzoo.errors import DataError, UserError
 from archzoo.registry import register_dataset
 
