@@ -1,13 +1,13 @@
-"""Node classification over a mask, and classification of PyG graph batches."""
+"""Node classification over the mask of one full graph."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 import torch.nn.functional as F
-from torch_geometric.data import Batch, Data
+from torch_geometric.data import Data
 
-from archzoo.models.gnn import gcn_graph, gcn_node
+from archzoo.models.gnn import gcn_node
 from archzoo.registry import create_task
 
 CPU = torch.device("cpu")
@@ -54,35 +54,3 @@ def test_node_eval_metrics_over_masked_nodes() -> None:
     assert out["val/acc"] == pytest.approx(float((logits.argmax(1) == y).float().mean()))
     assert out["val/loss"] == pytest.approx(float(F.cross_entropy(logits, y)), abs=1e-6)
     assert task.monitor == "val/acc" and task.mode == "max"
-
-
-def test_classification_of_graph_batches() -> None:
-    torch.manual_seed(0)
-    model = gcn_graph(num_node_features=4, num_classes=3).eval()
-    task = create_task("classification")
-    task.setup(model, {"num_classes": 3}, CPU)
-    graphs = []
-    for i, n in enumerate((3, 5, 4)):
-        d = Data(x=torch.randn(n, 4), edge_index=torch.tensor([[0, 1], [1, 0]]), y=torch.tensor([i]))
-        graphs.append(d)
-    batch = Batch.from_data_list(graphs)
-    assert task.count(batch) == 3
-    loss, _ = task.loss(model, batch)
-    torch.testing.assert_close(loss, F.cross_entropy(model(batch), batch.y))
-    with torch.no_grad():
-        task.eval_step(model, batch, "test")
-    out = task.compute("test")
-    assert 0.0 <= out["test/acc"] <= 1.0 and out["test/loss"] == pytest.approx(float(loss.detach()), abs=1e-6)
-
-
-def test_classification_of_tuples_is_unchanged() -> None:
-    torch.manual_seed(0)
-    model = torch.nn.Linear(5, 3)
-    task = create_task("classification", label_smoothing=0.1)
-    task.setup(model, {"num_classes": 3}, CPU)
-    x, y = torch.randn(6, 5), torch.tensor([0, 1, 2, 0, 1, 2])
-    assert task.count((x, y)) == 6
-    loss, logs = task.loss(model, (x, y))
-    logits = model(x)
-    assert torch.equal(loss, F.cross_entropy(logits, y, label_smoothing=0.1))
-    assert torch.equal(logs["acc"], (logits.argmax(1) == y).float().mean())
