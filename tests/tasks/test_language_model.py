@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 from pathlib import Path
 
@@ -17,28 +16,6 @@ from archzoo.tasks.language_model import LanguageModeling, filter_logits
 
 ITOS = list("ab c\n")
 CPU = torch.device("cpu")
-
-
-class Ctx:
-    """The part of the engine's step context the task uses: plain SGD, no accumulation."""
-
-    global_step = 0
-    epoch = 0
-    device = CPU
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        self.opt = torch.optim.SGD(model.parameters(), lr=0.1)
-
-    def autocast(self) -> contextlib.AbstractContextManager[None]:
-        return contextlib.nullcontext()
-
-    def backward(self, loss: torch.Tensor, name: str = "main") -> None:
-        loss.backward()
-
-    def step(self, name: str = "main") -> bool:
-        self.opt.step()
-        self.opt.zero_grad()
-        return True
 
 
 def _task(contiguous: bool = True, carry_state: bool = True) -> LanguageModeling:
@@ -88,10 +65,10 @@ def test_count_is_target_tokens_without_sync() -> None:
     assert _task().count((x, y)) == 24
 
 
-def test_training_carries_detached_state_and_resets_each_epoch() -> None:
+def test_training_carries_detached_state_and_resets_each_epoch(step_context: type) -> None:
     torch.manual_seed(0)
     model = lstm_lm(vocab_size=len(ITOS), embed_dim=8, hidden_size=8)
-    task, ctx = _task(), Ctx(model)
+    task, ctx = _task(), step_context(model)
     batches = _batches(_stream(), 8)
     logs = task.training_step(model, batches[0], ctx)
     assert logs["loss"].requires_grad is False
@@ -104,18 +81,18 @@ def test_training_carries_detached_state_and_resets_each_epoch() -> None:
     assert task.train_state is None
 
 
-def test_random_blocks_do_not_carry_state() -> None:
+def test_random_blocks_do_not_carry_state(step_context: type) -> None:
     model = lstm_lm(vocab_size=len(ITOS), embed_dim=8, hidden_size=8)
     for task in (_task(contiguous=False), _task(carry_state=False)):
-        task.training_step(model, _batches(_stream(), 8)[0], Ctx(model))
+        task.training_step(model, _batches(_stream(), 8)[0], step_context(model))
         assert task.train_state is None
 
 
-def test_state_survives_extra_state_and_resumes_bitwise(tmp_path: Path) -> None:
+def test_state_survives_extra_state_and_resumes_bitwise(tmp_path: Path, step_context: type) -> None:
     torch.manual_seed(0)
     model = lstm_lm(vocab_size=len(ITOS), embed_dim=8, hidden_size=8, cell="lstm")
     batches = _batches(_stream(), 8)
-    task, ctx = _task(), Ctx(model)
+    task, ctx = _task(), step_context(model)
     task.training_step(model, batches[0], ctx)
     # A checkpoint: weights, optimizer and the task's state, through torch.save/load(weights_only=True).
     torch.save(
@@ -126,7 +103,7 @@ def test_state_survives_extra_state_and_resumes_bitwise(tmp_path: Path) -> None:
 
     model2 = lstm_lm(vocab_size=len(ITOS), embed_dim=8, hidden_size=8, cell="lstm")
     model2.load_state_dict(saved["model"])
-    task2, ctx2 = _task(), Ctx(model2)
+    task2, ctx2 = _task(), step_context(model2)
     ctx2.opt.load_state_dict(saved["opt"])
     task2.load_extra_state(saved["task"])
     resumed = task2.training_step(model2, batches[1], ctx2)["loss"]
@@ -138,10 +115,10 @@ def test_state_survives_extra_state_and_resumes_bitwise(tmp_path: Path) -> None:
     assert fresh.train_state is None
 
 
-def test_gru_state_round_trips() -> None:
+def test_gru_state_round_trips(step_context: type) -> None:
     model = lstm_lm(vocab_size=len(ITOS), embed_dim=8, hidden_size=8, cell="gru")
     task = _task()
-    task.training_step(model, _batches(_stream(), 8)[0], Ctx(model))
+    task.training_step(model, _batches(_stream(), 8)[0], step_context(model))
     other = _task()
     other.load_extra_state(task.extra_state())
     assert isinstance(other.train_state, torch.Tensor) and torch.equal(other.train_state, task.train_state)
