@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -31,3 +32,32 @@ def digits_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     rc = main(["train", "digits-cnn", "train.epochs=3", "log.progress=none", "train.threads=1", "--run-dir", str(run)])
     assert rc == 0
     return run
+
+
+class PlainStepContext:
+    """The part of the engine's step context a task uses, without the engine: SGD, fp32, no accumulation."""
+
+    global_step = 0
+    epoch = 0
+    device = torch.device("cpu")
+
+    def __init__(self, model: torch.nn.Module, lr: float = 0.1) -> None:
+        self.opt = torch.optim.SGD(model.parameters(), lr=lr)
+
+    def autocast(self) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
+
+    def backward(self, loss: torch.Tensor, name: str = "main") -> None:
+        loss.backward()
+
+    def step(self, name: str = "main") -> bool:
+        self.opt.step()
+        self.opt.zero_grad()
+        self.global_step += 1
+        return True
+
+
+@pytest.fixture
+def step_context() -> type[PlainStepContext]:
+    """A factory of step contexts for driving ``task.training_step`` in unit tests: ``step_context(model)``."""
+    return PlainStepContext

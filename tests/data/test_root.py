@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from archzoo.data.root import DEBIAN_FASHION_MNIST, data_root, find_dataset_dir
+from archzoo.data.root import DEBIAN_FASHION_MNIST, cache_dir, data_root, find_dataset_dir
 from archzoo.errors import DataError
 
 
@@ -83,3 +83,20 @@ def test_debian_path_is_where_the_package_installs():
     # `dpkg -c dataset-fashion-mnist_0.0~git20200523.55506a9-1_all.deb` lists
     # ./usr/share/datasets/fashion-mnist/{train,t10k}-{images-idx3,labels-idx1}-ubyte.gz
     assert DEBIAN_FASHION_MNIST == Path("/usr/share/datasets/fashion-mnist")
+
+
+def test_cache_dir_precedence_and_creation(monkeypatch, tmp_path):
+    monkeypatch.setenv("ARCHZOO_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("ARCHZOO_CACHE", str(tmp_path / "mine"))
+    assert cache_dir("tokens") == tmp_path / "mine" / "tokens" and (tmp_path / "mine" / "tokens").is_dir()
+    monkeypatch.delenv("ARCHZOO_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_dir() == tmp_path / "xdg" / "archzoo"  # never the data root
+    assert not (tmp_path / "data").exists()
+
+
+def test_unwritable_cache_dir_is_one_sentence(monkeypatch, tmp_path):
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("ARCHZOO_CACHE", str(tmp_path / "file"))
+    with pytest.raises(DataError, match="ARCHZOO_CACHE"):
+        cache_dir("tokens")

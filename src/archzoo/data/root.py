@@ -6,6 +6,10 @@ a per-user cache folder (``$XDG_CACHE_HOME/archzoo``, else ``~/.cache/archzoo``)
 A dataset lives in a sub-folder of the root; some datasets are also found
 where a system package installs them (Debian's ``dataset-fashion-mnist`` puts
 Fashion-MNIST in :data:`DEBIAN_FASHION_MNIST`).
+
+Files that archzoo derives itself (token arrays of a text corpus) go to a
+writable cache, :func:`cache_dir`, never beside the data root, which may be
+read-only or shared.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from pathlib import Path
 from archzoo.errors import DataError
 
 ENV_VAR = "ARCHZOO_DATA"
+CACHE_ENV_VAR = "ARCHZOO_CACHE"
 
 #: Where ``apt-get install dataset-fashion-mnist`` puts the four ``.gz`` idx files
 #: (read from the package's file list with ``dpkg -c``).
@@ -43,6 +48,28 @@ def data_root(data_dir: PathLike | None = None) -> Path:
     cache = os.environ.get("XDG_CACHE_HOME", "")
     base = Path(cache).expanduser() if cache else Path.home() / ".cache"
     return base / "archzoo"
+
+
+def cache_dir(sub: str = "") -> Path:
+    """A writable folder for derived files, created if missing.
+
+    ``$ARCHZOO_CACHE``, else ``$XDG_CACHE_HOME/archzoo``, else ``~/.cache/archzoo``;
+    ``sub`` names a folder below it (``"tokens"``).
+    """
+    env = os.environ.get(CACHE_ENV_VAR, "")
+    if env:
+        base = Path(env).expanduser()
+    else:
+        xdg = os.environ.get("XDG_CACHE_HOME", "")
+        base = (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "archzoo"
+    folder = base / sub if sub else base
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DataError(
+            f"The cache folder {folder} cannot be created ({e.strerror}); set {CACHE_ENV_VAR} to a writable folder."
+        ) from None
+    return folder
 
 
 def _alternatives(item: Required) -> tuple[str, ...]:

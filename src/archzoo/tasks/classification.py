@@ -13,8 +13,24 @@ from archzoo.registry import register_task
 from archzoo.tasks.base import Option, Task
 
 
+def unpack(batch: Any) -> tuple[Any, Tensor]:
+    """What the model takes and the labels: ``(x, y)`` for a tuple; the whole batch and ``batch.y`` otherwise.
+
+    A :class:`~archzoo.data.splits.PaddedBatch` (sequences and their lengths) or a PyG ``Batch``
+    (graphs) is handed to the model whole, since it needs more than one tensor of it.
+    """
+    y = getattr(batch, "y", None)
+    if isinstance(y, Tensor):
+        return batch, y
+    return batch[0], batch[1]
+
+
 class Classification(Task):
-    r"""Multi-class classification of ``(x, y)`` batches.
+    r"""Multi-class classification of ``(x, y)`` tuples, padded sequences or graph batches.
+
+    A batch is a tuple ``(x, y)`` (the model takes ``x``), or an object with labels ``y``,
+    a :class:`~archzoo.data.splits.PaddedBatch` or a PyG ``Batch`` (the model takes the batch,
+    and predicts one class per sequence or per graph). It counts its examples.
 
     Loss: :math:`-\sum_c q_c \log p_c` with :math:`q = (1-\varepsilon)\,\mathrm{onehot}(y) + \varepsilon / C`
     (label smoothing :math:`\varepsilon`, Szegedy et al. 2016).
@@ -57,15 +73,21 @@ class Classification(Task):
 
         self.metrics = {s: collection() for s in ("train", "val", "test")}
 
+    def count(self, batch: Any) -> int:
+        """The number of examples: samples of a tuple, sequences of a padded batch, graphs of a PyG batch."""
+        if isinstance(getattr(batch, "y", None), Tensor):
+            return int(getattr(batch, "num_graphs", batch.y.shape[0]))
+        return super().count(batch)
+
     def loss(self, model: nn.Module, batch: Any) -> tuple[Tensor, dict[str, Tensor]]:
-        x, y = batch[0], batch[1]
+        x, y = unpack(batch)
         logits = model(x)
         loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
         acc = (logits.detach().argmax(1) == y).float().mean()
         return loss, {"acc": acc}
 
     def eval_step(self, model: nn.Module, batch: Any, split: str) -> None:
-        x, y = batch[0], batch[1]
+        x, y = unpack(batch)
         logits = model(x).float()
         loss = F.cross_entropy(logits, y, reduction="sum")
         m = self.metrics[split]

@@ -1,0 +1,86 @@
+"""Synthetic sequence tasks, generated from a fixed seed: no download, the same data everywhere.
+
+``parity_sequences`` draws variable-length sequences of the tokens 1 and 2
+(0 is padding) and labels each by a rule over its tokens, so a recurrent
+classifier must read the whole sequence and ignore the padding.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from archzoo.data.splits import DataBundle, PaddedSequences
+from archzoo.errors import UserError
+from archzoo.registry import register_dataset
+
+#: The seed of every synthetic corpus: the data do not change with the run's seed.
+DATA_SEED = 0
+
+RULES = ("majority", "parity")
+
+
+def _label(seq: torch.Tensor, rule: str) -> int:
+    twos = int((seq == 2).sum())
+    if rule == "parity":
+        return twos % 2
+    return int(2 * twos > len(seq))  # majority of 2s; odd lengths only, so there is no tie
+
+
+@register_dataset("parity_sequences")
+def parity_sequences(
+    n: int = 2000,
+    min_len: int = 5,
+    max_len: int = 30,
+    rule: str = "majority",
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+    bucket: bool = False,
+) -> DataBundle:
+    """Sequences of 1s and 2s, classified by how many 2s they hold.
+
+    ``rule="majority"`` (the default, learnt by a small GRU in a few epochs): label 1 when
+    more than half the tokens are 2 (lengths are odd, so there is no tie).
+    ``rule="parity"``: label 1 when the number of 2s is odd, the classic hard case for
+    gradient descent through a recurrence (a long chain of XORs).
+
+    Args:
+        n: number of sequences over all splits (default 2000).
+        min_len: shortest length (default 5).
+        max_len: longest length (default 30).
+        rule: ``"majority"`` or ``"parity"``.
+        val_fraction: share of the sequences for validation (default 0.1).
+        test_fraction: share for the test split (default 0.1).
+        bucket: batch sequences of similar length together in training (less padding).
+    """
+    if rule not in RULES:
+        raise UserError(f"data.args.rule must be one of {', '.join(RULES)}, got '{rule}'.")
+    if not 1 <= min_len <= max_len:
+        raise UserError(f"parity_sequences needs 1 <= min_len <= max_len, got {min_len} and {max_len}.")
+    n_val, n_test = int(n * val_fraction), int(n * test_fraction)
+    if min(n_val, n_test, n - n_val - n_test) < 1:
+        raise UserError(f"parity_sequences: {n} sequences leave an empty split; raise data.args.n.")
+    g = torch.Generator().manual_seed(DATA_SEED)
+    choices = torch.arange(min_len, max_len + 1)
+    if rule == "majority":
+        choices = choices[choices % 2 == 1]  # odd lengths only: a tie has no majority
+        if len(choices) == 0:
+            raise UserError(f"rule 'majority' needs an odd length in [{min_len}, {max_len}].")
+    lengths = choices[torch.randint(0, len(choices), (n,), generator=g)]
+    seqs = [torch.randint(1, 3, (int(k),), generator=g) for k in lengths]
+    labels = torch.tensor([_label(s, rule) for s in seqs])
+    cut_test, cut_val = n - n_test, n - n_test - n_val
+    info = {
+        "vocab_size": 3,
+        "pad_id": 0,
+        "num_classes": 2,
+        "itos": ["<pad>", "1", "2"],
+        "classes": ["0", "1"] if rule == "parity" else ["more 1s", "more 2s"],
+        "kind": "sequence",
+        "rule": rule,
+    }
+    return DataBundle(
+        PaddedSequences(seqs[:cut_val], labels[:cut_val], pad_id=0, bucket=bucket),
+        PaddedSequences(seqs[cut_val:cut_test], labels[cut_val:cut_test], pad_id=0),
+        PaddedSequences(seqs[cut_test:], labels[cut_test:], pad_id=0),
+        info,
+    )

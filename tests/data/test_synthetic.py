@@ -1,0 +1,46 @@
+"""parity_sequences: fixed data, labels by their rule, padded batches."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from archzoo.data.splits import PaddedBatch, PaddedSequences
+from archzoo.errors import UserError
+from archzoo.registry import create_dataset
+
+
+def _all(split: PaddedSequences) -> PaddedBatch:
+    return next(iter(split.batches(len(split))))
+
+
+@pytest.mark.parametrize("rule", ["majority", "parity"])
+def test_labels_follow_the_rule(rule: str) -> None:
+    b = create_dataset("parity_sequences", n=300, rule=rule)
+    assert (len(b.train), len(b.val), len(b.test)) == (240, 30, 30)
+    assert b.info["vocab_size"] == 3 and b.info["pad_id"] == 0 and b.info["num_classes"] == 2
+    batch = _all(b.train)
+    assert isinstance(batch, PaddedBatch)
+    assert batch.lengths.min() >= 5 and batch.lengths.max() <= 30
+    real = batch.mask
+    assert ((batch.x == 0) == ~real).all() and set(batch.x[real].unique().tolist()) == {1, 2}
+    twos = ((batch.x == 2) & real).sum(1)
+    expect = twos % 2 if rule == "parity" else (2 * twos > batch.lengths).long()
+    assert torch.equal(batch.y, expect)
+    if rule == "majority":
+        assert (batch.lengths % 2 == 1).all()
+    assert 0.2 < batch.y.float().mean() < 0.8  # both classes
+
+
+def test_data_are_fixed() -> None:
+    a, b = (_all(create_dataset("parity_sequences", n=100).val) for _ in range(2))
+    assert torch.equal(a.x, b.x) and torch.equal(a.y, b.y)
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(UserError, match="rule"):
+        create_dataset("parity_sequences", rule="sum")
+    with pytest.raises(UserError, match="odd length"):
+        create_dataset("parity_sequences", min_len=4, max_len=4)
+    with pytest.raises(UserError, match="empty split"):
+        create_dataset("parity_sequences", n=5)
