@@ -51,13 +51,12 @@ def test_recipe_parts_fit_and_take_a_step(recipe: str, step_context: type) -> No
             break
     model.eval()
     with torch.no_grad():
-        for batch in bundle.val.batches(cfg.data.eval_batch_size):
+        for batch in bundle.val.batches(cfg.data.eval_batch):
             task.eval_step(model, batch, "val")
     metrics = task.compute("val")
     assert (cfg.train.monitor or task.monitor) in metrics
 
 
-@pytest.mark.xfail(reason="needs engine support for split kinds", strict=False)
 @pytest.mark.parametrize("recipe", list(SMALL))
 def test_recipe_trains_end_to_end(recipe: str, tmp_path: Path) -> None:
     from archzoo.cli import main
