@@ -34,6 +34,7 @@ from torch import Tensor, nn
 
 from archzoo.errors import UserError
 from archzoo.layers import init_weights
+from archzoo.layers.norm import norm_2d
 from archzoo.models.autoencoder import image_hw, randn, up_block
 from archzoo.registry import register_model
 
@@ -46,19 +47,6 @@ def num_upsamplings(image_size: int) -> int:
     if k == 0:
         raise UserError(f"GAN image size must be even and at least 8; got {image_size}.")
     return k
-
-
-def norm_2d(kind: str, channels: int) -> nn.Module:
-    """``batch``, ``layer`` (one group over C, H, W per sample), ``instance`` or ``none``."""
-    if kind == "batch":
-        return nn.BatchNorm2d(channels)
-    if kind == "layer":
-        return nn.GroupNorm(1, channels)
-    if kind == "instance":
-        return nn.GroupNorm(channels, channels)
-    if kind == "none":
-        return nn.Identity()
-    raise UserError(f"Unknown norm '{kind}'; choose batch, layer, instance or none.")
 
 
 # ---------------------------------------------------------------------------
