@@ -38,7 +38,7 @@ from PIL import Image, ImageOps
 from torch import Tensor
 
 from archzoo.data.augment import AUGMENT_KEYS
-from archzoo.data.idx import (
+from archzoo.data.images import (
     black_level,
     check_image_args,
     image_augment,
@@ -47,8 +47,8 @@ from archzoo.data.idx import (
     normalize_images,
     split_holdout,
 )
-from archzoo.data.splits import Augment, DataBundle
 from archzoo.data.root import PathLike, data_root
+from archzoo.data.splits import Augment, DataBundle
 from archzoo.errors import DataError, UserError
 from archzoo.registry import register_dataset
 
