@@ -1,4 +1,4 @@
-"""What the in-memory image datasets share: normalisation modes, the hold-out, black-padded
+r"""What the in-memory image datasets share: normalisation modes, the hold-out, black-padded
 augmentation and the bundle of normalised splits.
 
 Every image dataset (idx files, CIFAR-10, image folders) decodes its images to
