@@ -7,10 +7,13 @@ with ``strict=True``.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
 from archzoo.errors import UserError
+from archzoo.models._variant import variant
 from archzoo.registry import register_model
 
 STEMS = ("imagenet", "small")
@@ -122,6 +125,7 @@ class AlexNet(nn.Module):
 
 
 @register_model()
-def alexnet(num_classes: int = 1000, in_channels: int = 3, stem: str = "imagenet", dropout: float = 0.5) -> AlexNet:
+@variant(AlexNet, ("num_classes", "in_channels", "stem", "dropout"))
+def alexnet(**kwargs: Any) -> AlexNet:
     """AlexNet as in torchvision (64-192-384-256-256 convolutions)."""
-    return AlexNet(num_classes, in_channels, dropout=dropout, stem=stem)
+    return AlexNet(**kwargs)

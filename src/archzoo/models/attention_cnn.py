@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from torch import Tensor, nn
 
@@ -11,6 +12,7 @@ from archzoo.layers.attention_conv import SpatialAttentionConv2d
 from archzoo.layers.conv import ConvBNAct
 from archzoo.layers.se import SqueezeExcitation
 from archzoo.models._stem_stages import StemStagesNet
+from archzoo.models._variant import variant
 from archzoo.registry import register_model
 
 
@@ -85,11 +87,7 @@ class AttentionCNN(StemStagesNet):
 
 
 @register_model()
-def attention_cnn(
-    num_classes: int = 10,
-    in_channels: int = 3,
-    use_se: bool = True,
-    dropout: float = 0.2,
-) -> AttentionCNN:
+@variant(AttentionCNN, ("num_classes", "in_channels", "use_se", "dropout"))
+def attention_cnn(**kwargs: Any) -> AttentionCNN:
     """Three stages (32, 64, 128 channels) of spatially gated convolutions with SE."""
-    return AttentionCNN(num_classes, in_channels, (32, 64, 128), use_se, dropout)
+    return AttentionCNN(widths=(32, 64, 128), **kwargs)

@@ -17,12 +17,14 @@ generative families (VAE, VQ-VAE, GAN, U-Net, flows).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from archzoo.errors import UserError
 from archzoo.layers import ConvBNAct, get_activation
+from archzoo.models._variant import variant
 from archzoo.registry import register_model
 
 # ---------------------------------------------------------------------------
@@ -262,29 +264,17 @@ class ConvAutoencoder(Autoencoder):
 
 
 @register_model("ae_mlp")
-def ae_mlp(
-    in_channels: int = 1,
-    image_size: int = 28,
-    latent_dim: int = 32,
-    hidden_dims: Sequence[int] = (512, 256),
-    output: str = "sigmoid",
-    noise_std: float = 0.0,
-) -> MLPAutoencoder:
+@variant(MLPAutoencoder, ("in_channels", "image_size", "latent_dim", "hidden_dims", "output", "noise_std"))
+def ae_mlp(**kwargs: Any) -> MLPAutoencoder:
     """MLP autoencoder 784-512-256-32 (set ``noise_std`` > 0 for a denoising autoencoder)."""
-    return MLPAutoencoder(in_channels, image_size, hidden_dims, latent_dim, output=output, noise_std=noise_std)
+    return MLPAutoencoder(**kwargs)
 
 
 @register_model("ae_conv")
-def ae_conv(
-    in_channels: int = 1,
-    image_size: int = 28,
-    latent_dim: int = 32,
-    channels: Sequence[int] = (32, 64),
-    output: str = "sigmoid",
-    noise_std: float = 0.0,
-) -> ConvAutoencoder:
+@variant(ConvAutoencoder, ("in_channels", "image_size", "latent_dim", "channels", "output", "noise_std"))
+def ae_conv(**kwargs: Any) -> ConvAutoencoder:
     """Convolutional autoencoder with two stride-2 stages (set ``noise_std`` > 0 to denoise)."""
-    return ConvAutoencoder(in_channels, image_size, channels, latent_dim, output=output, noise_std=noise_std)
+    return ConvAutoencoder(**kwargs)
 
 
 __all__ = [

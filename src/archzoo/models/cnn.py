@@ -11,12 +11,14 @@ average pooling and a linear head — a compact net for 8–32 px images.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from archzoo.layers.activation import get_activation
 from archzoo.layers.conv import ConvBNAct
+from archzoo.models._variant import variant
 from archzoo.registry import register_model
 
 
@@ -163,26 +165,19 @@ class ConvNet(nn.Module):
 
 
 @register_model("lenet5")
-def lenet5(
-    in_channels: int = 1, num_classes: int = 10, image_size: int = 28, act: str = "relu", pool: str = "max"
-) -> LeNet5:
-    return LeNet5(in_channels, num_classes, image_size, act, pool)
+@variant(LeNet5, ("in_channels", "num_classes", "image_size", "act", "pool"))
+def lenet5(**kwargs: Any) -> LeNet5:
+    return LeNet5(**kwargs)
 
 
 @register_model("convnet")
-def convnet(
-    in_channels: int = 1,
-    num_classes: int = 10,
-    channels: Sequence[int] = (32, 64, 128),
-    convs_per_block: int = 2,
-    act: str = "relu",
-    dropout: float = 0.0,
-    pool_last: bool = False,
-) -> ConvNet:
-    return ConvNet(in_channels, num_classes, channels, convs_per_block, act, dropout, pool_last)
+@variant(ConvNet, ("in_channels", "num_classes", "channels", "convs_per_block", "act", "dropout", "pool_last"))
+def convnet(**kwargs: Any) -> ConvNet:
+    return ConvNet(**kwargs)
 
 
 @register_model("convnet_small")
-def convnet_small(in_channels: int = 1, num_classes: int = 10, dropout: float = 0.1) -> ConvNet:
+@variant(ConvNet, ("in_channels", "num_classes", "dropout"), dropout=0.1)
+def convnet_small(**kwargs: Any) -> ConvNet:
     """Under 100K parameters (86,430 at 1 channel, 10 classes): blocks of 20, 40 and 64 channels."""
-    return ConvNet(in_channels, num_classes, (20, 40, 64), 2, "relu", dropout)
+    return ConvNet(channels=(20, 40, 64), convs_per_block=2, act="relu", **kwargs)

@@ -22,12 +22,13 @@ Timesteps are 0-based in code: index ``t`` = 0..T-1 is the paper's :math:`t + 1`
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from archzoo.errors import UserError
+from archzoo.models._variant import variant
 from archzoo.models.autoencoder import image_hw, randn
 from archzoo.models.unet import UNet
 from archzoo.registry import register_model
@@ -270,29 +271,21 @@ class GaussianDiffusion(nn.Module):
         return x.clamp(-1.0, 1.0)
 
 
+UNET_ARGS = ("in_channels", "image_size", "num_classes", "base_channels", "channel_mults", "num_res_blocks", "dropout")
+
+
 @register_model("ddpm_unet")
+@variant(UNet, UNET_ARGS, extra=[(GaussianDiffusion, ("timesteps", "schedule"))], num_classes=10)
 def ddpm_unet(
-    in_channels: int = 1,
-    image_size: int = 28,
-    num_classes: int = 10,
     class_cond: bool = False,
-    timesteps: int = 1000,
-    schedule: str = "linear",
-    base_channels: int = 64,
-    channel_mults: Sequence[int] = (1, 2, 2),
-    num_res_blocks: int = 2,
     attention: bool = True,
-    dropout: float = 0.1,
+    *,
+    num_classes: int,
+    timesteps: int,
+    schedule: str,
+    **unet: Any,
 ) -> GaussianDiffusion:
     """DDPM with a U-Net (28 -> 14 -> 7, attention at 7x7); ``class_cond=True`` adds labels and a null class for CFG."""
-    unet = UNet(
-        in_channels,
-        image_size,
-        base_channels,
-        channel_mults,
-        num_res_blocks,
-        attn_resolutions=None if attention else (),
-        dropout=dropout,
-        num_classes=num_classes if class_cond else 0,
-    )
-    return GaussianDiffusion(unet, (in_channels, *image_hw(image_size)), timesteps, schedule)
+    model = UNet(**unet, num_classes=num_classes if class_cond else 0, attn_resolutions=None if attention else ())
+    image_shape = (unet["in_channels"], *image_hw(unet["image_size"]))
+    return GaussianDiffusion(model, image_shape, timesteps=timesteps, schedule=schedule)

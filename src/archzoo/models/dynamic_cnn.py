@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from torch import nn
 
@@ -10,6 +11,7 @@ from archzoo.errors import UserError
 from archzoo.layers.conv import ConvBNAct
 from archzoo.layers.dynamic_conv import DynamicConv2d, DynamicConvBNAct
 from archzoo.models._stem_stages import StemStagesNet
+from archzoo.models._variant import variant
 from archzoo.registry import register_model
 
 
@@ -78,12 +80,7 @@ class DynamicCNN(StemStagesNet):
 
 
 @register_model()
-def dynamic_cnn(
-    num_classes: int = 10,
-    in_channels: int = 3,
-    num_kernels: int = 4,
-    temperature: float = 30.0,
-    dropout: float = 0.2,
-) -> DynamicCNN:
+@variant(DynamicCNN, ("num_classes", "in_channels", "num_kernels", "temperature", "dropout"))
+def dynamic_cnn(**kwargs: Any) -> DynamicCNN:
     """Three stages (32, 64, 128 channels) of dynamic convolutions with K=4 kernels."""
-    return DynamicCNN(num_classes, in_channels, (32, 64, 128), num_kernels, temperature, dropout)
+    return DynamicCNN(widths=(32, 64, 128), **kwargs)

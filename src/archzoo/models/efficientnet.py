@@ -8,12 +8,14 @@ dicts load with ``strict=True``.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from torch import Tensor, nn
 
 from archzoo.errors import UserError
 from archzoo.layers.conv import ConvBNAct
 from archzoo.layers.se import SqueezeExcitation
+from archzoo.models._variant import variant
 from archzoo.models.mobilenet import STEMS, StagedFeaturesNet, make_divisible
 from archzoo.registry import register_model
 
@@ -214,49 +216,33 @@ class EfficientNet(StagedFeaturesNet):
         nn.init.zeros_(self.classifier[-1].bias)
 
 
+# What every EfficientNet variant accepts; the defaults are EfficientNet's.
+EFFICIENTNET_ARGS = ("num_classes", "in_channels", "stem", "dropout", "stochastic_depth_prob")
+
+
 @register_model()
-def efficientnet_b0(
-    num_classes: int = 1000,
-    in_channels: int = 3,
-    stem: str = "imagenet",
-    dropout: float = 0.2,
-    stochastic_depth_prob: float = 0.2,
-) -> EfficientNet:
+@variant(EfficientNet, EFFICIENTNET_ARGS)
+def efficientnet_b0(**kwargs: Any) -> EfficientNet:
     """EfficientNet-B0 (width 1.0, depth 1.0; the paper trains it at 224 px)."""
-    return EfficientNet(1.0, 1.0, dropout, stochastic_depth_prob, num_classes, in_channels, stem)
+    return EfficientNet(width_mult=1.0, depth_mult=1.0, **kwargs)
 
 
 @register_model()
-def efficientnet_b1(
-    num_classes: int = 1000,
-    in_channels: int = 3,
-    stem: str = "imagenet",
-    dropout: float = 0.2,
-    stochastic_depth_prob: float = 0.2,
-) -> EfficientNet:
+@variant(EfficientNet, EFFICIENTNET_ARGS)
+def efficientnet_b1(**kwargs: Any) -> EfficientNet:
     """EfficientNet-B1 (width 1.0, depth 1.1; 240 px in the paper)."""
-    return EfficientNet(1.0, 1.1, dropout, stochastic_depth_prob, num_classes, in_channels, stem)
+    return EfficientNet(width_mult=1.0, depth_mult=1.1, **kwargs)
 
 
 @register_model()
-def efficientnet_b2(
-    num_classes: int = 1000,
-    in_channels: int = 3,
-    stem: str = "imagenet",
-    dropout: float = 0.3,
-    stochastic_depth_prob: float = 0.2,
-) -> EfficientNet:
-    """EfficientNet-B2 (width 1.1, depth 1.2; 260 px in the paper)."""
-    return EfficientNet(1.1, 1.2, dropout, stochastic_depth_prob, num_classes, in_channels, stem)
+@variant(EfficientNet, EFFICIENTNET_ARGS, dropout=0.3)
+def efficientnet_b2(**kwargs: Any) -> EfficientNet:
+    """EfficientNet-B2 (width 1.1, depth 1.2, dropout 0.3; 260 px in the paper)."""
+    return EfficientNet(width_mult=1.1, depth_mult=1.2, **kwargs)
 
 
 @register_model()
-def efficientnet_b3(
-    num_classes: int = 1000,
-    in_channels: int = 3,
-    stem: str = "imagenet",
-    dropout: float = 0.3,
-    stochastic_depth_prob: float = 0.2,
-) -> EfficientNet:
-    """EfficientNet-B3 (width 1.2, depth 1.4; 300 px in the paper)."""
-    return EfficientNet(1.2, 1.4, dropout, stochastic_depth_prob, num_classes, in_channels, stem)
+@variant(EfficientNet, EFFICIENTNET_ARGS, dropout=0.3)
+def efficientnet_b3(**kwargs: Any) -> EfficientNet:
+    """EfficientNet-B3 (width 1.2, depth 1.4, dropout 0.3; 300 px in the paper)."""
+    return EfficientNet(width_mult=1.2, depth_mult=1.4, **kwargs)

@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from archzoo.errors import UserError
+from archzoo.models._variant import variant
 from archzoo.models.autoencoder import image_hw, mlp, randn
 from archzoo.registry import register_model
 
@@ -331,14 +333,14 @@ class RealNVPImage(nn.Module):
 
 
 @register_model("realnvp_2d")
-def realnvp_2d(in_features: int = 2, num_layers: int = 8, hidden: int = 128) -> RealNVP2D:
+@variant(RealNVP2D, ("in_features", "num_layers", "hidden"))
+def realnvp_2d(**kwargs: Any) -> RealNVP2D:
     """RealNVP with 8 alternating couplings and 2x128 MLP conditioners, for 2-D point clouds."""
-    return RealNVP2D(in_features, num_layers, hidden)
+    return RealNVP2D(**kwargs)
 
 
 @register_model("realnvp_image")
-def realnvp_image(
-    in_channels: int = 1, image_size: int = 28, num_scales: int = 2, hidden: int = 64, num_blocks: int = 4
-) -> RealNVPImage:
+@variant(RealNVPImage, ("in_channels", "image_size", "num_scales", "hidden", "num_blocks"))
+def realnvp_image(**kwargs: Any) -> RealNVPImage:
     """Multi-scale RealNVP (checkerboard, squeeze, channel couplings) for 28x28 or 32x32 images."""
-    return RealNVPImage(in_channels, image_size, num_scales, hidden, num_blocks)
+    return RealNVPImage(**kwargs)

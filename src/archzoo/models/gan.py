@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -35,6 +36,7 @@ from torch import Tensor, nn
 from archzoo.errors import UserError
 from archzoo.layers import init_weights
 from archzoo.layers.norm import norm_2d
+from archzoo.models._variant import variant
 from archzoo.models.autoencoder import image_hw, randn, up_block
 from archzoo.registry import register_model
 
@@ -376,31 +378,23 @@ class DCGAN(GAN):
 
 
 @register_model("gan_mlp")
-def gan_mlp(in_channels: int = 1, image_size: int = 28, latent_dim: int = 100) -> MLPGAN:
+@variant(MLPGAN, ("in_channels", "image_size", "latent_dim"))
+def gan_mlp(**kwargs: Any) -> MLPGAN:
     """The original fully connected GAN: 100 -> 256 -> 512 -> 1024 -> 784 and 784 -> 512 -> 256 -> 1."""
-    return MLPGAN(in_channels, image_size, latent_dim)
+    return MLPGAN(**kwargs)
 
 
 @register_model("dcgan")
-def dcgan(
-    in_channels: int = 1,
-    image_size: int = 28,
-    latent_dim: int = 100,
-    base_channels: int = 64,
-    upsample: str = "transposed",
-) -> DCGAN:
+@variant(DCGAN, ("in_channels", "image_size", "latent_dim", "base_channels", "upsample"))
+def dcgan(**kwargs: Any) -> DCGAN:
     """DCGAN for 28x28 or 32x32 images; ``upsample="nearest"`` uses upsample+conv in the generator."""
-    return DCGAN(in_channels, image_size, latent_dim, base_channels, upsample=upsample)
+    return DCGAN(**kwargs)
 
 
 @register_model("cgan")
+@variant(DCGAN, ("in_channels", "image_size", "num_classes", "latent_dim", "base_channels"), num_classes=10)
 def cgan(
-    in_channels: int = 1,
-    image_size: int = 28,
-    num_classes: int = 10,
-    latent_dim: int = 100,
-    base_channels: int = 64,
-    arch: str = "dcgan",
+    arch: str = "dcgan", *, in_channels: int, image_size: int, num_classes: int, latent_dim: int, base_channels: int
 ) -> GAN:
     """Class-conditional GAN: ``arch="dcgan"`` (projection discriminator) or ``"mlp"`` (concatenated embeddings)."""
     if arch == "mlp":
@@ -411,8 +405,7 @@ def cgan(
 
 
 @register_model("wgan_gp")
-def wgan_gp(
-    in_channels: int = 1, image_size: int = 28, latent_dim: int = 128, base_channels: int = 64, norm: str = "layer"
-) -> DCGAN:
+@variant(DCGAN, ("in_channels", "image_size", "latent_dim", "base_channels"), latent_dim=128)
+def wgan_gp(norm: str = "layer", **kwargs: Any) -> DCGAN:
     """DCGAN generator with a WGAN-GP critic: no batch norm (layer norm by default), unbounded output."""
-    return DCGAN(in_channels, image_size, latent_dim, base_channels, d_norm=norm)
+    return DCGAN(d_norm=norm, **kwargs)

@@ -6,10 +6,13 @@ convolutions as ``conv`` + ``bn``), so its state dicts load with ``strict=True``
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
 from archzoo.errors import UserError
+from archzoo.models._variant import variant
 from archzoo.registry import register_model
 
 STEMS = ("imagenet", "small")
@@ -292,27 +295,22 @@ class GoogLeNet(nn.Module):
 
 
 @register_model()
-def googlenet(
-    num_classes: int = 1000,
-    in_channels: int = 3,
-    stem: str = "imagenet",
-    aux_logits: bool = False,
-    dropout: float = 0.2,
-    kernel_5x5: int = 3,
-) -> GoogLeNet:
+@variant(GoogLeNet, ("num_classes", "in_channels", "stem", "aux_logits", "dropout", "kernel_5x5"))
+def googlenet(**kwargs: Any) -> GoogLeNet:
     """GoogLeNet as in torchvision (batch norm, 3x3 "5x5" branches, no aux heads by default)."""
-    return GoogLeNet(num_classes, in_channels, aux_logits, dropout, stem=stem, kernel_5x5=kernel_5x5)
+    return GoogLeNet(**kwargs)
 
 
 @register_model()
-def inception_small(
-    num_classes: int = 10,
-    in_channels: int = 3,
-    stem: str = "small",
-    width_mult: float = 0.25,
-    dropout: float = 0.2,
-    kernel_5x5: int = 5,
-) -> GoogLeNet:
+@variant(
+    GoogLeNet,
+    ("num_classes", "in_channels", "stem", "width_mult", "dropout", "kernel_5x5"),
+    num_classes=10,
+    stem="small",
+    width_mult=0.25,
+    kernel_5x5=5,
+)
+def inception_small(**kwargs: Any) -> GoogLeNet:
     """A GoogLeNet a quarter as wide with the small stem, for 28-32 px images, with the
     paper's 5x5 branches."""
-    return GoogLeNet(num_classes, in_channels, False, dropout, stem=stem, width_mult=width_mult, kernel_5x5=kernel_5x5)
+    return GoogLeNet(aux_logits=False, **kwargs)

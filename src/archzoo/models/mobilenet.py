@@ -7,12 +7,14 @@ sequence, ``classifier``), so its state dicts load with ``strict=True``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from archzoo.errors import UserError
 from archzoo.layers.conv import ConvBNAct
+from archzoo.models._variant import variant
 from archzoo.registry import register_model
 
 STEMS = ("imagenet", "small")
@@ -294,25 +296,19 @@ class MobileNetV2(StagedFeaturesNet):
         self._init_weights()
 
 
+# What both MobileNet builders accept; the defaults are the classes'.
+MOBILENET_ARGS = ("num_classes", "in_channels", "width_mult", "stem", "dropout")
+
+
 @register_model()
-def mobilenet_v1(
-    num_classes: int = 1000,
-    in_channels: int = 3,
-    width_mult: float = 1.0,
-    stem: str = "imagenet",
-    dropout: float = 0.0,
-) -> MobileNetV1:
+@variant(MobileNetV1, MOBILENET_ARGS)
+def mobilenet_v1(**kwargs: Any) -> MobileNetV1:
     """MobileNetV1 with width multiplier ``width_mult``."""
-    return MobileNetV1(num_classes, in_channels, width_mult, dropout, stem)
+    return MobileNetV1(**kwargs)
 
 
 @register_model()
-def mobilenet_v2(
-    num_classes: int = 1000,
-    in_channels: int = 3,
-    width_mult: float = 1.0,
-    stem: str = "imagenet",
-    dropout: float = 0.2,
-) -> MobileNetV2:
+@variant(MobileNetV2, MOBILENET_ARGS)
+def mobilenet_v2(**kwargs: Any) -> MobileNetV2:
     """MobileNetV2 with width multiplier ``width_mult``."""
-    return MobileNetV2(num_classes, in_channels, width_mult, dropout, stem)
+    return MobileNetV2(**kwargs)

@@ -7,6 +7,7 @@ Module and parameter names follow torchvision's ``ResNet`` (``conv1``, ``bn1``,
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -14,6 +15,7 @@ from torch import Tensor, nn
 from archzoo.errors import UserError
 from archzoo.layers.attention_conv import SpatialGate
 from archzoo.layers.se import SqueezeExcitation
+from archzoo.models._variant import variant
 from archzoo.registry import register_model
 
 STEMS = ("imagenet", "small")
@@ -260,104 +262,43 @@ class ResNet(nn.Module):
         self.fc = nn.Linear(self.num_features, num_classes)
 
 
+# What every ResNet variant accepts; the defaults are ResNet's.
+RESNET_ARGS = ("num_classes", "in_channels", "stem", "zero_init_residual", "block_extra")
+
+
 @register_model()
-def resnet10(
-    num_classes: int = 1000,
-    in_channels: int = 3,
-    stem: str = "imagenet",
-    zero_init_residual: bool = False,
-    block_extra: str | None = None,
-) -> ResNet:
+@variant(ResNet, RESNET_ARGS)
+def resnet10(**kwargs: Any) -> ResNet:
     """ResNet-10: one basic block per stage, a light model for small images (``stem="small"``)."""
-    return ResNet(
-        BasicBlock,
-        (1, 1, 1, 1),
-        num_classes=num_classes,
-        in_channels=in_channels,
-        stem=stem,
-        zero_init_residual=zero_init_residual,
-        block_extra=block_extra,
-    )
+    return ResNet(BasicBlock, (1, 1, 1, 1), **kwargs)
 
 
 @register_model()
-def resnet18(
-    num_classes: int = 1000,
-    in_channels: int = 3,
-    stem: str = "imagenet",
-    zero_init_residual: bool = False,
-    block_extra: str | None = None,
-) -> ResNet:
+@variant(ResNet, RESNET_ARGS)
+def resnet18(**kwargs: Any) -> ResNet:
     """ResNet-18: basic blocks (2, 2, 2, 2)."""
-    return ResNet(
-        BasicBlock,
-        (2, 2, 2, 2),
-        num_classes=num_classes,
-        in_channels=in_channels,
-        stem=stem,
-        zero_init_residual=zero_init_residual,
-        block_extra=block_extra,
-    )
+    return ResNet(BasicBlock, (2, 2, 2, 2), **kwargs)
 
 
 @register_model()
-def resnet34(
-    num_classes: int = 1000,
-    in_channels: int = 3,
-    stem: str = "imagenet",
-    zero_init_residual: bool = False,
-    block_extra: str | None = None,
-) -> ResNet:
+@variant(ResNet, RESNET_ARGS)
+def resnet34(**kwargs: Any) -> ResNet:
     """ResNet-34: basic blocks (3, 4, 6, 3)."""
-    return ResNet(
-        BasicBlock,
-        (3, 4, 6, 3),
-        num_classes=num_classes,
-        in_channels=in_channels,
-        stem=stem,
-        zero_init_residual=zero_init_residual,
-        block_extra=block_extra,
-    )
+    return ResNet(BasicBlock, (3, 4, 6, 3), **kwargs)
 
 
 @register_model()
-def resnet50(
-    num_classes: int = 1000,
-    in_channels: int = 3,
-    stem: str = "imagenet",
-    zero_init_residual: bool = False,
-    block_extra: str | None = None,
-) -> ResNet:
+@variant(ResNet, RESNET_ARGS)
+def resnet50(**kwargs: Any) -> ResNet:
     """ResNet-50: bottleneck blocks (3, 4, 6, 3)."""
-    return ResNet(
-        Bottleneck,
-        (3, 4, 6, 3),
-        num_classes=num_classes,
-        in_channels=in_channels,
-        stem=stem,
-        zero_init_residual=zero_init_residual,
-        block_extra=block_extra,
-    )
+    return ResNet(Bottleneck, (3, 4, 6, 3), **kwargs)
 
 
 @register_model()
-def resnet20(
-    num_classes: int = 10,
-    in_channels: int = 3,
-    stem: str = "small",
-    zero_init_residual: bool = False,
-    block_extra: str | None = None,
-) -> ResNet:
+@variant(ResNet, RESNET_ARGS, num_classes=10, stem="small")
+def resnet20(**kwargs: Any) -> ResNet:
     """ResNet-20 for CIFAR-sized images (He et al. 2016, section 4.2): three stages of three
-    basic blocks with 16, 32 and 64 channels. Shortcuts that change shape are 1x1
-    projections (the paper's option B) rather than zero padding."""
-    return ResNet(
-        BasicBlock,
-        (3, 3, 3),
-        widths=(16, 32, 64),
-        num_classes=num_classes,
-        in_channels=in_channels,
-        stem=stem,
-        zero_init_residual=zero_init_residual,
-        block_extra=block_extra,
-    )
+    basic blocks with 16, 32 and 64 channels, 10 classes and the small stem by default.
+    Shortcuts that change shape are 1x1 projections (the paper's option B) rather than zero
+    padding."""
+    return ResNet(BasicBlock, (3, 3, 3), widths=(16, 32, 64), **kwargs)

@@ -7,11 +7,13 @@ Module names follow torchvision's ``VGG`` (a flat ``features`` sequence, ``avgpo
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from archzoo.errors import UserError
+from archzoo.models._variant import variant
 from archzoo.registry import register_model
 
 # Convolution widths, with "M" for a 2x2 max pool; each pool closes a block (stage).
@@ -144,25 +146,33 @@ class VGG(nn.Module):
         self.classifier[-1] = nn.Linear(last.in_features, num_classes)
 
 
+# What every VGG variant accepts; the defaults are VGG's.
+VGG_ARGS = ("num_classes", "in_channels", "stem", "dropout")
+
+
 @register_model()
-def vgg16(num_classes: int = 1000, in_channels: int = 3, stem: str = "imagenet", dropout: float = 0.5) -> VGG:
+@variant(VGG, VGG_ARGS)
+def vgg16(**kwargs: Any) -> VGG:
     """VGG-16 (configuration D): 13 convolutions in five blocks."""
-    return VGG(CONFIGS["vgg16"], num_classes, in_channels, batch_norm=False, dropout=dropout, stem=stem)
+    return VGG(CONFIGS["vgg16"], batch_norm=False, **kwargs)
 
 
 @register_model()
-def vgg16_bn(num_classes: int = 1000, in_channels: int = 3, stem: str = "imagenet", dropout: float = 0.5) -> VGG:
+@variant(VGG, VGG_ARGS)
+def vgg16_bn(**kwargs: Any) -> VGG:
     """VGG-16 with batch norm after every convolution."""
-    return VGG(CONFIGS["vgg16"], num_classes, in_channels, batch_norm=True, dropout=dropout, stem=stem)
+    return VGG(CONFIGS["vgg16"], batch_norm=True, **kwargs)
 
 
 @register_model()
-def vgg11(num_classes: int = 1000, in_channels: int = 3, stem: str = "imagenet", dropout: float = 0.5) -> VGG:
+@variant(VGG, VGG_ARGS)
+def vgg11(**kwargs: Any) -> VGG:
     """VGG-11 (configuration A): 8 convolutions in five blocks."""
-    return VGG(CONFIGS["vgg11"], num_classes, in_channels, batch_norm=False, dropout=dropout, stem=stem)
+    return VGG(CONFIGS["vgg11"], batch_norm=False, **kwargs)
 
 
 @register_model()
-def vgg11_bn(num_classes: int = 1000, in_channels: int = 3, stem: str = "imagenet", dropout: float = 0.5) -> VGG:
+@variant(VGG, VGG_ARGS)
+def vgg11_bn(**kwargs: Any) -> VGG:
     """VGG-11 with batch norm after every convolution."""
-    return VGG(CONFIGS["vgg11"], num_classes, in_channels, batch_norm=True, dropout=dropout, stem=stem)
+    return VGG(CONFIGS["vgg11"], batch_norm=True, **kwargs)
