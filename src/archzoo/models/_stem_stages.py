@@ -1,9 +1,10 @@
 """A base for small CNNs built as a stem, a list of stages, global pooling and a head.
 
-Subclasses set ``stem``, ``stages`` (an ``nn.ModuleList``), ``num_features``,
+Subclasses set ``in_channels``, ``stem``, ``stages`` (an ``nn.ModuleList``), ``num_features``,
 ``avgpool`` and ``classifier`` (a sequence ending in a linear layer); this class
 gives them the interface every archzoo CNN shares: ``forward``,
-``forward_features``, ``feature_maps``, ``get_classifier`` and ``reset_classifier``.
+``forward_features``, ``feature_maps``, ``get_classifier``, ``reset_classifier`` and
+``example_input``.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from archzoo.models._example import ImageInput
 
-class StemStagesNet(nn.Module):
+
+class StemStagesNet(ImageInput, nn.Module):
     classifier_name = "classifier"
     stem: nn.Module
     stages: nn.ModuleList

@@ -13,13 +13,14 @@ import torch
 from torch import Tensor, nn
 
 from archzoo.errors import UserError
+from archzoo.models._example import ImageInput
 from archzoo.models._variant import variant
 from archzoo.registry import register_model
 
 STEMS = ("imagenet", "small")
 
 
-class AlexNet(nn.Module):
+class AlexNet(ImageInput, nn.Module):
     r"""AlexNet from Krizhevsky, Sutskever and Hinton, `"ImageNet Classification with Deep
     Convolutional Neural Networks"
     <https://papers.nips.cc/paper/2012/hash/c399862d3b9d6b76c8436e924a68c45b-Abstract.html>`_
@@ -62,7 +63,9 @@ class AlexNet(nn.Module):
         super().__init__()
         if stem not in STEMS:
             raise UserError(f"Unknown AlexNet stem '{stem}'; choose one of {', '.join(STEMS)}.")
+        self.in_channels = in_channels
         if stem == "imagenet":
+            self.example_hw = (64, 64)  # the 11x11 stride-4 stem needs at least 63 px
             first = nn.Conv2d(in_channels, 64, 11, stride=4, padding=2)
             pool_size, hidden = 6, 4096
         else:

@@ -54,6 +54,7 @@ class AttentionCNN(StemStagesNet):
         super().__init__()
         if not widths:
             raise UserError("AttentionCNN needs at least one stage width.")
+        self.in_channels = in_channels
         self.stem = ConvBNAct(in_channels, widths[0], 3)
         stages, channels = [], widths[0]
         for i, w in enumerate(widths):

@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from archzoo.errors import UserError
 from archzoo.layers import ConvBNAct, get_activation
+from archzoo.models._example import ImageInput
 from archzoo.models._variant import variant
 from archzoo.registry import register_model
 
@@ -129,7 +130,7 @@ def downsampled_hw(image_size: int | Sequence[int], levels: int, what: str) -> t
 # ---------------------------------------------------------------------------
 
 
-class Autoencoder(nn.Module):
+class Autoencoder(ImageInput, nn.Module):
     r"""Base autoencoder: ``encode``, ``decode``, ``forward`` and the denoising corruption.
 
     In training mode ``forward`` reconstructs the corrupted input

@@ -18,11 +18,12 @@ from torch import Tensor, nn
 
 from archzoo.layers.activation import get_activation
 from archzoo.layers.conv import ConvBNAct
+from archzoo.models._example import ImageInput
 from archzoo.models._variant import variant
 from archzoo.registry import register_model
 
 
-class LeNet5(nn.Module):
+class LeNet5(ImageInput, nn.Module):
     """LeNet-5 with modern defaults (max-pool, ReLU) or the original (avg-pool, tanh).
 
     Args:
@@ -46,6 +47,8 @@ class LeNet5(nn.Module):
         self, in_channels: int = 1, num_classes: int = 10, image_size: int = 28, act: str = "relu", pool: str = "max"
     ) -> None:
         super().__init__()
+        self.in_channels = in_channels
+        self.example_hw = (image_size, image_size)  # the head's width depends on it
         pad = 2 if image_size < 32 else 0
         Pool = nn.MaxPool2d if pool == "max" else nn.AvgPool2d
         self.conv1 = nn.Sequential(nn.Conv2d(in_channels, 6, 5, padding=pad), get_activation(act), Pool(2))
@@ -87,7 +90,7 @@ class LeNet5(nn.Module):
         self.classifier[-1] = nn.Linear(last.in_features, num_classes)
 
 
-class ConvNet(nn.Module):
+class ConvNet(ImageInput, nn.Module):
     """VGG-style CNN: blocks of 3×3 conv-BN-act, max-pool between blocks, GAP and a linear head.
 
     Args:
@@ -118,6 +121,7 @@ class ConvNet(nn.Module):
         pool_last: bool = False,
     ) -> None:
         super().__init__()
+        self.in_channels = in_channels
         blocks: list[nn.Module] = []
         c_in = in_channels
         for i, c in enumerate(channels):

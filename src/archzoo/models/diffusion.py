@@ -166,6 +166,10 @@ class GaussianDiffusion(nn.Module):
         """The predicted noise :math:`\\epsilon_\\theta(x_t, t, y)`; ``labels=None`` is unconditional."""
         return self.model(x_t, t, labels)
 
+    def example_input(self, batch_size: int = 2) -> tuple[Tensor, Tensor, Tensor | None]:
+        """``(x_t, t, labels)`` for :meth:`forward`: the denoiser's example with steps below :math:`T`."""
+        return self.model.example_input(batch_size, self.timesteps)
+
     def training_forward(self, x0: Tensor) -> Tensor:
         """Noise prediction for ``x0`` noised to random steps (a generic forward for smoke tests), ``(B, C, H, W)``."""
         t = torch.randint(0, self.timesteps, (x0.shape[0],), device=x0.device)

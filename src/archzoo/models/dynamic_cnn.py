@@ -55,6 +55,7 @@ class DynamicCNN(StemStagesNet):
         super().__init__()
         if not widths:
             raise UserError("DynamicCNN needs at least one stage width.")
+        self.in_channels = in_channels
         self.stem = ConvBNAct(in_channels, widths[0], 3)
         stages, channels = [], widths[0]
         for i, w in enumerate(widths):

@@ -170,6 +170,7 @@ class EfficientNet(StagedFeaturesNet):
             raise UserError(f"Unknown EfficientNet stem '{stem}'; choose one of {', '.join(STEMS)}.")
         if width_mult <= 0 or depth_mult <= 0:
             raise UserError(f"EfficientNet coefficients must be positive, got width {width_mult}, depth {depth_mult}.")
+        self.in_channels = in_channels
         small = stem == "small"
 
         def width(c: int) -> int:

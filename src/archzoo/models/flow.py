@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from archzoo.errors import UserError
+from archzoo.models._example import ImageInput, param_device
 from archzoo.models._variant import variant
 from archzoo.models.autoencoder import image_hw, mlp, randn
 from archzoo.registry import register_model
@@ -141,6 +142,10 @@ class RealNVP2D(nn.Module):
         z = temperature * randn((n, self.in_features), generator, next(self.parameters()).device)
         return self.inverse(z)
 
+    def example_input(self, batch_size: int = 2) -> tuple[Tensor]:
+        """``(x,)``: standard normal points :math:`(B, D)`."""
+        return (torch.randn(batch_size, self.in_features, device=param_device(self)),)
+
 
 # ---------------------------------------------------------------------------
 # image flow
@@ -195,7 +200,7 @@ class ConvConditioner(nn.Module):
         return self.out(F.relu(h))
 
 
-class RealNVPImage(nn.Module):
+class RealNVPImage(ImageInput, nn.Module):
     r"""Multi-scale RealNVP for images in [0, 1].
 
     Inputs are first mapped to logit space, :math:`u = \operatorname{logit}(\alpha + (1 - 2\alpha) x)`

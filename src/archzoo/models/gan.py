@@ -298,6 +298,10 @@ class GAN(nn.Module):
             return None
         return torch.arange(n, device=next(self.parameters()).device) % self.num_classes
 
+    def example_input(self, batch_size: int = 2) -> tuple[Tensor, Tensor | None]:
+        """``(z, labels)``: latents :math:`(B, d)` and cycling class labels :math:`(B,)` (None when unconditional)."""
+        return self.sample_latent(batch_size), self.default_labels(batch_size)
+
     def training_forward(self, x: Tensor) -> Tensor:
         """Scores of real ``x`` and of as many generated images, ``(B, 2)``: one pass through both networks.
 

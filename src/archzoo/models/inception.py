@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from archzoo.errors import UserError
+from archzoo.models._example import ImageInput
 from archzoo.models._variant import variant
 from archzoo.registry import register_model
 
@@ -134,7 +135,7 @@ class InceptionAux(nn.Module):
         return self.fc2(self.dropout(x))
 
 
-class GoogLeNet(nn.Module):
+class GoogLeNet(ImageInput, nn.Module):
     r"""GoogLeNet (Inception v1) from Szegedy et al., `"Going Deeper with Convolutions"
     <https://arxiv.org/abs/1409.4842>`_ (CVPR 2015), with batch norm after every
     convolution as in torchvision.
@@ -186,6 +187,8 @@ class GoogLeNet(nn.Module):
             raise UserError(f"Unknown GoogLeNet stem '{stem}'; choose one of {', '.join(STEMS)}.")
         if width_mult <= 0:
             raise UserError(f"GoogLeNet width_mult must be positive, got {width_mult}.")
+
+        self.in_channels = in_channels
 
         def w(c: int) -> int:
             return max(1, int(round(c * width_mult)))

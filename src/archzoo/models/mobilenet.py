@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from archzoo.errors import UserError
 from archzoo.layers.conv import ConvBNAct
+from archzoo.models._example import ImageInput
 from archzoo.models._variant import variant
 from archzoo.registry import register_model
 
@@ -38,7 +39,7 @@ def _check(stem: str, width_mult: float, name: str) -> None:
         raise UserError(f"{name} width_mult must be positive, got {width_mult}.")
 
 
-class StagedFeaturesNet(nn.Module):
+class StagedFeaturesNet(ImageInput, nn.Module):
     """The interface shared by the MobileNets and EfficientNet: a flat ``features``
     sequence whose first module is the stem, ``avgpool``, and a ``classifier`` sequence
     ending in a linear layer; subclasses set ``_bounds``, the ``[start, end)`` slice of
@@ -168,6 +169,7 @@ class MobileNetV1(StagedFeaturesNet):
     ) -> None:
         super().__init__()
         _check(stem, width_mult, "MobileNetV1")
+        self.in_channels = in_channels
         small = stem == "small"
         channels = make_divisible(32 * width_mult)
         layers: list[nn.Module] = [ConvBNAct(in_channels, channels, 3, 1 if small else 2)]
@@ -274,6 +276,7 @@ class MobileNetV2(StagedFeaturesNet):
     ) -> None:
         super().__init__()
         _check(stem, width_mult, "MobileNetV2")
+        self.in_channels = in_channels
         small = stem == "small"
         channels = make_divisible(32 * width_mult)
         last_channels = make_divisible(1280 * max(1.0, width_mult))

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from archzoo.errors import UserError
 from archzoo.layers.attention_conv import SpatialGate
 from archzoo.layers.se import SqueezeExcitation
+from archzoo.models._example import ImageInput
 from archzoo.models._variant import variant
 from archzoo.registry import register_model
 
@@ -138,7 +139,7 @@ class Bottleneck(nn.Module):
         return self.relu(out + identity)
 
 
-class ResNet(nn.Module):
+class ResNet(ImageInput, nn.Module):
     r"""The residual network from He et al., `"Deep Residual Learning for Image
     Recognition" <https://arxiv.org/abs/1512.03385>`_ (CVPR 2016).
 
@@ -187,6 +188,7 @@ class ResNet(nn.Module):
             raise UserError(f"ResNet needs one width per stage; got layers={list(layers)}, widths={list(widths)}.")
         if stem not in STEMS:
             raise UserError(f"Unknown ResNet stem '{stem}'; choose one of {', '.join(STEMS)}.")
+        self.in_channels = in_channels
         stem_width = widths[0]
         if stem == "imagenet":
             self.conv1 = nn.Conv2d(in_channels, stem_width, 7, 2, 3, bias=False)

@@ -28,6 +28,7 @@ from archzoo.errors import UserError
 from archzoo.layers.attention import SelfAttention2d
 from archzoo.layers.embedding import timestep_embedding
 from archzoo.layers.norm import group_norm
+from archzoo.models._example import param_device
 from archzoo.models.autoencoder import image_hw
 
 
@@ -150,6 +151,7 @@ class UNet(nn.Module):
         lowest = min(h, w) // f
         attn_res = {lowest} if attn_resolutions is None else set(attn_resolutions)
         self.in_channels = in_channels
+        self.image_hw = (h, w)
         self.num_classes = num_classes
         self.is_conditional = num_classes > 0
         self.base_channels = base_channels
@@ -196,6 +198,14 @@ class UNet(nn.Module):
                 labels = torch.full((t.shape[0],), self.num_classes, dtype=torch.long, device=t.device)
             emb = emb + self.class_emb(labels)
         return emb
+
+    def example_input(self, batch_size: int = 2, timesteps: int = 1000) -> tuple[Tensor, Tensor, Tensor | None]:
+        """``(x, t, labels)``: noise :math:`(B, C, H, W)`, steps below ``timesteps`` and class labels (or None)."""
+        dev = param_device(self)
+        x = torch.randn(batch_size, self.in_channels, *self.image_hw, device=dev)
+        t = torch.randint(0, timesteps, (batch_size,), device=dev)
+        labels = torch.arange(batch_size, device=dev) % self.num_classes if self.is_conditional else None
+        return x, t, labels
 
     def forward(self, x: Tensor, t: Tensor, labels: Tensor | None = None) -> Tensor:
         if t.dim() == 0:

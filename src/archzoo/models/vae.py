@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from archzoo.errors import UserError
 from archzoo.layers import get_activation
+from archzoo.models._example import ImageInput
 from archzoo.models._variant import variant
 from archzoo.models.autoencoder import conv_decoder, conv_encoder, downsampled_hw, image_hw, mlp, randn
 from archzoo.registry import register_model
@@ -44,7 +45,7 @@ class VAEOutput(NamedTuple):
     z: Tensor  # one reparameterised sample, (B, d)
 
 
-class VAE(nn.Module):
+class VAE(ImageInput, nn.Module):
     r"""Shared VAE machinery; subclasses build ``encoder``, ``to_mu``, ``to_logvar`` and ``decoder``.
 
     Likelihoods:

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from archzoo.errors import UserError
+from archzoo.models._example import ImageInput
 from archzoo.models._variant import variant
 from archzoo.registry import register_model
 
@@ -26,7 +27,7 @@ CONFIGS: dict[str, list[int | str]] = {
 STEMS = ("imagenet", "small")
 
 
-class VGG(nn.Module):
+class VGG(ImageInput, nn.Module):
     r"""VGG from Simonyan and Zisserman, `"Very Deep Convolutional Networks for Large-Scale
     Image Recognition" <https://arxiv.org/abs/1409.1556>`_ (ICLR 2015).
 
@@ -72,6 +73,7 @@ class VGG(nn.Module):
         super().__init__()
         if stem not in STEMS:
             raise UserError(f"Unknown VGG stem '{stem}'; choose one of {', '.join(STEMS)}.")
+        self.in_channels = in_channels
         config = list(config)
         if stem == "small" and config[-1] == "M":
             config = config[:-1]

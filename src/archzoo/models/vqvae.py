@@ -33,6 +33,7 @@ from torch import Tensor, nn
 
 from archzoo.errors import UserError
 from archzoo.layers import get_activation
+from archzoo.models._example import ImageInput
 from archzoo.models._variant import variant
 from archzoo.models.autoencoder import check_output, downsampled_hw, image_hw
 from archzoo.registry import register_model
@@ -194,7 +195,7 @@ class VQOutput(NamedTuple):
     indices: Tensor  # (B, H', W')
 
 
-class VQVAE(nn.Module):
+class VQVAE(ImageInput, nn.Module):
     r"""VQ-VAE with the paper's encoder/decoder: strided convs, residual stacks, a 1x1 projection to codes.
 
     Args:
