@@ -9,18 +9,17 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from archzoo.errors import UserError
-from archzoo.models._example import ImageInput
+from archzoo.models._classifier import ImageClassifier
 from archzoo.models._variant import variant
 from archzoo.registry import register_model
 
 STEMS = ("imagenet", "small")
 
 
-class AlexNet(ImageInput, nn.Module):
+class AlexNet(ImageClassifier):
     r"""AlexNet from Krizhevsky, Sutskever and Hinton, `"ImageNet Classification with Deep
     Convolutional Neural Networks"
     <https://papers.nips.cc/paper/2012/hash/c399862d3b9d6b76c8436e924a68c45b-Abstract.html>`_
@@ -53,7 +52,7 @@ class AlexNet(ImageInput, nn.Module):
     ``conv1``..``conv5``, each a slice of ``features`` with its ReLU and pool.
     """
 
-    classifier_name = "classifier"
+    has_stem = False
     stage_names = ("conv1", "conv2", "conv3", "conv4", "conv5")
     _bounds = ((0, 3), (3, 6), (6, 8), (8, 10), (10, 13))  # [start, end) of each stage in `features`
 
@@ -103,28 +102,8 @@ class AlexNet(ImageInput, nn.Module):
         """``conv1``..``conv5`` in order, each a slice of ``features``."""
         return [self.features[a:b] for a, b in self._bounds]
 
-    def feature_maps(self, x: Tensor) -> list[tuple[str, Tensor]]:
-        """``("conv1", ...)``..``("conv5", ...)``: the output of each stage (after its pool, if any)."""
-        maps = []
-        for name, stage in zip(self.stage_names, self.stages, strict=True):
-            x = stage(x)
-            maps.append((name, x))
-        return maps
-
     def forward_features(self, x: Tensor) -> Tensor:
         return self.features(x)  # (B, 256, H', W')
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = torch.flatten(self.avgpool(self.features(x)), 1)  # (B, 256 * pool * pool)
-        return self.classifier(x)
-
-    def get_classifier(self) -> nn.Module:
-        return self.classifier
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the last linear layer of ``classifier`` for ``num_classes`` classes."""
-        last = self.classifier[-1]
-        self.classifier[-1] = nn.Linear(last.in_features, num_classes)
 
 
 @register_model()

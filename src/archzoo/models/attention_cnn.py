@@ -11,12 +11,12 @@ from archzoo.errors import UserError
 from archzoo.layers.attention_conv import SpatialAttentionConv2d
 from archzoo.layers.conv import ConvBNAct
 from archzoo.layers.se import SqueezeExcitation
-from archzoo.models._stem_stages import StemStagesNet
+from archzoo.models._classifier import ImageClassifier
 from archzoo.models._variant import variant
 from archzoo.registry import register_model
 
 
-class AttentionCNN(StemStagesNet):
+class AttentionCNN(ImageClassifier):
     r"""A small CNN whose stages gate their features in space and in channels.
 
     Each stage is a :class:`~archzoo.layers.attention_conv.SpatialAttentionConv2d`
@@ -67,15 +67,6 @@ class AttentionCNN(StemStagesNet):
         self.num_features = channels
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(channels, num_classes))
-
-    def feature_maps(self, x: Tensor) -> list[tuple[str, Tensor]]:
-        """``("stem", ...)`` then ``("stage1", ...)``.. : the output of each stage."""
-        x = self.stem(x)
-        maps = [("stem", x)]
-        for i, stage in enumerate(self.stages):
-            x = stage(x)
-            maps.append((f"stage{i + 1}", x))
-        return maps
 
     def attention_maps(self, x: Tensor) -> list[tuple[str, Tensor]]:
         """``("stage1", gate)``.. : the spatial gate of each stage, shape :math:`(B, 1, H', W')`."""

@@ -18,12 +18,12 @@ from torch import Tensor, nn
 
 from archzoo.layers.activation import get_activation
 from archzoo.layers.conv import ConvBNAct
-from archzoo.models._example import ImageInput
+from archzoo.models._classifier import ImageClassifier
 from archzoo.models._variant import variant
 from archzoo.registry import register_model
 
 
-class LeNet5(ImageInput, nn.Module):
+class LeNet5(ImageClassifier):
     """LeNet-5 with modern defaults (max-pool, ReLU) or the original (avg-pool, tanh).
 
     Args:
@@ -41,7 +41,8 @@ class LeNet5(ImageInput, nn.Module):
     layers); ``stages`` lists ``conv1`` and ``conv2``.
     """
 
-    classifier_name = "classifier"
+    has_stem = False
+    stage_prefix = "conv"
 
     def __init__(
         self, in_channels: int = 1, num_classes: int = 10, image_size: int = 28, act: str = "relu", pool: str = "max"
@@ -68,29 +69,11 @@ class LeNet5(ImageInput, nn.Module):
     def stages(self) -> list[nn.Module]:
         return [self.conv1, self.conv2]
 
-    def feature_maps(self, x: Tensor) -> list[tuple[str, Tensor]]:
-        out = []
-        for i, stage in enumerate(self.stages, 1):
-            x = stage(x)
-            out.append((f"conv{i}", x))
-        return out
-
-    def forward_features(self, x: Tensor) -> Tensor:
-        return self.conv2(self.conv1(x))
-
     def forward(self, x: Tensor) -> Tensor:
         return self.classifier(self.forward_features(x))
 
-    def get_classifier(self) -> nn.Module:
-        return self.classifier
 
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the last linear layer of ``classifier`` for ``num_classes`` classes."""
-        last = self.classifier[-1]
-        self.classifier[-1] = nn.Linear(last.in_features, num_classes)
-
-
-class ConvNet(ImageInput, nn.Module):
+class ConvNet(ImageClassifier):
     """VGG-style CNN: blocks of 3×3 conv-BN-act, max-pool between blocks, GAP and a linear head.
 
     Args:
@@ -108,7 +91,8 @@ class ConvNet(ImageInput, nn.Module):
     The head is the attribute ``classifier`` (``classifier_name``); ``stages`` lists the blocks.
     """
 
-    classifier_name = "classifier"
+    has_stem = False
+    stage_prefix = "block"
 
     def __init__(
         self,
@@ -144,28 +128,8 @@ class ConvNet(ImageInput, nn.Module):
     def stages(self) -> list[nn.Module]:
         return list(self.blocks)
 
-    def feature_maps(self, x: Tensor) -> list[tuple[str, Tensor]]:
-        out = []
-        for i, b in enumerate(self.blocks, 1):
-            x = b(x)
-            out.append((f"block{i}", x))
-        return out
-
-    def forward_features(self, x: Tensor) -> Tensor:
-        for b in self.blocks:
-            x = b(x)
-        return x
-
     def forward(self, x: Tensor) -> Tensor:
         return self.classifier(self.pool(self.forward_features(x)))
-
-    def get_classifier(self) -> nn.Module:
-        return self.classifier
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the linear layer of ``classifier`` for ``num_classes`` classes."""
-        last = self.classifier[-1]
-        self.classifier[-1] = nn.Linear(last.in_features, num_classes)
 
 
 @register_model("lenet5")

@@ -10,12 +10,12 @@ from torch import nn
 from archzoo.errors import UserError
 from archzoo.layers.conv import ConvBNAct
 from archzoo.layers.dynamic_conv import DynamicConv2d, DynamicConvBNAct
-from archzoo.models._stem_stages import StemStagesNet
+from archzoo.models._classifier import ImageClassifier
 from archzoo.models._variant import variant
 from archzoo.registry import register_model
 
 
-class DynamicCNN(StemStagesNet):
+class DynamicCNN(ImageClassifier):
     r"""A small CNN whose stages use dynamic convolution (Chen et al., `"Dynamic
     Convolution: Attention over Convolution Kernels" <https://arxiv.org/abs/1912.03458>`_,
     CVPR 2020): every 3x3 convolution after the stem mixes :math:`K` kernels with

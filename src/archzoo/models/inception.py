@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from archzoo.errors import UserError
-from archzoo.models._example import ImageInput
+from archzoo.models._classifier import ImageClassifier
 from archzoo.models._variant import variant
 from archzoo.registry import register_model
 
@@ -135,7 +135,7 @@ class InceptionAux(nn.Module):
         return self.fc2(self.dropout(x))
 
 
-class GoogLeNet(ImageInput, nn.Module):
+class GoogLeNet(ImageClassifier):
     r"""GoogLeNet (Inception v1) from Szegedy et al., `"Going Deeper with Convolutions"
     <https://arxiv.org/abs/1409.4842>`_ (CVPR 2015), with batch norm after every
     convolution as in torchvision.
@@ -248,21 +248,6 @@ class GoogLeNet(ImageInput, nn.Module):
         x = self.maxpool1(self.conv1(x))
         return self.maxpool2(self.conv3(self.conv2(x)))
 
-    def feature_maps(self, x: Tensor) -> list[tuple[str, Tensor]]:
-        """``("stem", ...)``, ``("inception3", ...)``, ``("inception4", ...)``, ``("inception5", ...)``."""
-        x = self.stem(x)
-        maps = [("stem", x)]
-        for name, stage in zip(self.stage_names, self.stages, strict=True):
-            x = stage(x)
-            maps.append((name, x))
-        return maps
-
-    def forward_features(self, x: Tensor) -> Tensor:
-        x = self.stem(x)
-        for stage in self.stages:
-            x = stage(x)
-        return x  # (B, 1024, H', W')
-
     def forward_with_aux(self, x: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None]:
         """``(logits, aux1, aux2)``; the auxiliary logits are None unless the model was
         built with ``aux_logits=True`` and is in training mode (the paper adds them to
@@ -286,12 +271,9 @@ class GoogLeNet(ImageInput, nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self._head(self.forward_features(x))
 
-    def get_classifier(self) -> nn.Module:
-        return self.fc
-
     def reset_classifier(self, num_classes: int) -> None:
         """Replace the head ``fc`` (and the auxiliary heads' last layers) for ``num_classes`` classes."""
-        self.fc = nn.Linear(self.num_features, num_classes)
+        super().reset_classifier(num_classes)
         for aux in (self.aux1, self.aux2):
             if aux is not None:
                 aux.fc2 = nn.Linear(aux.fc2.in_features, num_classes)

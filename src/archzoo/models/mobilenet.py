@@ -9,12 +9,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from archzoo.errors import UserError
 from archzoo.layers.conv import ConvBNAct
-from archzoo.models._example import ImageInput
+from archzoo.models._classifier import ImageClassifier
 from archzoo.models._variant import variant
 from archzoo.registry import register_model
 
@@ -39,17 +38,20 @@ def _check(stem: str, width_mult: float, name: str) -> None:
         raise UserError(f"{name} width_mult must be positive, got {width_mult}.")
 
 
-class StagedFeaturesNet(ImageInput, nn.Module):
+class StagedFeaturesNet(ImageClassifier):
     """The interface shared by the MobileNets and EfficientNet: a flat ``features``
     sequence whose first module is the stem, ``avgpool``, and a ``classifier`` sequence
     ending in a linear layer; subclasses set ``_bounds``, the ``[start, end)`` slice of
     ``features`` for each stage."""
 
-    classifier_name = "classifier"
     features: nn.Sequential
-    avgpool: nn.Module
     classifier: nn.Sequential
     _bounds: list[tuple[int, int]]
+
+    @property
+    def stem(self) -> nn.Module:
+        """The first module of ``features``."""
+        return self.features[0]
 
     @property
     def stages(self) -> list[nn.Module]:
@@ -58,29 +60,8 @@ class StagedFeaturesNet(ImageInput, nn.Module):
         last one holds the final 1x1 convolution."""
         return [self.features[a:b] for a, b in self._bounds]
 
-    def feature_maps(self, x: Tensor) -> list[tuple[str, Tensor]]:
-        """``("stem", ...)`` then ``("stage1", ...)``.. : the output of each stage."""
-        x = self.features[0](x)
-        maps = [("stem", x)]
-        for i, stage in enumerate(self.stages):
-            x = stage(x)
-            maps.append((f"stage{i + 1}", x))
-        return maps
-
     def forward_features(self, x: Tensor) -> Tensor:
         return self.features(x)  # (B, C_last, H', W')
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = torch.flatten(self.avgpool(self.features(x)), 1)  # (B, C_last)
-        return self.classifier(x)
-
-    def get_classifier(self) -> nn.Module:
-        return self.classifier
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the linear layer of ``classifier`` (keeping its dropout) for ``num_classes`` classes."""
-        last = self.classifier[-1]
-        self.classifier[-1] = nn.Linear(last.in_features, num_classes)
 
     def _init_weights(self) -> None:
         for m in self.modules():

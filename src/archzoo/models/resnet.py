@@ -9,13 +9,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from archzoo.errors import UserError
 from archzoo.layers.attention_conv import SpatialGate
 from archzoo.layers.se import SqueezeExcitation
-from archzoo.models._example import ImageInput
+from archzoo.models._classifier import ImageClassifier
 from archzoo.models._variant import variant
 from archzoo.registry import register_model
 
@@ -139,7 +138,7 @@ class Bottleneck(nn.Module):
         return self.relu(out + identity)
 
 
-class ResNet(ImageInput, nn.Module):
+class ResNet(ImageClassifier):
     r"""The residual network from He et al., `"Deep Residual Learning for Image
     Recognition" <https://arxiv.org/abs/1512.03385>`_ (CVPR 2016).
 
@@ -171,6 +170,7 @@ class ResNet(ImageInput, nn.Module):
     """
 
     classifier_name = "fc"
+    stage_prefix = "layer"
 
     def __init__(
         self,
@@ -236,32 +236,6 @@ class ResNet(ImageInput, nn.Module):
 
     def stem(self, x: Tensor) -> Tensor:
         return self.maxpool(self.relu(self.bn1(self.conv1(x))))
-
-    def feature_maps(self, x: Tensor) -> list[tuple[str, Tensor]]:
-        """``("stem", ...)`` then ``("layer1", ...)``.. : the output of each stage."""
-        x = self.stem(x)
-        maps = [("stem", x)]
-        for i, stage in enumerate(self.stages):
-            x = stage(x)
-            maps.append((f"layer{i + 1}", x))
-        return maps
-
-    def forward_features(self, x: Tensor) -> Tensor:
-        x = self.stem(x)
-        for stage in self.stages:
-            x = stage(x)
-        return x  # (B, C, H', W')
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = torch.flatten(self.avgpool(self.forward_features(x)), 1)  # (B, C)
-        return self.fc(x)
-
-    def get_classifier(self) -> nn.Module:
-        return self.fc
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the head ``fc`` with a freshly initialised one for ``num_classes`` classes."""
-        self.fc = nn.Linear(self.num_features, num_classes)
 
 
 # What every ResNet variant accepts; the defaults are ResNet's.

@@ -9,11 +9,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from archzoo.errors import UserError
-from archzoo.models._example import ImageInput
+from archzoo.models._classifier import ImageClassifier
 from archzoo.models._variant import variant
 from archzoo.registry import register_model
 
@@ -27,7 +26,7 @@ CONFIGS: dict[str, list[int | str]] = {
 STEMS = ("imagenet", "small")
 
 
-class VGG(ImageInput, nn.Module):
+class VGG(ImageClassifier):
     r"""VGG from Simonyan and Zisserman, `"Very Deep Convolutional Networks for Large-Scale
     Image Recognition" <https://arxiv.org/abs/1409.1556>`_ (ICLR 2015).
 
@@ -59,7 +58,8 @@ class VGG(ImageInput, nn.Module):
     blocks ``block1``.. as slices of ``features`` (there is no separate stem).
     """
 
-    classifier_name = "classifier"
+    has_stem = False
+    stage_prefix = "block"
 
     def __init__(
         self,
@@ -124,28 +124,8 @@ class VGG(ImageInput, nn.Module):
         """The convolutional blocks in order, each a slice of ``features`` ending in its pool."""
         return [self.features[a:b] for a, b in self._bounds]
 
-    def feature_maps(self, x: Tensor) -> list[tuple[str, Tensor]]:
-        """``("block1", ...)``.. : the output of each block (after its max pool)."""
-        maps = []
-        for i, stage in enumerate(self.stages):
-            x = stage(x)
-            maps.append((f"block{i + 1}", x))
-        return maps
-
     def forward_features(self, x: Tensor) -> Tensor:
         return self.features(x)  # (B, 512, H', W')
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = torch.flatten(self.avgpool(self.features(x)), 1)  # (B, 512 * pool * pool)
-        return self.classifier(x)
-
-    def get_classifier(self) -> nn.Module:
-        return self.classifier
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the last linear layer of ``classifier`` for ``num_classes`` classes."""
-        last = self.classifier[-1]
-        self.classifier[-1] = nn.Linear(last.in_features, num_classes)
 
 
 # What every VGG variant accepts; the defaults are VGG's.
