@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from archzoo.errors import UserError
 from archzoo.layers.conv import ConvBNAct
+from archzoo.layers.init import init_cnn_, uniform_linear_
 from archzoo.layers.se import SqueezeExcitation
 from archzoo.models._variant import variant
 from archzoo.models.mobilenet import STEMS, StagedFeaturesNet, make_divisible
@@ -196,25 +197,12 @@ class EfficientNet(StagedFeaturesNet):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Sequential(nn.Dropout(dropout, inplace=True), nn.Linear(self.num_features, num_classes))
 
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                bound = 1.0 / math.sqrt(m.out_features)
-                nn.init.uniform_(m.weight, -bound, bound)
-                nn.init.zeros_(m.bias)
+        init_cnn_(self, uniform_linear_)
 
     def reset_classifier(self, num_classes: int) -> None:
         """Replace the linear layer of ``classifier`` (keeping its dropout) for ``num_classes`` classes."""
         super().reset_classifier(num_classes)
-        bound = 1.0 / math.sqrt(num_classes)
-        nn.init.uniform_(self.classifier[-1].weight, -bound, bound)
-        nn.init.zeros_(self.classifier[-1].bias)
+        uniform_linear_(self.classifier[-1])
 
 
 # What every EfficientNet variant accepts; the defaults are EfficientNet's.

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from archzoo.errors import UserError
 from archzoo.layers.conv import ConvBNAct
+from archzoo.layers.init import init_cnn_, normal_linear_
 from archzoo.models._classifier import ImageClassifier
 from archzoo.models._variant import variant
 from archzoo.registry import register_model
@@ -62,19 +63,6 @@ class StagedFeaturesNet(ImageClassifier):
 
     def forward_features(self, x: Tensor) -> Tensor:
         return self.features(x)  # (B, C_last, H', W')
-
-    def _init_weights(self) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0.0, 0.01)
-                nn.init.zeros_(m.bias)
 
 
 def _stage_bounds(strides: Sequence[int]) -> list[tuple[int, int]]:
@@ -165,7 +153,7 @@ class MobileNetV1(StagedFeaturesNet):
         self.num_features = channels
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(channels, num_classes))
-        self._init_weights()
+        init_cnn_(self, normal_linear_)
 
 
 class InvertedResidual(nn.Module):
@@ -277,7 +265,7 @@ class MobileNetV2(StagedFeaturesNet):
         self.num_features = last_channels
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(last_channels, num_classes))
-        self._init_weights()
+        init_cnn_(self, normal_linear_)
 
 
 # What both MobileNet builders accept; the defaults are the classes'.

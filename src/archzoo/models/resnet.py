@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from archzoo.errors import UserError
 from archzoo.layers.attention_conv import SpatialGate
+from archzoo.layers.init import init_cnn_
 from archzoo.layers.se import SqueezeExcitation
 from archzoo.models._classifier import ImageClassifier
 from archzoo.models._variant import variant
@@ -218,12 +219,7 @@ class ResNet(ImageClassifier):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(channels, num_classes)
 
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_cnn_(self, linear=None)
         if zero_init_residual:
             for m in self.modules():
                 if isinstance(m, (BasicBlock, Bottleneck)):

@@ -12,6 +12,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from archzoo.errors import UserError
+from archzoo.layers.init import init_cnn_
 from archzoo.models._classifier import ImageClassifier
 from archzoo.models._variant import variant
 from archzoo.registry import register_model
@@ -108,16 +109,7 @@ class VGG(ImageClassifier):
             nn.Linear(hidden, num_classes),
         )
 
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0.0, 0.01)
-                nn.init.zeros_(m.bias)
+        init_cnn_(self)
 
     @property
     def stages(self) -> list[nn.Module]:
