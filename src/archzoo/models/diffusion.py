@@ -29,9 +29,9 @@ from torch import Tensor, nn
 
 from archzoo.errors import UserError
 from archzoo.models._variant import variant
-from archzoo.models.autoencoder import image_hw, randn
 from archzoo.models.unet import UNet
 from archzoo.registry import register_model
+from archzoo.utils import image_hw, randn
 
 SCHEDULES = ("linear", "cosine")
 

@@ -32,10 +32,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from archzoo.errors import UserError
+from archzoo.layers.mlp import mlp
 from archzoo.models._example import ImageInput, param_device
 from archzoo.models._variant import variant
-from archzoo.models.autoencoder import image_hw, mlp, randn
 from archzoo.registry import register_model
+from archzoo.utils import image_hw, randn
 
 LOG_2PI = math.log(2 * math.pi)
 

@@ -35,10 +35,11 @@ from torch import Tensor, nn
 
 from archzoo.errors import UserError
 from archzoo.layers import init_weights
+from archzoo.layers.conv import up_block
 from archzoo.layers.norm import norm_2d
 from archzoo.models._variant import variant
-from archzoo.models.autoencoder import image_hw, randn, up_block
 from archzoo.registry import register_model
+from archzoo.utils import image_hw, randn
 
 
 def num_upsamplings(image_size: int) -> int:

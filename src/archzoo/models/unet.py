@@ -29,7 +29,7 @@ from archzoo.layers.attention import SelfAttention2d
 from archzoo.layers.embedding import timestep_embedding
 from archzoo.layers.norm import group_norm
 from archzoo.models._example import param_device
-from archzoo.models.autoencoder import image_hw
+from archzoo.utils import image_hw
 
 
 class ResBlock(nn.Module):

@@ -28,10 +28,12 @@ from torch import Tensor, nn
 
 from archzoo.errors import UserError
 from archzoo.layers import get_activation
+from archzoo.layers.conv import conv_decoder, conv_encoder
+from archzoo.layers.mlp import mlp
 from archzoo.models._example import ImageInput
 from archzoo.models._variant import variant
-from archzoo.models.autoencoder import conv_decoder, conv_encoder, downsampled_hw, image_hw, mlp, randn
 from archzoo.registry import register_model
+from archzoo.utils import downsampled_hw, image_hw, randn
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 

@@ -35,8 +35,9 @@ from archzoo.errors import UserError
 from archzoo.layers import get_activation
 from archzoo.models._example import ImageInput
 from archzoo.models._variant import variant
-from archzoo.models.autoencoder import check_output, downsampled_hw, image_hw
+from archzoo.models.autoencoder import check_output
 from archzoo.registry import register_model
+from archzoo.utils import downsampled_hw, image_hw
 
 
 class Quantized(NamedTuple):
