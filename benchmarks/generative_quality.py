@@ -14,7 +14,7 @@
   with and without restarts of dead codes.
 * RealNVP: the exact test negative log-likelihood of the 2-D flow on two moons
   (nats per point) and of the image flow on dequantised Fashion-MNIST (bits per
-  dimension; ``--flow-epochs``, as one epoch took 30–35 minutes on one shared CPU core).
+  dimension; ``--flow-epochs`` sets its length apart from the others).
 
 Writes ``results/generative-{vae,anomaly,vqvae,flow}.json``.
 Usage: ``python benchmarks/generative_quality.py [--data-dir D] [--epochs 5] [--flow-epochs 2]

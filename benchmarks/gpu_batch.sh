@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One batch of GPU benchmarks, all jobs at once on one GPU (an H200 lent for a few minutes).
 #
-# Every README figure "measured on" a GPU comes from one run of this script. The jobs share the
+# Every results row "measured on" a GPU comes from one run of this script (see docs/engine.md). The jobs share the
 # GPU and the CPU cores: the timings (time_to_accuracy) were taken while the other jobs ran, which
 # slows archzoo's GPU-bound side more than the tutorial's CPU-bound data loading.
 # Each training job carries train.max_time so that it stops, tests and writes its result before

@@ -1,20 +1,54 @@
-"""Regenerate the README's results table from ``benchmarks/results/*.json``.
+"""Regenerate the results tables of README.md and docs/*.md from ``benchmarks/results/*.json``.
 
-The table lies between ``<!-- results:start -->`` and ``<!-- results:end -->``
-in README.md and is never edited by hand: run ``python benchmarks/report.py``.
+Every table lies between ``<!-- results:start -->`` and ``<!-- results:end -->`` and is
+never edited by hand: run ``python benchmarks/report.py``. ``--check`` writes nothing and
+exits 1, naming the file, when a table differs from what the JSON files give (the test
+suite runs it, so the pages cannot drift from the results).
+
+Where each result goes:
+
+* **Family page.** Every result has one row in the page of its family, chosen by its
+  benchmark name (``PAGES``): ``recipe-*`` in ``docs/vision.md``, ``generative-*`` in
+  ``docs/generative.md``, the speed benchmarks (``engine_overhead``, ``precision``,
+  ``channels_last``, ``cnn_throughput``, ``time_to_accuracy*``) in ``docs/engine.md``.
+  A result that no page claims is an error.
+* **README.** Only headlines: one row per recipe or benchmark. A result is a *detail*,
+  not a headline, when its benchmark name is another result's name followed by
+  ``-<label>`` and it measures the same recipe as that one (or that one names no recipe:
+  a summary over several). Details are the per-model parts beside a summary
+  (``generative-frechet-dcgan`` beside ``generative-frechet``), other settings or earlier
+  trainings of the same recipe (``generative-frechet-ddpm-2ep-g2``,
+  ``generative-frechet-wgan_gp-20ep``, ``-raw``) and second settings of a speed figure
+  (``time_to_accuracy-2threads``). ``time_to_accuracy-fashion-resnet`` times another
+  recipe than ``time_to_accuracy`` and is a headline.
+
+Every row keeps its "measured on" column: the machine, its threads and load, and the date.
 """
 
 from __future__ import annotations
 
+import argparse
+import difflib
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, describe  # noqa: E402
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
 START, END = "<!-- results:start -->", "<!-- results:end -->"
+HEADER = [
+    "| benchmark | result | target | anchor | meets target | measured on |",
+    "| --- | --- | --- | --- | --- | --- |",
+]
+# Family page -> the benchmark names (exact, or a prefix ending in "-" or "*") it holds.
+PAGES: dict[str, tuple[str, ...]] = {
+    "docs/vision.md": ("recipe-",),
+    "docs/generative.md": ("generative-",),
+    "docs/engine.md": ("engine_overhead", "precision", "channels_last", "cnn_throughput", "time_to_accuracy*"),
+}
 
 
 def _pct(v: float | None) -> str:
@@ -25,70 +59,132 @@ def _verdict(ok: bool | None) -> str:
     return {True: "yes", False: "**no**", None: "–"}[ok]
 
 
-def rows() -> list[str]:
-    out = [
-        "| benchmark | result | target | anchor | meets target | measured on |",
-        "| --- | --- | --- | --- | --- | --- |",
-    ]
-    files = sorted(RESULTS.glob("*.json"))
-    for f in files:
-        r = json.loads(f.read_text())
-        where = f"{describe(r['machine'])}, {r['date']}"
-        name = r["benchmark"]
-        if name.startswith("recipe-"):
-            metric = r["metric"]
-            is_acc = metric.endswith("acc")
-            value = _pct(r["value"]) if is_acc else f"{r['value']:.2f}"
-            target = (
-                (f"≥ {_pct(r['target'])}" if is_acc else f"≤ {r['target']}") if r.get("target") is not None else "–"
-            )
-            anchor = f"{_pct(r['anchor'])} ({r['anchor_source']})" if r.get("anchor") else "–"
-            seeds = r.get("seeds") or [0]
-            over = f" (mean of seeds {', '.join(map(str, seeds))})" if len(seeds) > 1 else ""
-            cut = " (stopped by train.max_time)" if r.get("stopped_for_time") else ""
-            detail = f"{r['recipe']}: {metric} {value}{over}, {r['parameters']:,} params, {r['epochs_run']} epochs{cut}, {r['train_seconds']:.0f} s"
-            out.append(f"| {detail} | {value} | {target} | {anchor} | {_verdict(r.get('meets_target'))} | {where} |")
-        elif name == "engine_overhead":
-            per = "; ".join(
-                f"{x['recipe']} {x['archzoo_ms_per_step']} vs {x['raw_ms_per_step']} ms/step" for x in r["rows"]
-            )
-            out.append(
-                f"| engine overhead vs raw PyTorch loop ({per}) | ratio {r['ratio']:.3f} | ≤ {r['target']} | – | {_verdict(r['meets_target'])} | {where} |"
-            )
-        elif name.startswith("time_to_accuracy"):
-            az, tut = r["archzoo"], r["tutorial"]
-            bound = "≥ " if r.get("speedup_is_lower_bound") else ""
-            sp = f"{bound}{r['speedup']}×" if r.get("speedup") else "not reached"
-            missed = " (gave up, not reached)" if tut.get("gave_up") else " (never reached)"
-            ne_az, ne_tut = len(az["history"]), len(tut["history"])
-            # How much of the speedup is per-epoch speed (engine, batch size) and how much is fewer epochs.
-            per_epoch = (tut["seconds"] / ne_tut) / (az["seconds"] / ne_az) if ne_az and ne_tut else None
-            settings = f" with {' '.join(r['overrides'])}" if r.get("overrides") else ""
-            detail = (
-                f"time to {_pct(r['threshold'])} Fashion-MNIST test, {r['recipe']} ({r['model']}){settings}: archzoo "
-                f"{az['seconds']:.1f} s in {ne_az} epochs vs tutorial loop (Adam 1e-3, batch 64) "
-                f"{tut['seconds']:.1f} s in {ne_tut} epochs{'' if tut['reached'] else missed}"
-                + (f"; per epoch {per_epoch:.2f}× faster" if per_epoch else "")
-            )
-            out.append(f"| {detail} | {sp} | ≥ {r['target']}× | – | {_verdict(r['meets_target'])} | {where} |")
-        else:
-            summary = r.get("summary", "")
-            out.append(
-                f"| {name}: {summary} | {r.get('value', '–')} | {r.get('target', '–')} | – | {_verdict(r.get('meets_target'))} | {where} |"
-            )
+def row(r: dict[str, Any]) -> str:
+    """The table row of one result."""
+    where = f"{describe(r['machine'])}, {r['date']}"
+    name = r["benchmark"]
+    if name.startswith("recipe-"):
+        metric = r["metric"]
+        is_acc = metric.endswith("acc")
+        value = _pct(r["value"]) if is_acc else f"{r['value']:.2f}"
+        target = (f"≥ {_pct(r['target'])}" if is_acc else f"≤ {r['target']}") if r.get("target") is not None else "–"
+        anchor = f"{_pct(r['anchor'])} ({r['anchor_source']})" if r.get("anchor") else "–"
+        seeds = r.get("seeds") or [0]
+        over = f" (mean of seeds {', '.join(map(str, seeds))})" if len(seeds) > 1 else ""
+        cut = " (stopped by train.max_time)" if r.get("stopped_for_time") else ""
+        detail = (
+            f"{r['recipe']}: {metric} {value}{over}, {r['parameters']:,} params, "
+            f"{r['epochs_run']} epochs{cut}, {r['train_seconds']:.0f} s"
+        )
+        return f"| {detail} | {value} | {target} | {anchor} | {_verdict(r.get('meets_target'))} | {where} |"
+    if name == "engine_overhead":
+        per = "; ".join(
+            f"{x['recipe']} {x['archzoo_ms_per_step']} vs {x['raw_ms_per_step']} ms/step" for x in r["rows"]
+        )
+        return (
+            f"| engine overhead vs raw PyTorch loop ({per}) | ratio {r['ratio']:.3f} | ≤ {r['target']} | – "
+            f"| {_verdict(r['meets_target'])} | {where} |"
+        )
+    if name.startswith("time_to_accuracy"):
+        az, tut = r["archzoo"], r["tutorial"]
+        bound = "≥ " if r.get("speedup_is_lower_bound") else ""
+        sp = f"{bound}{r['speedup']}×" if r.get("speedup") else "not reached"
+        missed = " (gave up, not reached)" if tut.get("gave_up") else " (never reached)"
+        ne_az, ne_tut = len(az["history"]), len(tut["history"])
+        # How much of the speedup is per-epoch speed (engine, batch size) and how much is fewer epochs.
+        per_epoch = (tut["seconds"] / ne_tut) / (az["seconds"] / ne_az) if ne_az and ne_tut else None
+        settings = f" with {' '.join(r['overrides'])}" if r.get("overrides") else ""
+        detail = (
+            f"time to {_pct(r['threshold'])} Fashion-MNIST test, {r['recipe']} ({r['model']}){settings}: archzoo "
+            f"{az['seconds']:.1f} s in {ne_az} epochs vs tutorial loop (Adam 1e-3, batch 64) "
+            f"{tut['seconds']:.1f} s in {ne_tut} epochs{'' if tut['reached'] else missed}"
+            + (f"; per epoch {per_epoch:.2f}× faster" if per_epoch else "")
+        )
+        return f"| {detail} | {sp} | ≥ {r['target']}× | – | {_verdict(r['meets_target'])} | {where} |"
+    summary = r.get("summary", "")
+    return (
+        f"| {name}: {summary} | {r.get('value', '–')} | {r.get('target', '–')} | – "
+        f"| {_verdict(r.get('meets_target'))} | {where} |"
+    )
+
+
+def load(results_dir: Path = RESULTS) -> list[dict[str, Any]]:
+    """Every result, in the order of its file name."""
+    return [json.loads(f.read_text()) for f in sorted(results_dir.glob("*.json"))]
+
+
+def page_of(name: str) -> str:
+    """The family page that holds benchmark ``name``."""
+    for page, patterns in PAGES.items():
+        for p in patterns:
+            if name == p.rstrip("*") or (p.endswith(("-", "*")) and name.startswith(p.rstrip("*"))):
+                return page
+    raise SystemExit(f"benchmark '{name}' belongs to no page; add it to PAGES in benchmarks/report.py")
+
+
+def is_detail(r: dict[str, Any], by_name: dict[str, dict[str, Any]]) -> bool:
+    """Whether ``r`` extends another result's name by ``-<label>`` and measures that result's recipe."""
+    name = r["benchmark"]
+    for other, o in by_name.items():
+        if other != name and name.startswith(f"{other}-") and o.get("recipe") in (None, r.get("recipe")):
+            return True
+    return False
+
+
+def tables(results: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """The table of README.md and of every family page, keyed by path relative to the repository."""
+    by_name = {r["benchmark"]: r for r in results}
+    out: dict[str, list[str]] = {"README.md": list(HEADER), **{p: list(HEADER) for p in PAGES}}
+    for r in results:
+        line = row(r)
+        out[page_of(r["benchmark"])].append(line)
+        if not is_detail(r, by_name):
+            out["README.md"].append(line)
     return out
 
 
-def main() -> None:
-    text = README.read_text()
+def with_table(text: str, table: list[str], path: str) -> str:
+    """``text`` with the part between the markers replaced by ``table``."""
     if START not in text or END not in text:
-        raise SystemExit(f"README.md lacks the {START} / {END} markers")
+        raise SystemExit(f"{path} lacks the {START} / {END} markers")
     head, rest = text.split(START, 1)
     _, tail = rest.split(END, 1)
-    table = "\n".join(rows())
-    README.write_text(f"{head}{START}\n{table}\n{END}{tail}")
-    print(table)
+    return f"{head}{START}\n" + "\n".join(table) + f"\n{END}{tail}"
+
+
+def sync(root: Path = ROOT, results_dir: Path = RESULTS, check: bool = False) -> list[str]:
+    """Write (or with ``check``, compare) every table; return the paths whose table differs."""
+    stale = []
+    for rel, table in tables(load(results_dir)).items():
+        path = root / rel
+        old = path.read_text()
+        new = with_table(old, table, rel)
+        if new == old:
+            continue
+        stale.append(rel)
+        if check:
+            diff = difflib.unified_diff(old.splitlines(), new.splitlines(), f"{rel} (committed)", f"{rel} (from JSON)")
+            print("\n".join(list(diff)[:40]), file=sys.stderr)
+        else:
+            path.write_text(new)
+            print(f"wrote {rel}")
+    return stale
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--check", action="store_true", help="write nothing; exit 1 if a table differs from the JSON")
+    a = p.parse_args(argv)
+    stale = sync(check=a.check)
+    if a.check and stale:
+        print(
+            f"{', '.join(stale)}: the results table is not what benchmarks/results/*.json gives; "
+            "run python benchmarks/report.py",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

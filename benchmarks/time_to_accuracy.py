@@ -5,9 +5,8 @@ seed on the same cores. The tutorial side is what the PyTorch and d2l
 tutorials write: ``torchvision.datasets.FashionMNIST`` with ``ToTensor`` and
 ``Normalize``, a ``DataLoader`` with batch 64 and shuffling, Adam at 1e-3, and
 a plain loop. archzoo runs its recipe through the real engine (in-memory
-batches, OneCycle), with the overrides given on the command line: the README's
-figure uses a 2-epoch schedule at batch 128 without augmentation, since the
-recipe's 24 epochs aim at the best accuracy, not the first 91%. Both histories
+batches, OneCycle), with the overrides given on the command line (docs/engine.md
+says which ones the recorded figures used, and why). Both histories
 are recorded, so the report can show how much of the speedup is a faster epoch
 and how much is fewer epochs. After every epoch both evaluate the
 test set with the clock stopped; the figure is training seconds until the

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from archzoo.errors import UserError
-from archzoo.models.autoencoder import ConvAutoencoder, MLPAutoencoder, image_hw, mlp, randn
+from archzoo.models.autoencoder import ConvAutoencoder, MLPAutoencoder
 from archzoo.registry import create_model
 
 
@@ -50,11 +50,3 @@ def test_denoising_corrupts_only_in_training() -> None:
 def test_conv_autoencoder_rejects_sizes_that_do_not_halve() -> None:
     with pytest.raises(UserError, match="divisible by 4"):
         ConvAutoencoder(1, 30, channels=(4, 8))
-
-
-def test_helpers() -> None:
-    assert image_hw(28) == (28, 28) and image_hw((8, 12)) == (8, 12)
-    net = mlp([3, 5, 2])
-    assert [type(m).__name__ for m in net] == ["Linear", "ReLU", "Linear"]
-    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
-    assert torch.equal(randn((2, 3), g1, "cpu"), randn((2, 3), g2, "cpu"))

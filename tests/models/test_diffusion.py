@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from archzoo.errors import UserError
-from archzoo.models.autoencoder import randn
 from archzoo.models.diffusion import GaussianDiffusion, cosine_beta_schedule, linear_beta_schedule
 from archzoo.models.unet import UNet
 from archzoo.registry import create_model
+from archzoo.utils import randn
 
 
 def _tiny(timesteps: int = 10, num_classes: int = 0, schedule: str = "linear") -> GaussianDiffusion:

@@ -1,4 +1,4 @@
-"""Tests for archzoo.tasks.reconstruction: pixel ranges, AE/anomaly/VAE/VQ-VAE objectives, IWAE bounds, grids."""
+"""Tests for archzoo.tasks.reconstruction: AE/anomaly/VAE/VQ-VAE objectives, IWAE bounds, grids."""
 
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ from archzoo.registry import create_task
 from archzoo.tasks.reconstruction import (
     AnomalyTask,
     AutoencoderTask,
-    PixelRange,
     VAETask,
     VQVAETask,
     anomaly_auc,
@@ -41,17 +40,6 @@ def _ctx(module: torch.nn.Module, lr: float = 1e-2) -> TrainContext:
 
 def _params(m: torch.nn.Module) -> torch.Tensor:
     return torch.cat([p.detach().flatten() for p in m.parameters()]).clone()
-
-
-def test_pixel_range_undoes_normalisation() -> None:
-    x01 = torch.rand(2, 1, 3, 3)
-    normed = (x01 - 0.3) / 0.4
-    torch.testing.assert_close(PixelRange((0.0, 1.0), [0.3], [0.4])(normed), x01)
-    torch.testing.assert_close(PixelRange((-1.0, 1.0), [0.3], [0.4])(normed), 2 * x01 - 1)
-    torch.testing.assert_close(PixelRange((-1.0, 1.0))(x01), 2 * x01 - 1)  # no info: data in [0, 1]
-    pts = torch.randn(5, 2)
-    assert PixelRange((0.0, 1.0), [0.3], [0.4])(pts) is pts  # non-image batches pass through
-    assert PixelRange(None, [0.3], [0.4])(normed) is normed  # unbounded models see the data as is
 
 
 def test_autoencoder_loss_and_training_step() -> None:

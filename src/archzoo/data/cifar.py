@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from archzoo.data.idx import check_image_args, image_bundle, normalization, split_holdout
+from archzoo.data.images import check_image_args, image_bundle, normalization, split_holdout
 from archzoo.data.root import PathLike, find_dataset_dir
 from archzoo.data.splits import DataBundle
 from archzoo.errors import DataError

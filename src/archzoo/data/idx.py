@@ -6,9 +6,8 @@ the values in row-major order, big-endian. Labels are ``0x00000801`` (uint8,
 1-D) and images ``0x00000803`` (uint8, ``N×H×W``). The files usually come
 gzipped. :func:`read_idx` reads the whole file with one ``np.frombuffer``.
 
-This module also holds what the in-memory image datasets share (CIFAR-10 and
-image folders use it): normalisation modes, the train/val hold-out and the
-augmentation whose padding is a black pixel.
+What the image datasets share (normalisation, the hold-out, the bundle) is in
+:mod:`archzoo.data.images`.
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ import gzip
 import math
 import struct
 import zlib
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,10 +24,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from archzoo.data.augment import build_augment
+from archzoo.data.images import check_image_args, image_bundle, normalization, split_holdout
 from archzoo.data.root import DEBIAN_FASHION_MNIST, PathLike, find_dataset_dir
-from archzoo.data.splits import Augment, DataBundle, TensorSplit, holdout
-from archzoo.errors import DataError, UserError
+from archzoo.data.splits import DataBundle
+from archzoo.errors import DataError
 from archzoo.registry import register_dataset
 
 # idx type code -> numpy dtype (multi-byte types are big-endian in the file).
@@ -97,114 +95,6 @@ def read_idx(path: PathLike, expect: int | None = None) -> np.ndarray:
         )
     arr = np.frombuffer(data, dtype=dtype, count=count, offset=header).reshape(dims)
     return arr.astype(dtype.newbyteorder("="))  # a copy: writable and native byte order
-
-
-# --- shared by the in-memory image datasets --------------------------------------
-
-NORMALIZE_MODES = ("standard", "unit", "symmetric")
-
-
-def check_image_args(
-    val_fraction: float, normalize: str, limit: int | None = None, modes: Sequence[str] = NORMALIZE_MODES
-) -> None:
-    """Reject bad dataset arguments with one sentence."""
-    if not 0.0 <= float(val_fraction) < 1.0:
-        raise UserError(f"val_fraction must be in [0, 1), got {val_fraction}.")
-    if normalize not in modes:
-        raise UserError(f"Unknown normalize '{normalize}'; use {', '.join(modes)}.")
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise UserError(f"limit must be a positive integer or None, got {limit!r}.")
-
-
-def normalization(
-    normalize: str, mean: Sequence[float], std: Sequence[float]
-) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """The per-channel ``(mean, std)`` that a mode applies to ``x/255``.
-
-    ``"standard"`` uses the given dataset statistics; ``"unit"`` keeps ``x/255``
-    in [0, 1] (mean 0, std 1); ``"symmetric"`` maps to [-1, 1] (mean 0.5, std 0.5).
-    Every mode is thus ``(x/255 - mean)/std``, and ``info`` records the pair so
-    that prediction can repeat it.
-    """
-    c = len(mean)
-    if normalize == "standard":
-        return tuple(float(m) for m in mean), tuple(float(s) for s in std)
-    if normalize == "unit":
-        return (0.0,) * c, (1.0,) * c
-    if normalize == "symmetric":
-        return (0.5,) * c, (0.5,) * c
-    raise UserError(f"Unknown normalize '{normalize}'; use {', '.join(NORMALIZE_MODES)}.")
-
-
-def normalize_images(x: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
-    """uint8 ``(N, C, H, W)`` -> float32 ``(x/255 - mean)/std`` per channel."""
-    out = x.to(torch.float32).div_(255.0)
-    m = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
-    s = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
-    if bool((m != 0).any()):
-        out.sub_(m)
-    if bool((s != 1).any()):
-        out.div_(s)
-    return out
-
-
-def black_level(mean: Sequence[float], std: Sequence[float]) -> tuple[float, ...]:
-    """The normalised value of a black pixel, per channel: ``(0 - mean)/std``."""
-    return tuple(-m / s for m, s in zip(mean, std, strict=True))
-
-
-def image_augment(spec: dict[str, Any] | None, black: Sequence[float]) -> Augment | None:
-    """:func:`~archzoo.data.augment.build_augment` with padding and cut-outs black.
-
-    ``build_augment`` fills with one scalar. When the channels' black levels
-    differ (CIFAR-10), the batch is shifted so that black is 0, augmented with
-    fill 0, and shifted back: flips, crops and cut-outs commute with the shift.
-    """
-    if len(set(black)) <= 1:
-        return build_augment(spec, fill=float(black[0]) if black else 0.0)
-    aug = build_augment(spec, fill=0.0)
-    if aug is None:
-        return None
-    shift = torch.tensor(black, dtype=torch.float32).view(1, -1, 1, 1)
-
-    def augment(x: Tensor, g: torch.Generator) -> Tensor:
-        b = shift.to(device=x.device, dtype=x.dtype)
-        return aug(x - b, g) + b
-
-    return augment
-
-
-def split_holdout(x: Tensor, y: Tensor, val_fraction: float, seed: int) -> tuple[tuple[Tensor, Tensor], ...]:
-    """``((x_train, y_train), (x_val, y_val))`` with :func:`holdout`'s fixed-seed split."""
-    tr, va = holdout(len(y), val_fraction, seed)
-    return (x.index_select(0, tr), y.index_select(0, tr)), (x.index_select(0, va), y.index_select(0, va))
-
-
-def image_bundle(
-    train: tuple[Tensor, Tensor],
-    val: tuple[Tensor, Tensor],
-    test: tuple[Tensor, Tensor] | None,
-    *,
-    mean: Sequence[float],
-    std: Sequence[float],
-    augment: dict[str, Any] | None,
-    info: dict[str, Any],
-) -> DataBundle:
-    """Normalise uint8 ``(N, C, H, W)`` splits and wrap them as a :class:`DataBundle`.
-
-    The augmentation is attached to the train split only.
-    """
-    aug = image_augment(augment, black_level(mean, std))
-
-    def split(xy: tuple[Tensor, Tensor], a: Augment | None = None) -> TensorSplit:
-        return TensorSplit(normalize_images(xy[0], mean, std), xy[1].to(torch.int64), augment=a)
-
-    return DataBundle(
-        train=split(train, aug),
-        val=split(val),
-        test=split(test) if test is not None else None,
-        info={**info, "mean": list(mean), "std": list(std)},
-    )
 
 
 # --- Fashion-MNIST and MNIST -----------------------------------------------------

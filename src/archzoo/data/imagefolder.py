@@ -15,12 +15,9 @@ Augmentation follows the tutorials: torchvision ``transforms.v2``
 (``RandomResizedCrop``, ``RandomRotation``, ``ColorJitter``) on images in
 [0, 1], then ``Normalize``. A v2 transform called on a batch draws *one*
 random crop/angle/jitter for the whole batch, so these run per sample inside
-the batched augment function: a Python loop over the batch, which costs 1–3 ms
-per 64×64 image on one CPU core (all three transforms together: ~0.4 s for a
-batch of 128), against well under a millisecond for a whole batch of the
-vectorised ops. This is the accepted price of the tutorial path; flips, padded
-crops and cut-outs (``flip``, ``crop_padding``, ``cutout``) stay vectorised
-(:mod:`archzoo.data.augment`).
+the batched augment function, a Python loop over the batch (what that costs is
+in docs/vision.md). Flips, padded crops and cut-outs (``flip``,
+``crop_padding``, ``cutout``) stay vectorised (:mod:`archzoo.data.augment`).
 """
 
 from __future__ import annotations
@@ -38,7 +35,7 @@ from PIL import Image, ImageOps
 from torch import Tensor
 
 from archzoo.data.augment import AUGMENT_KEYS
-from archzoo.data.idx import (
+from archzoo.data.images import (
     black_level,
     check_image_args,
     image_augment,

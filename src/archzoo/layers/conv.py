@@ -1,9 +1,13 @@
-"""Convolution blocks shared by the CNN families."""
+"""Convolution blocks shared by the model families: conv-BN-act, and the strided stacks that halve
+or double a resolution (autoencoders, VAEs, GAN generators)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from torch import Tensor, nn
 
+from archzoo.errors import UserError
 from archzoo.layers.activation import get_activation
 
 
@@ -54,3 +58,45 @@ class ConvBNAct(nn.Sequential):
 
     def forward(self, x: Tensor) -> Tensor:  # noqa: D102 - nn.Sequential semantics
         return super().forward(x)
+
+
+def conv_encoder(in_channels: int, channels: Sequence[int], act: str = "relu", norm: bool = True) -> nn.Sequential:
+    """Stride-2 4x4 convolutions, each halving the resolution: ``(B, C, H, W) -> (B, channels[-1], H/2^k, W/2^k)``."""
+    layers: list[nn.Module] = []
+    c = in_channels
+    for i, ch in enumerate(channels):
+        # No norm on the first layer: it sees raw pixels (as in DCGAN).
+        layers.append(ConvBNAct(c, ch, kernel_size=4, stride=2, padding=1, act=act, norm=norm and i > 0))
+        c = ch
+    return nn.Sequential(*layers)
+
+
+def up_block(
+    in_channels: int, out_channels: int, act: str = "relu", norm: bool = True, mode: str = "transposed"
+) -> nn.Sequential:
+    """Double the resolution: a 4x4 stride-2 transposed conv, or nearest upsampling and a 3x3 conv."""
+    if mode == "transposed":
+        layers: list[nn.Module] = [nn.ConvTranspose2d(in_channels, out_channels, 4, 2, 1, bias=not norm)]
+    elif mode in ("nearest", "upsample"):
+        layers = [
+            nn.Upsample(scale_factor=2, mode="nearest"),
+            nn.Conv2d(in_channels, out_channels, 3, 1, 1, bias=not norm),
+        ]
+    else:
+        raise UserError(f"Unknown upsampling '{mode}'; choose transposed or nearest.")
+    if norm:
+        layers.append(nn.BatchNorm2d(out_channels))
+    if act not in (None, "none", "identity"):
+        layers.append(get_activation(act))
+    return nn.Sequential(*layers)
+
+
+def conv_decoder(out_channels: int, channels: Sequence[int], act: str = "relu", norm: bool = True) -> nn.Sequential:
+    """Transposed convolutions mirroring :func:`conv_encoder`; the last one maps to ``out_channels`` without norm/act."""
+    layers: list[nn.Module] = []
+    rev = list(channels)[::-1]  # e.g. (64, 32)
+    for i, ch in enumerate(rev):
+        last = i == len(rev) - 1
+        nxt = out_channels if last else rev[i + 1]
+        layers.append(up_block(ch, nxt, act=None if last else act, norm=norm and not last))
+    return nn.Sequential(*layers)

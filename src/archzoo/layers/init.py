@@ -1,6 +1,9 @@
-"""Weight initialisation by name (kaiming, xavier, orthogonal, normal)."""
+"""Weight initialisation by name (kaiming, xavier, orthogonal, normal), and torchvision's CNN initialisation."""
 
 from __future__ import annotations
+
+import math
+from collections.abc import Callable
 
 from torch import nn
 
@@ -47,4 +50,37 @@ def init_weights(model: nn.Module, scheme: str = "default", nonlinearity: str = 
         elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm)) and m.weight is not None:
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
+    return model
+
+
+def normal_linear_(m: nn.Linear, std: float = 0.01) -> None:
+    """A linear layer from :math:`\\mathcal N(0, \\text{std}^2)` with zero bias (torchvision's VGG and MobileNets)."""
+    nn.init.normal_(m.weight, 0.0, std)
+    nn.init.zeros_(m.bias)
+
+
+def uniform_linear_(m: nn.Linear) -> None:
+    """A linear layer from :math:`U(-1/\\sqrt{n_{out}}, 1/\\sqrt{n_{out}})` with zero bias (EfficientNet)."""
+    bound = 1.0 / math.sqrt(m.out_features)
+    nn.init.uniform_(m.weight, -bound, bound)
+    nn.init.zeros_(m.bias)
+
+
+def init_cnn_(model: nn.Module, linear: Callable[[nn.Linear], None] | None = normal_linear_) -> nn.Module:
+    r"""Initialise ``model`` in place as torchvision initialises its CNNs (VGG, ResNet, MobileNet,
+    EfficientNet): He-normal convolutions for the fan-out, :math:`W \sim \mathcal N(0, 2 / (k^2 C_{out}))`,
+    with zero biases; batch norms at :math:`\gamma = 1, \beta = 0`; linear layers by ``linear``
+    (default :func:`normal_linear_`; None leaves PyTorch's initialisation). Modules are visited in
+    ``model.modules()`` order, so a seed gives the same weights as torchvision's own loop.
+    """
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear) and linear is not None:
+            linear(m)
     return model

@@ -7,16 +7,19 @@ with ``strict=True``.
 
 from __future__ import annotations
 
-import torch
+from typing import Any
+
 from torch import Tensor, nn
 
 from archzoo.errors import UserError
+from archzoo.models._classifier import ImageClassifier
+from archzoo.models._variant import variant
 from archzoo.registry import register_model
 
 STEMS = ("imagenet", "small")
 
 
-class AlexNet(nn.Module):
+class AlexNet(ImageClassifier):
     r"""AlexNet from Krizhevsky, Sutskever and Hinton, `"ImageNet Classification with Deep
     Convolutional Neural Networks"
     <https://papers.nips.cc/paper/2012/hash/c399862d3b9d6b76c8436e924a68c45b-Abstract.html>`_
@@ -49,7 +52,7 @@ class AlexNet(nn.Module):
     ``conv1``..``conv5``, each a slice of ``features`` with its ReLU and pool.
     """
 
-    classifier_name = "classifier"
+    has_stem = False
     stage_names = ("conv1", "conv2", "conv3", "conv4", "conv5")
     _bounds = ((0, 3), (3, 6), (6, 8), (8, 10), (10, 13))  # [start, end) of each stage in `features`
 
@@ -59,7 +62,9 @@ class AlexNet(nn.Module):
         super().__init__()
         if stem not in STEMS:
             raise UserError(f"Unknown AlexNet stem '{stem}'; choose one of {', '.join(STEMS)}.")
+        self.in_channels = in_channels
         if stem == "imagenet":
+            self.example_hw = (64, 64)  # the 11x11 stride-4 stem needs at least 63 px
             first = nn.Conv2d(in_channels, 64, 11, stride=4, padding=2)
             pool_size, hidden = 6, 4096
         else:
@@ -97,31 +102,12 @@ class AlexNet(nn.Module):
         """``conv1``..``conv5`` in order, each a slice of ``features``."""
         return [self.features[a:b] for a, b in self._bounds]
 
-    def feature_maps(self, x: Tensor) -> list[tuple[str, Tensor]]:
-        """``("conv1", ...)``..``("conv5", ...)``: the output of each stage (after its pool, if any)."""
-        maps = []
-        for name, stage in zip(self.stage_names, self.stages, strict=True):
-            x = stage(x)
-            maps.append((name, x))
-        return maps
-
     def forward_features(self, x: Tensor) -> Tensor:
         return self.features(x)  # (B, 256, H', W')
 
-    def forward(self, x: Tensor) -> Tensor:
-        x = torch.flatten(self.avgpool(self.features(x)), 1)  # (B, 256 * pool * pool)
-        return self.classifier(x)
-
-    def get_classifier(self) -> nn.Module:
-        return self.classifier
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the last linear layer of ``classifier`` for ``num_classes`` classes."""
-        last = self.classifier[-1]
-        self.classifier[-1] = nn.Linear(last.in_features, num_classes)
-
 
 @register_model()
-def alexnet(num_classes: int = 1000, in_channels: int = 3, stem: str = "imagenet", dropout: float = 0.5) -> AlexNet:
+@variant(AlexNet, ("num_classes", "in_channels", "stem", "dropout"))
+def alexnet(**kwargs: Any) -> AlexNet:
     """AlexNet as in torchvision (64-192-384-256-256 convolutions)."""
-    return AlexNet(num_classes, in_channels, dropout=dropout, stem=stem)
+    return AlexNet(**kwargs)

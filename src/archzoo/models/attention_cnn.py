@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from torch import Tensor, nn
 
@@ -10,11 +11,12 @@ from archzoo.errors import UserError
 from archzoo.layers.attention_conv import SpatialAttentionConv2d
 from archzoo.layers.conv import ConvBNAct
 from archzoo.layers.se import SqueezeExcitation
-from archzoo.models._stem_stages import StemStagesNet
+from archzoo.models._classifier import ImageClassifier
+from archzoo.models._variant import variant
 from archzoo.registry import register_model
 
 
-class AttentionCNN(StemStagesNet):
+class AttentionCNN(ImageClassifier):
     r"""A small CNN whose stages gate their features in space and in channels.
 
     Each stage is a :class:`~archzoo.layers.attention_conv.SpatialAttentionConv2d`
@@ -52,6 +54,7 @@ class AttentionCNN(StemStagesNet):
         super().__init__()
         if not widths:
             raise UserError("AttentionCNN needs at least one stage width.")
+        self.in_channels = in_channels
         self.stem = ConvBNAct(in_channels, widths[0], 3)
         stages, channels = [], widths[0]
         for i, w in enumerate(widths):
@@ -65,15 +68,6 @@ class AttentionCNN(StemStagesNet):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(channels, num_classes))
 
-    def feature_maps(self, x: Tensor) -> list[tuple[str, Tensor]]:
-        """``("stem", ...)`` then ``("stage1", ...)``.. : the output of each stage."""
-        x = self.stem(x)
-        maps = [("stem", x)]
-        for i, stage in enumerate(self.stages):
-            x = stage(x)
-            maps.append((f"stage{i + 1}", x))
-        return maps
-
     def attention_maps(self, x: Tensor) -> list[tuple[str, Tensor]]:
         """``("stage1", gate)``.. : the spatial gate of each stage, shape :math:`(B, 1, H', W')`."""
         x = self.stem(x)
@@ -85,11 +79,7 @@ class AttentionCNN(StemStagesNet):
 
 
 @register_model()
-def attention_cnn(
-    num_classes: int = 10,
-    in_channels: int = 3,
-    use_se: bool = True,
-    dropout: float = 0.2,
-) -> AttentionCNN:
+@variant(AttentionCNN, ("num_classes", "in_channels", "use_se", "dropout"))
+def attention_cnn(**kwargs: Any) -> AttentionCNN:
     """Three stages (32, 64, 128 channels) of spatially gated convolutions with SE."""
-    return AttentionCNN(num_classes, in_channels, (32, 64, 128), use_se, dropout)
+    return AttentionCNN(widths=(32, 64, 128), **kwargs)

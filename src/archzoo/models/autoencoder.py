@@ -9,25 +9,28 @@ https://www.cs.toronto.edu/~larocheh/publications/icml-2008-denoising-autoencode
 corrupts the input during training, :math:`\tilde x = x + \sigma\epsilon`, and
 still reconstructs the clean :math:`x`.
 
-The small helpers at the top (:func:`image_hw`, :func:`randn`, :func:`mlp`, the
-conv encoder/decoder stacks and :data:`OUTPUT_RANGES`) are shared with the other
-generative families (VAE, VQ-VAE, GAN, U-Net, flows).
+The encoder and decoder stacks are shared layers (:func:`~archzoo.layers.mlp.mlp`,
+:func:`~archzoo.layers.conv.conv_encoder`, :func:`~archzoo.layers.conv.conv_decoder`);
+:data:`OUTPUT_RANGES` maps an output activation to the range of the images, which the
+VQ-VAE uses too.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from archzoo.errors import UserError
-from archzoo.layers import ConvBNAct, get_activation
+from archzoo.layers import get_activation
+from archzoo.layers.conv import conv_decoder, conv_encoder
+from archzoo.layers.mlp import mlp
+from archzoo.models._example import ImageInput
+from archzoo.models._variant import variant
 from archzoo.registry import register_model
-
-# ---------------------------------------------------------------------------
-# helpers shared by the generative families
-# ---------------------------------------------------------------------------
+from archzoo.utils import downsampled_hw, image_hw
 
 #: Output activation name -> the value range of the model's images (None: unbounded).
 OUTPUT_RANGES: dict[str, tuple[float, float] | None] = {
@@ -37,89 +40,10 @@ OUTPUT_RANGES: dict[str, tuple[float, float] | None] = {
 }
 
 
-def image_hw(image_size: int | Sequence[int]) -> tuple[int, int]:
-    """``28`` or ``(28, 28)`` -> ``(28, 28)``."""
-    if isinstance(image_size, int):
-        return image_size, image_size
-    h, w = (int(s) for s in image_size)
-    return h, w
-
-
-def randn(shape: Sequence[int], generator: torch.Generator | None, device: torch.device | str) -> Tensor:
-    """Standard normal noise drawn on the generator's device, then moved to ``device``.
-
-    A CPU generator can then seed samples of a model that lives on a GPU.
-    """
-    if generator is None:
-        return torch.randn(*shape, device=device)
-    return torch.randn(*shape, generator=generator, device=generator.device).to(device)
-
-
 def check_output(output: str) -> tuple[float, float] | None:
     if output not in OUTPUT_RANGES:
         raise UserError(f"Unknown output '{output}'; choose one of {', '.join(OUTPUT_RANGES)}.")
     return OUTPUT_RANGES[output]
-
-
-def mlp(dims: Sequence[int], act: str = "relu", last_act: bool = False) -> nn.Sequential:
-    """Linear layers ``dims[0] -> dims[1] -> ... -> dims[-1]`` with ``act`` between them."""
-    layers: list[nn.Module] = []
-    for i, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:], strict=True)):
-        layers.append(nn.Linear(d_in, d_out))
-        if i < len(dims) - 2 or last_act:
-            layers.append(get_activation(act))
-    return nn.Sequential(*layers)
-
-
-def conv_encoder(in_channels: int, channels: Sequence[int], act: str = "relu", norm: bool = True) -> nn.Sequential:
-    """Stride-2 4x4 convolutions, each halving the resolution: ``(B, C, H, W) -> (B, channels[-1], H/2^k, W/2^k)``."""
-    layers: list[nn.Module] = []
-    c = in_channels
-    for i, ch in enumerate(channels):
-        # No norm on the first layer: it sees raw pixels (as in DCGAN).
-        layers.append(ConvBNAct(c, ch, kernel_size=4, stride=2, padding=1, act=act, norm=norm and i > 0))
-        c = ch
-    return nn.Sequential(*layers)
-
-
-def up_block(
-    in_channels: int, out_channels: int, act: str = "relu", norm: bool = True, mode: str = "transposed"
-) -> nn.Sequential:
-    """Double the resolution: a 4x4 stride-2 transposed conv, or nearest upsampling and a 3x3 conv."""
-    if mode == "transposed":
-        layers: list[nn.Module] = [nn.ConvTranspose2d(in_channels, out_channels, 4, 2, 1, bias=not norm)]
-    elif mode in ("nearest", "upsample"):
-        layers = [
-            nn.Upsample(scale_factor=2, mode="nearest"),
-            nn.Conv2d(in_channels, out_channels, 3, 1, 1, bias=not norm),
-        ]
-    else:
-        raise UserError(f"Unknown upsampling '{mode}'; choose transposed or nearest.")
-    if norm:
-        layers.append(nn.BatchNorm2d(out_channels))
-    if act not in (None, "none", "identity"):
-        layers.append(get_activation(act))
-    return nn.Sequential(*layers)
-
-
-def conv_decoder(out_channels: int, channels: Sequence[int], act: str = "relu", norm: bool = True) -> nn.Sequential:
-    """Transposed convolutions mirroring :func:`conv_encoder`; the last one maps to ``out_channels`` without norm/act."""
-    layers: list[nn.Module] = []
-    rev = list(channels)[::-1]  # e.g. (64, 32)
-    for i, ch in enumerate(rev):
-        last = i == len(rev) - 1
-        nxt = out_channels if last else rev[i + 1]
-        layers.append(up_block(ch, nxt, act=None if last else act, norm=norm and not last))
-    return nn.Sequential(*layers)
-
-
-def downsampled_hw(image_size: int | Sequence[int], levels: int, what: str) -> tuple[int, int]:
-    """The resolution after ``levels`` halvings; both sides must divide by ``2**levels``."""
-    h, w = image_hw(image_size)
-    f = 2**levels
-    if h % f or w % f:
-        raise UserError(f"{what} needs an image size divisible by {f}; got {h}x{w}.")
-    return h // f, w // f
 
 
 # ---------------------------------------------------------------------------
@@ -127,7 +51,7 @@ def downsampled_hw(image_size: int | Sequence[int], levels: int, what: str) -> t
 # ---------------------------------------------------------------------------
 
 
-class Autoencoder(nn.Module):
+class Autoencoder(ImageInput, nn.Module):
     r"""Base autoencoder: ``encode``, ``decode``, ``forward`` and the denoising corruption.
 
     In training mode ``forward`` reconstructs the corrupted input
@@ -262,41 +186,17 @@ class ConvAutoencoder(Autoencoder):
 
 
 @register_model("ae_mlp")
-def ae_mlp(
-    in_channels: int = 1,
-    image_size: int = 28,
-    latent_dim: int = 32,
-    hidden_dims: Sequence[int] = (512, 256),
-    output: str = "sigmoid",
-    noise_std: float = 0.0,
-) -> MLPAutoencoder:
+@variant(MLPAutoencoder, ("in_channels", "image_size", "latent_dim", "hidden_dims", "output", "noise_std"))
+def ae_mlp(**kwargs: Any) -> MLPAutoencoder:
     """MLP autoencoder 784-512-256-32 (set ``noise_std`` > 0 for a denoising autoencoder)."""
-    return MLPAutoencoder(in_channels, image_size, hidden_dims, latent_dim, output=output, noise_std=noise_std)
+    return MLPAutoencoder(**kwargs)
 
 
 @register_model("ae_conv")
-def ae_conv(
-    in_channels: int = 1,
-    image_size: int = 28,
-    latent_dim: int = 32,
-    channels: Sequence[int] = (32, 64),
-    output: str = "sigmoid",
-    noise_std: float = 0.0,
-) -> ConvAutoencoder:
+@variant(ConvAutoencoder, ("in_channels", "image_size", "latent_dim", "channels", "output", "noise_std"))
+def ae_conv(**kwargs: Any) -> ConvAutoencoder:
     """Convolutional autoencoder with two stride-2 stages (set ``noise_std`` > 0 to denoise)."""
-    return ConvAutoencoder(in_channels, image_size, channels, latent_dim, output=output, noise_std=noise_std)
+    return ConvAutoencoder(**kwargs)
 
 
-__all__ = [
-    "Autoencoder",
-    "ConvAutoencoder",
-    "MLPAutoencoder",
-    "OUTPUT_RANGES",
-    "conv_decoder",
-    "conv_encoder",
-    "downsampled_hw",
-    "image_hw",
-    "mlp",
-    "randn",
-    "up_block",
-]
+__all__ = ["OUTPUT_RANGES", "Autoencoder", "ConvAutoencoder", "MLPAutoencoder", "check_output"]

@@ -11,16 +11,19 @@ average pooling and a linear head — a compact net for 8–32 px images.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from archzoo.layers.activation import get_activation
 from archzoo.layers.conv import ConvBNAct
+from archzoo.models._classifier import ImageClassifier
+from archzoo.models._variant import variant
 from archzoo.registry import register_model
 
 
-class LeNet5(nn.Module):
+class LeNet5(ImageClassifier):
     """LeNet-5 with modern defaults (max-pool, ReLU) or the original (avg-pool, tanh).
 
     Args:
@@ -38,12 +41,15 @@ class LeNet5(nn.Module):
     layers); ``stages`` lists ``conv1`` and ``conv2``.
     """
 
-    classifier_name = "classifier"
+    has_stem = False
+    stage_prefix = "conv"
 
     def __init__(
         self, in_channels: int = 1, num_classes: int = 10, image_size: int = 28, act: str = "relu", pool: str = "max"
     ) -> None:
         super().__init__()
+        self.in_channels = in_channels
+        self.example_hw = (image_size, image_size)  # the head's width depends on it
         pad = 2 if image_size < 32 else 0
         Pool = nn.MaxPool2d if pool == "max" else nn.AvgPool2d
         self.conv1 = nn.Sequential(nn.Conv2d(in_channels, 6, 5, padding=pad), get_activation(act), Pool(2))
@@ -63,29 +69,11 @@ class LeNet5(nn.Module):
     def stages(self) -> list[nn.Module]:
         return [self.conv1, self.conv2]
 
-    def feature_maps(self, x: Tensor) -> list[tuple[str, Tensor]]:
-        out = []
-        for i, stage in enumerate(self.stages, 1):
-            x = stage(x)
-            out.append((f"conv{i}", x))
-        return out
-
-    def forward_features(self, x: Tensor) -> Tensor:
-        return self.conv2(self.conv1(x))
-
     def forward(self, x: Tensor) -> Tensor:
         return self.classifier(self.forward_features(x))
 
-    def get_classifier(self) -> nn.Module:
-        return self.classifier
 
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the last linear layer of ``classifier`` for ``num_classes`` classes."""
-        last = self.classifier[-1]
-        self.classifier[-1] = nn.Linear(last.in_features, num_classes)
-
-
-class ConvNet(nn.Module):
+class ConvNet(ImageClassifier):
     """VGG-style CNN: blocks of 3×3 conv-BN-act, max-pool between blocks, GAP and a linear head.
 
     Args:
@@ -103,7 +91,8 @@ class ConvNet(nn.Module):
     The head is the attribute ``classifier`` (``classifier_name``); ``stages`` lists the blocks.
     """
 
-    classifier_name = "classifier"
+    has_stem = False
+    stage_prefix = "block"
 
     def __init__(
         self,
@@ -116,6 +105,7 @@ class ConvNet(nn.Module):
         pool_last: bool = False,
     ) -> None:
         super().__init__()
+        self.in_channels = in_channels
         blocks: list[nn.Module] = []
         c_in = in_channels
         for i, c in enumerate(channels):
@@ -138,51 +128,24 @@ class ConvNet(nn.Module):
     def stages(self) -> list[nn.Module]:
         return list(self.blocks)
 
-    def feature_maps(self, x: Tensor) -> list[tuple[str, Tensor]]:
-        out = []
-        for i, b in enumerate(self.blocks, 1):
-            x = b(x)
-            out.append((f"block{i}", x))
-        return out
-
-    def forward_features(self, x: Tensor) -> Tensor:
-        for b in self.blocks:
-            x = b(x)
-        return x
-
     def forward(self, x: Tensor) -> Tensor:
         return self.classifier(self.pool(self.forward_features(x)))
 
-    def get_classifier(self) -> nn.Module:
-        return self.classifier
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the linear layer of ``classifier`` for ``num_classes`` classes."""
-        last = self.classifier[-1]
-        self.classifier[-1] = nn.Linear(last.in_features, num_classes)
-
 
 @register_model("lenet5")
-def lenet5(
-    in_channels: int = 1, num_classes: int = 10, image_size: int = 28, act: str = "relu", pool: str = "max"
-) -> LeNet5:
-    return LeNet5(in_channels, num_classes, image_size, act, pool)
+@variant(LeNet5, ("in_channels", "num_classes", "image_size", "act", "pool"))
+def lenet5(**kwargs: Any) -> LeNet5:
+    return LeNet5(**kwargs)
 
 
 @register_model("convnet")
-def convnet(
-    in_channels: int = 1,
-    num_classes: int = 10,
-    channels: Sequence[int] = (32, 64, 128),
-    convs_per_block: int = 2,
-    act: str = "relu",
-    dropout: float = 0.0,
-    pool_last: bool = False,
-) -> ConvNet:
-    return ConvNet(in_channels, num_classes, channels, convs_per_block, act, dropout, pool_last)
+@variant(ConvNet, ("in_channels", "num_classes", "channels", "convs_per_block", "act", "dropout", "pool_last"))
+def convnet(**kwargs: Any) -> ConvNet:
+    return ConvNet(**kwargs)
 
 
 @register_model("convnet_small")
-def convnet_small(in_channels: int = 1, num_classes: int = 10, dropout: float = 0.1) -> ConvNet:
+@variant(ConvNet, ("in_channels", "num_classes", "dropout"), dropout=0.1)
+def convnet_small(**kwargs: Any) -> ConvNet:
     """Under 100K parameters (86,430 at 1 channel, 10 classes): blocks of 20, 40 and 64 channels."""
-    return ConvNet(in_channels, num_classes, (20, 40, 64), 2, "relu", dropout)
+    return ConvNet(channels=(20, 40, 64), convs_per_block=2, act="relu", **kwargs)

@@ -22,15 +22,16 @@ Timesteps are 0-based in code: index ``t`` = 0..T-1 is the paper's :math:`t + 1`
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from archzoo.errors import UserError
-from archzoo.models.autoencoder import image_hw, randn
+from archzoo.models._variant import variant
 from archzoo.models.unet import UNet
 from archzoo.registry import register_model
+from archzoo.utils import image_hw, randn
 
 SCHEDULES = ("linear", "cosine")
 
@@ -165,6 +166,10 @@ class GaussianDiffusion(nn.Module):
         """The predicted noise :math:`\\epsilon_\\theta(x_t, t, y)`; ``labels=None`` is unconditional."""
         return self.model(x_t, t, labels)
 
+    def example_input(self, batch_size: int = 2) -> tuple[Tensor, Tensor, Tensor | None]:
+        """``(x_t, t, labels)`` for :meth:`forward`: the denoiser's example with steps below :math:`T`."""
+        return self.model.example_input(batch_size, self.timesteps)
+
     def training_forward(self, x0: Tensor) -> Tensor:
         """Noise prediction for ``x0`` noised to random steps (a generic forward for smoke tests), ``(B, C, H, W)``."""
         t = torch.randint(0, self.timesteps, (x0.shape[0],), device=x0.device)
@@ -270,29 +275,21 @@ class GaussianDiffusion(nn.Module):
         return x.clamp(-1.0, 1.0)
 
 
+UNET_ARGS = ("in_channels", "image_size", "num_classes", "base_channels", "channel_mults", "num_res_blocks", "dropout")
+
+
 @register_model("ddpm_unet")
+@variant(UNet, UNET_ARGS, extra=[(GaussianDiffusion, ("timesteps", "schedule"))], num_classes=10)
 def ddpm_unet(
-    in_channels: int = 1,
-    image_size: int = 28,
-    num_classes: int = 10,
     class_cond: bool = False,
-    timesteps: int = 1000,
-    schedule: str = "linear",
-    base_channels: int = 64,
-    channel_mults: Sequence[int] = (1, 2, 2),
-    num_res_blocks: int = 2,
     attention: bool = True,
-    dropout: float = 0.1,
+    *,
+    num_classes: int,
+    timesteps: int,
+    schedule: str,
+    **unet: Any,
 ) -> GaussianDiffusion:
     """DDPM with a U-Net (28 -> 14 -> 7, attention at 7x7); ``class_cond=True`` adds labels and a null class for CFG."""
-    unet = UNet(
-        in_channels,
-        image_size,
-        base_channels,
-        channel_mults,
-        num_res_blocks,
-        attn_resolutions=None if attention else (),
-        dropout=dropout,
-        num_classes=num_classes if class_cond else 0,
-    )
-    return GaussianDiffusion(unet, (in_channels, *image_hw(image_size)), timesteps, schedule)
+    model = UNet(**unet, num_classes=num_classes if class_cond else 0, attn_resolutions=None if attention else ())
+    image_shape = (unet["in_channels"], *image_hw(unet["image_size"]))
+    return GaussianDiffusion(model, image_shape, timesteps=timesteps, schedule=schedule)

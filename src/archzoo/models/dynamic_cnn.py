@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from torch import nn
 
 from archzoo.errors import UserError
 from archzoo.layers.conv import ConvBNAct
 from archzoo.layers.dynamic_conv import DynamicConv2d, DynamicConvBNAct
-from archzoo.models._stem_stages import StemStagesNet
+from archzoo.models._classifier import ImageClassifier
+from archzoo.models._variant import variant
 from archzoo.registry import register_model
 
 
-class DynamicCNN(StemStagesNet):
+class DynamicCNN(ImageClassifier):
     r"""A small CNN whose stages use dynamic convolution (Chen et al., `"Dynamic
     Convolution: Attention over Convolution Kernels" <https://arxiv.org/abs/1912.03458>`_,
     CVPR 2020): every 3x3 convolution after the stem mixes :math:`K` kernels with
@@ -53,6 +55,7 @@ class DynamicCNN(StemStagesNet):
         super().__init__()
         if not widths:
             raise UserError("DynamicCNN needs at least one stage width.")
+        self.in_channels = in_channels
         self.stem = ConvBNAct(in_channels, widths[0], 3)
         stages, channels = [], widths[0]
         for i, w in enumerate(widths):
@@ -78,12 +81,7 @@ class DynamicCNN(StemStagesNet):
 
 
 @register_model()
-def dynamic_cnn(
-    num_classes: int = 10,
-    in_channels: int = 3,
-    num_kernels: int = 4,
-    temperature: float = 30.0,
-    dropout: float = 0.2,
-) -> DynamicCNN:
+@variant(DynamicCNN, ("num_classes", "in_channels", "num_kernels", "temperature", "dropout"))
+def dynamic_cnn(**kwargs: Any) -> DynamicCNN:
     """Three stages (32, 64, 128 channels) of dynamic convolutions with K=4 kernels."""
-    return DynamicCNN(num_classes, in_channels, (32, 64, 128), num_kernels, temperature, dropout)
+    return DynamicCNN(widths=(32, 64, 128), **kwargs)

@@ -8,12 +8,15 @@ dicts load with ``strict=True``.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from torch import Tensor, nn
 
 from archzoo.errors import UserError
 from archzoo.layers.conv import ConvBNAct
+from archzoo.layers.init import init_cnn_, uniform_linear_
 from archzoo.layers.se import SqueezeExcitation
+from archzoo.models._variant import variant
 from archzoo.models.mobilenet import STEMS, StagedFeaturesNet, make_divisible
 from archzoo.registry import register_model
 
@@ -168,6 +171,7 @@ class EfficientNet(StagedFeaturesNet):
             raise UserError(f"Unknown EfficientNet stem '{stem}'; choose one of {', '.join(STEMS)}.")
         if width_mult <= 0 or depth_mult <= 0:
             raise UserError(f"EfficientNet coefficients must be positive, got width {width_mult}, depth {depth_mult}.")
+        self.in_channels = in_channels
         small = stem == "small"
 
         def width(c: int) -> int:
@@ -193,70 +197,41 @@ class EfficientNet(StagedFeaturesNet):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Sequential(nn.Dropout(dropout, inplace=True), nn.Linear(self.num_features, num_classes))
 
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                bound = 1.0 / math.sqrt(m.out_features)
-                nn.init.uniform_(m.weight, -bound, bound)
-                nn.init.zeros_(m.bias)
+        init_cnn_(self, uniform_linear_)
 
     def reset_classifier(self, num_classes: int) -> None:
         """Replace the linear layer of ``classifier`` (keeping its dropout) for ``num_classes`` classes."""
         super().reset_classifier(num_classes)
-        bound = 1.0 / math.sqrt(num_classes)
-        nn.init.uniform_(self.classifier[-1].weight, -bound, bound)
-        nn.init.zeros_(self.classifier[-1].bias)
+        uniform_linear_(self.classifier[-1])
+
+
+# What every EfficientNet variant accepts; the defaults are EfficientNet's.
+EFFICIENTNET_ARGS = ("num_classes", "in_channels", "stem", "dropout", "stochastic_depth_prob")
 
 
 @register_model()
-def efficientnet_b0(
-    num_classes: int = 1000,
-    in_channels: int = 3,
-    stem: str = "imagenet",
-    dropout: float = 0.2,
-    stochastic_depth_prob: float = 0.2,
-) -> EfficientNet:
+@variant(EfficientNet, EFFICIENTNET_ARGS)
+def efficientnet_b0(**kwargs: Any) -> EfficientNet:
     """EfficientNet-B0 (width 1.0, depth 1.0; the paper trains it at 224 px)."""
-    return EfficientNet(1.0, 1.0, dropout, stochastic_depth_prob, num_classes, in_channels, stem)
+    return EfficientNet(width_mult=1.0, depth_mult=1.0, **kwargs)
 
 
 @register_model()
-def efficientnet_b1(
-    num_classes: int = 1000,
-    in_channels: int = 3,
-    stem: str = "imagenet",
-    dropout: float = 0.2,
-    stochastic_depth_prob: float = 0.2,
-) -> EfficientNet:
+@variant(EfficientNet, EFFICIENTNET_ARGS)
+def efficientnet_b1(**kwargs: Any) -> EfficientNet:
     """EfficientNet-B1 (width 1.0, depth 1.1; 240 px in the paper)."""
-    return EfficientNet(1.0, 1.1, dropout, stochastic_depth_prob, num_classes, in_channels, stem)
+    return EfficientNet(width_mult=1.0, depth_mult=1.1, **kwargs)
 
 
 @register_model()
-def efficientnet_b2(
-    num_classes: int = 1000,
-    in_channels: int = 3,
-    stem: str = "imagenet",
-    dropout: float = 0.3,
-    stochastic_depth_prob: float = 0.2,
-) -> EfficientNet:
-    """EfficientNet-B2 (width 1.1, depth 1.2; 260 px in the paper)."""
-    return EfficientNet(1.1, 1.2, dropout, stochastic_depth_prob, num_classes, in_channels, stem)
+@variant(EfficientNet, EFFICIENTNET_ARGS, dropout=0.3)
+def efficientnet_b2(**kwargs: Any) -> EfficientNet:
+    """EfficientNet-B2 (width 1.1, depth 1.2, dropout 0.3; 260 px in the paper)."""
+    return EfficientNet(width_mult=1.1, depth_mult=1.2, **kwargs)
 
 
 @register_model()
-def efficientnet_b3(
-    num_classes: int = 1000,
-    in_channels: int = 3,
-    stem: str = "imagenet",
-    dropout: float = 0.3,
-    stochastic_depth_prob: float = 0.2,
-) -> EfficientNet:
-    """EfficientNet-B3 (width 1.2, depth 1.4; 300 px in the paper)."""
-    return EfficientNet(1.2, 1.4, dropout, stochastic_depth_prob, num_classes, in_channels, stem)
+@variant(EfficientNet, EFFICIENTNET_ARGS, dropout=0.3)
+def efficientnet_b3(**kwargs: Any) -> EfficientNet:
+    """EfficientNet-B3 (width 1.2, depth 1.4, dropout 0.3; 300 px in the paper)."""
+    return EfficientNet(width_mult=1.2, depth_mult=1.4, **kwargs)

@@ -25,14 +25,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from archzoo.errors import UserError
-from archzoo.models.autoencoder import image_hw, mlp, randn
+from archzoo.layers.mlp import mlp
+from archzoo.models._example import ImageInput, param_device
+from archzoo.models._variant import variant
 from archzoo.registry import register_model
+from archzoo.utils import image_hw, randn
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -139,6 +143,10 @@ class RealNVP2D(nn.Module):
         z = temperature * randn((n, self.in_features), generator, next(self.parameters()).device)
         return self.inverse(z)
 
+    def example_input(self, batch_size: int = 2) -> tuple[Tensor]:
+        """``(x,)``: standard normal points :math:`(B, D)`."""
+        return (torch.randn(batch_size, self.in_features, device=param_device(self)),)
+
 
 # ---------------------------------------------------------------------------
 # image flow
@@ -193,7 +201,7 @@ class ConvConditioner(nn.Module):
         return self.out(F.relu(h))
 
 
-class RealNVPImage(nn.Module):
+class RealNVPImage(ImageInput, nn.Module):
     r"""Multi-scale RealNVP for images in [0, 1].
 
     Inputs are first mapped to logit space, :math:`u = \operatorname{logit}(\alpha + (1 - 2\alpha) x)`
@@ -331,14 +339,14 @@ class RealNVPImage(nn.Module):
 
 
 @register_model("realnvp_2d")
-def realnvp_2d(in_features: int = 2, num_layers: int = 8, hidden: int = 128) -> RealNVP2D:
+@variant(RealNVP2D, ("in_features", "num_layers", "hidden"))
+def realnvp_2d(**kwargs: Any) -> RealNVP2D:
     """RealNVP with 8 alternating couplings and 2x128 MLP conditioners, for 2-D point clouds."""
-    return RealNVP2D(in_features, num_layers, hidden)
+    return RealNVP2D(**kwargs)
 
 
 @register_model("realnvp_image")
-def realnvp_image(
-    in_channels: int = 1, image_size: int = 28, num_scales: int = 2, hidden: int = 64, num_blocks: int = 4
-) -> RealNVPImage:
+@variant(RealNVPImage, ("in_channels", "image_size", "num_scales", "hidden", "num_blocks"))
+def realnvp_image(**kwargs: Any) -> RealNVPImage:
     """Multi-scale RealNVP (checkerboard, squeeze, channel couplings) for 28x28 or 32x32 images."""
-    return RealNVPImage(in_channels, image_size, num_scales, hidden, num_blocks)
+    return RealNVPImage(**kwargs)

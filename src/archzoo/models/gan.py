@@ -28,14 +28,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from archzoo.errors import UserError
 from archzoo.layers import init_weights
-from archzoo.models.autoencoder import image_hw, randn, up_block
+from archzoo.layers.conv import up_block
+from archzoo.layers.norm import norm_2d
+from archzoo.models._variant import variant
 from archzoo.registry import register_model
+from archzoo.utils import image_hw, randn
 
 
 def num_upsamplings(image_size: int) -> int:
@@ -46,19 +50,6 @@ def num_upsamplings(image_size: int) -> int:
     if k == 0:
         raise UserError(f"GAN image size must be even and at least 8; got {image_size}.")
     return k
-
-
-def norm_2d(kind: str, channels: int) -> nn.Module:
-    """``batch``, ``layer`` (one group over C, H, W per sample), ``instance`` or ``none``."""
-    if kind == "batch":
-        return nn.BatchNorm2d(channels)
-    if kind == "layer":
-        return nn.GroupNorm(1, channels)
-    if kind == "instance":
-        return nn.GroupNorm(channels, channels)
-    if kind == "none":
-        return nn.Identity()
-    raise UserError(f"Unknown norm '{kind}'; choose batch, layer, instance or none.")
 
 
 # ---------------------------------------------------------------------------
@@ -308,6 +299,10 @@ class GAN(nn.Module):
             return None
         return torch.arange(n, device=next(self.parameters()).device) % self.num_classes
 
+    def example_input(self, batch_size: int = 2) -> tuple[Tensor, Tensor | None]:
+        """``(z, labels)``: latents :math:`(B, d)` and cycling class labels :math:`(B,)` (None when unconditional)."""
+        return self.sample_latent(batch_size), self.default_labels(batch_size)
+
     def training_forward(self, x: Tensor) -> Tensor:
         """Scores of real ``x`` and of as many generated images, ``(B, 2)``: one pass through both networks.
 
@@ -388,31 +383,23 @@ class DCGAN(GAN):
 
 
 @register_model("gan_mlp")
-def gan_mlp(in_channels: int = 1, image_size: int = 28, latent_dim: int = 100) -> MLPGAN:
+@variant(MLPGAN, ("in_channels", "image_size", "latent_dim"))
+def gan_mlp(**kwargs: Any) -> MLPGAN:
     """The original fully connected GAN: 100 -> 256 -> 512 -> 1024 -> 784 and 784 -> 512 -> 256 -> 1."""
-    return MLPGAN(in_channels, image_size, latent_dim)
+    return MLPGAN(**kwargs)
 
 
 @register_model("dcgan")
-def dcgan(
-    in_channels: int = 1,
-    image_size: int = 28,
-    latent_dim: int = 100,
-    base_channels: int = 64,
-    upsample: str = "transposed",
-) -> DCGAN:
+@variant(DCGAN, ("in_channels", "image_size", "latent_dim", "base_channels", "upsample"))
+def dcgan(**kwargs: Any) -> DCGAN:
     """DCGAN for 28x28 or 32x32 images; ``upsample="nearest"`` uses upsample+conv in the generator."""
-    return DCGAN(in_channels, image_size, latent_dim, base_channels, upsample=upsample)
+    return DCGAN(**kwargs)
 
 
 @register_model("cgan")
+@variant(DCGAN, ("in_channels", "image_size", "num_classes", "latent_dim", "base_channels"), num_classes=10)
 def cgan(
-    in_channels: int = 1,
-    image_size: int = 28,
-    num_classes: int = 10,
-    latent_dim: int = 100,
-    base_channels: int = 64,
-    arch: str = "dcgan",
+    arch: str = "dcgan", *, in_channels: int, image_size: int, num_classes: int, latent_dim: int, base_channels: int
 ) -> GAN:
     """Class-conditional GAN: ``arch="dcgan"`` (projection discriminator) or ``"mlp"`` (concatenated embeddings)."""
     if arch == "mlp":
@@ -423,8 +410,7 @@ def cgan(
 
 
 @register_model("wgan_gp")
-def wgan_gp(
-    in_channels: int = 1, image_size: int = 28, latent_dim: int = 128, base_channels: int = 64, norm: str = "layer"
-) -> DCGAN:
+@variant(DCGAN, ("in_channels", "image_size", "latent_dim", "base_channels"), latent_dim=128)
+def wgan_gp(norm: str = "layer", **kwargs: Any) -> DCGAN:
     """DCGAN generator with a WGAN-GP critic: no batch norm (layer norm by default), unbounded output."""
-    return DCGAN(in_channels, image_size, latent_dim, base_channels, d_norm=norm)
+    return DCGAN(d_norm=norm, **kwargs)

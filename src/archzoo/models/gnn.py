@@ -77,9 +77,9 @@ class GCNNodeClassifier(nn.Module):
         h = F.dropout(self.forward_features(data), self.dropout, self.training)
         return self.conv2(h, data.edge_index)  # (N, C)
 
-    def example_input(self, batch_size: int = 2) -> Any:
+    def example_input(self, batch_size: int = 2) -> tuple[Any, ...]:
         """One ring graph of ``max(3, batch_size)`` nodes (a node task's batch is the whole graph)."""
-        return _ring(max(3, batch_size), self.num_node_features, torch.Generator().manual_seed(0))
+        return (_ring(max(3, batch_size), self.num_node_features, torch.Generator().manual_seed(0)),)
 
 
 class GCNGraphClassifier(nn.Module):
@@ -125,12 +125,12 @@ class GCNGraphClassifier(nn.Module):
     def forward(self, batch: Any) -> torch.Tensor:
         return self.head(self.forward_features(batch))  # (G, C)
 
-    def example_input(self, batch_size: int = 2) -> Any:
+    def example_input(self, batch_size: int = 2) -> tuple[Any, ...]:
         """A PyG ``Batch`` of ``batch_size`` ring graphs of 3, 4, 5, ... nodes."""
         from torch_geometric.data import Batch
 
         g = torch.Generator().manual_seed(0)
-        return Batch.from_data_list([_ring(3 + i, self.num_node_features, g) for i in range(batch_size)])
+        return (Batch.from_data_list([_ring(3 + i, self.num_node_features, g) for i in range(batch_size)]),)
 
 
 # ----------------------------------------------------------------------------- registered variants

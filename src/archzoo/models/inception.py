@@ -6,10 +6,14 @@ convolutions as ``conv`` + ``bn``), so its state dicts load with ``strict=True``
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
 from archzoo.errors import UserError
+from archzoo.models._classifier import ImageClassifier
+from archzoo.models._variant import variant
 from archzoo.registry import register_model
 
 STEMS = ("imagenet", "small")
@@ -131,7 +135,7 @@ class InceptionAux(nn.Module):
         return self.fc2(self.dropout(x))
 
 
-class GoogLeNet(nn.Module):
+class GoogLeNet(ImageClassifier):
     r"""GoogLeNet (Inception v1) from Szegedy et al., `"Going Deeper with Convolutions"
     <https://arxiv.org/abs/1409.4842>`_ (CVPR 2015), with batch norm after every
     convolution as in torchvision.
@@ -183,6 +187,8 @@ class GoogLeNet(nn.Module):
             raise UserError(f"Unknown GoogLeNet stem '{stem}'; choose one of {', '.join(STEMS)}.")
         if width_mult <= 0:
             raise UserError(f"GoogLeNet width_mult must be positive, got {width_mult}.")
+
+        self.in_channels = in_channels
 
         def w(c: int) -> int:
             return max(1, int(round(c * width_mult)))
@@ -242,21 +248,6 @@ class GoogLeNet(nn.Module):
         x = self.maxpool1(self.conv1(x))
         return self.maxpool2(self.conv3(self.conv2(x)))
 
-    def feature_maps(self, x: Tensor) -> list[tuple[str, Tensor]]:
-        """``("stem", ...)``, ``("inception3", ...)``, ``("inception4", ...)``, ``("inception5", ...)``."""
-        x = self.stem(x)
-        maps = [("stem", x)]
-        for name, stage in zip(self.stage_names, self.stages, strict=True):
-            x = stage(x)
-            maps.append((name, x))
-        return maps
-
-    def forward_features(self, x: Tensor) -> Tensor:
-        x = self.stem(x)
-        for stage in self.stages:
-            x = stage(x)
-        return x  # (B, 1024, H', W')
-
     def forward_with_aux(self, x: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None]:
         """``(logits, aux1, aux2)``; the auxiliary logits are None unless the model was
         built with ``aux_logits=True`` and is in training mode (the paper adds them to
@@ -280,39 +271,31 @@ class GoogLeNet(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self._head(self.forward_features(x))
 
-    def get_classifier(self) -> nn.Module:
-        return self.fc
-
     def reset_classifier(self, num_classes: int) -> None:
         """Replace the head ``fc`` (and the auxiliary heads' last layers) for ``num_classes`` classes."""
-        self.fc = nn.Linear(self.num_features, num_classes)
+        super().reset_classifier(num_classes)
         for aux in (self.aux1, self.aux2):
             if aux is not None:
                 aux.fc2 = nn.Linear(aux.fc2.in_features, num_classes)
 
 
 @register_model()
-def googlenet(
-    num_classes: int = 1000,
-    in_channels: int = 3,
-    stem: str = "imagenet",
-    aux_logits: bool = False,
-    dropout: float = 0.2,
-    kernel_5x5: int = 3,
-) -> GoogLeNet:
+@variant(GoogLeNet, ("num_classes", "in_channels", "stem", "aux_logits", "dropout", "kernel_5x5"))
+def googlenet(**kwargs: Any) -> GoogLeNet:
     """GoogLeNet as in torchvision (batch norm, 3x3 "5x5" branches, no aux heads by default)."""
-    return GoogLeNet(num_classes, in_channels, aux_logits, dropout, stem=stem, kernel_5x5=kernel_5x5)
+    return GoogLeNet(**kwargs)
 
 
 @register_model()
-def inception_small(
-    num_classes: int = 10,
-    in_channels: int = 3,
-    stem: str = "small",
-    width_mult: float = 0.25,
-    dropout: float = 0.2,
-    kernel_5x5: int = 5,
-) -> GoogLeNet:
+@variant(
+    GoogLeNet,
+    ("num_classes", "in_channels", "stem", "width_mult", "dropout", "kernel_5x5"),
+    num_classes=10,
+    stem="small",
+    width_mult=0.25,
+    kernel_5x5=5,
+)
+def inception_small(**kwargs: Any) -> GoogLeNet:
     """A GoogLeNet a quarter as wide with the small stem, for 28-32 px images, with the
     paper's 5x5 branches."""
-    return GoogLeNet(num_classes, in_channels, False, dropout, stem=stem, width_mult=width_mult, kernel_5x5=kernel_5x5)
+    return GoogLeNet(aux_logits=False, **kwargs)

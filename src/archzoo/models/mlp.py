@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from torch import Tensor, nn
 
 from archzoo.layers.activation import get_activation
+from archzoo.models._example import param_device
 from archzoo.registry import register_model
 
 
@@ -40,6 +42,7 @@ class MLP(nn.Module):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
+        self.in_features = in_features
         layers: list[nn.Module] = [nn.Flatten()]
         width = in_features
         for h in hidden:
@@ -58,6 +61,10 @@ class MLP(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.features(x))
+
+    def example_input(self, batch_size: int = 2) -> tuple[Tensor]:
+        """``(x,)``: a standard normal batch of shape ``(B, in_features)``."""
+        return (torch.randn(batch_size, self.in_features, device=param_device(self)),)
 
 
 def _flat(in_features: int | None, in_channels: int, image_size: int | None) -> int:

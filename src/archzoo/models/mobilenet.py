@@ -7,12 +7,15 @@ sequence, ``classifier``), so its state dicts load with ``strict=True``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from archzoo.errors import UserError
 from archzoo.layers.conv import ConvBNAct
+from archzoo.layers.init import init_cnn_, normal_linear_
+from archzoo.models._classifier import ImageClassifier
+from archzoo.models._variant import variant
 from archzoo.registry import register_model
 
 STEMS = ("imagenet", "small")
@@ -36,17 +39,20 @@ def _check(stem: str, width_mult: float, name: str) -> None:
         raise UserError(f"{name} width_mult must be positive, got {width_mult}.")
 
 
-class StagedFeaturesNet(nn.Module):
+class StagedFeaturesNet(ImageClassifier):
     """The interface shared by the MobileNets and EfficientNet: a flat ``features``
     sequence whose first module is the stem, ``avgpool``, and a ``classifier`` sequence
     ending in a linear layer; subclasses set ``_bounds``, the ``[start, end)`` slice of
     ``features`` for each stage."""
 
-    classifier_name = "classifier"
     features: nn.Sequential
-    avgpool: nn.Module
     classifier: nn.Sequential
     _bounds: list[tuple[int, int]]
+
+    @property
+    def stem(self) -> nn.Module:
+        """The first module of ``features``."""
+        return self.features[0]
 
     @property
     def stages(self) -> list[nn.Module]:
@@ -55,42 +61,8 @@ class StagedFeaturesNet(nn.Module):
         last one holds the final 1x1 convolution."""
         return [self.features[a:b] for a, b in self._bounds]
 
-    def feature_maps(self, x: Tensor) -> list[tuple[str, Tensor]]:
-        """``("stem", ...)`` then ``("stage1", ...)``.. : the output of each stage."""
-        x = self.features[0](x)
-        maps = [("stem", x)]
-        for i, stage in enumerate(self.stages):
-            x = stage(x)
-            maps.append((f"stage{i + 1}", x))
-        return maps
-
     def forward_features(self, x: Tensor) -> Tensor:
         return self.features(x)  # (B, C_last, H', W')
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = torch.flatten(self.avgpool(self.features(x)), 1)  # (B, C_last)
-        return self.classifier(x)
-
-    def get_classifier(self) -> nn.Module:
-        return self.classifier
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the linear layer of ``classifier`` (keeping its dropout) for ``num_classes`` classes."""
-        last = self.classifier[-1]
-        self.classifier[-1] = nn.Linear(last.in_features, num_classes)
-
-    def _init_weights(self) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0.0, 0.01)
-                nn.init.zeros_(m.bias)
 
 
 def _stage_bounds(strides: Sequence[int]) -> list[tuple[int, int]]:
@@ -166,6 +138,7 @@ class MobileNetV1(StagedFeaturesNet):
     ) -> None:
         super().__init__()
         _check(stem, width_mult, "MobileNetV1")
+        self.in_channels = in_channels
         small = stem == "small"
         channels = make_divisible(32 * width_mult)
         layers: list[nn.Module] = [ConvBNAct(in_channels, channels, 3, 1 if small else 2)]
@@ -180,7 +153,7 @@ class MobileNetV1(StagedFeaturesNet):
         self.num_features = channels
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(channels, num_classes))
-        self._init_weights()
+        init_cnn_(self, normal_linear_)
 
 
 class InvertedResidual(nn.Module):
@@ -272,6 +245,7 @@ class MobileNetV2(StagedFeaturesNet):
     ) -> None:
         super().__init__()
         _check(stem, width_mult, "MobileNetV2")
+        self.in_channels = in_channels
         small = stem == "small"
         channels = make_divisible(32 * width_mult)
         last_channels = make_divisible(1280 * max(1.0, width_mult))
@@ -291,28 +265,22 @@ class MobileNetV2(StagedFeaturesNet):
         self.num_features = last_channels
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(last_channels, num_classes))
-        self._init_weights()
+        init_cnn_(self, normal_linear_)
+
+
+# What both MobileNet builders accept; the defaults are the classes'.
+MOBILENET_ARGS = ("num_classes", "in_channels", "width_mult", "stem", "dropout")
 
 
 @register_model()
-def mobilenet_v1(
-    num_classes: int = 1000,
-    in_channels: int = 3,
-    width_mult: float = 1.0,
-    stem: str = "imagenet",
-    dropout: float = 0.0,
-) -> MobileNetV1:
+@variant(MobileNetV1, MOBILENET_ARGS)
+def mobilenet_v1(**kwargs: Any) -> MobileNetV1:
     """MobileNetV1 with width multiplier ``width_mult``."""
-    return MobileNetV1(num_classes, in_channels, width_mult, dropout, stem)
+    return MobileNetV1(**kwargs)
 
 
 @register_model()
-def mobilenet_v2(
-    num_classes: int = 1000,
-    in_channels: int = 3,
-    width_mult: float = 1.0,
-    stem: str = "imagenet",
-    dropout: float = 0.2,
-) -> MobileNetV2:
+@variant(MobileNetV2, MOBILENET_ARGS)
+def mobilenet_v2(**kwargs: Any) -> MobileNetV2:
     """MobileNetV2 with width multiplier ``width_mult``."""
-    return MobileNetV2(num_classes, in_channels, width_mult, dropout, stem)
+    return MobileNetV2(**kwargs)

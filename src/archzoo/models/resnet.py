@@ -7,13 +7,16 @@ Module and parameter names follow torchvision's ``ResNet`` (``conv1``, ``bn1``,
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from archzoo.errors import UserError
 from archzoo.layers.attention_conv import SpatialGate
+from archzoo.layers.init import init_cnn_
 from archzoo.layers.se import SqueezeExcitation
+from archzoo.models._classifier import ImageClassifier
+from archzoo.models._variant import variant
 from archzoo.registry import register_model
 
 STEMS = ("imagenet", "small")
@@ -136,7 +139,7 @@ class Bottleneck(nn.Module):
         return self.relu(out + identity)
 
 
-class ResNet(nn.Module):
+class ResNet(ImageClassifier):
     r"""The residual network from He et al., `"Deep Residual Learning for Image
     Recognition" <https://arxiv.org/abs/1512.03385>`_ (CVPR 2016).
 
@@ -168,6 +171,7 @@ class ResNet(nn.Module):
     """
 
     classifier_name = "fc"
+    stage_prefix = "layer"
 
     def __init__(
         self,
@@ -185,6 +189,7 @@ class ResNet(nn.Module):
             raise UserError(f"ResNet needs one width per stage; got layers={list(layers)}, widths={list(widths)}.")
         if stem not in STEMS:
             raise UserError(f"Unknown ResNet stem '{stem}'; choose one of {', '.join(STEMS)}.")
+        self.in_channels = in_channels
         stem_width = widths[0]
         if stem == "imagenet":
             self.conv1 = nn.Conv2d(in_channels, stem_width, 7, 2, 3, bias=False)
@@ -214,12 +219,7 @@ class ResNet(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(channels, num_classes)
 
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_cnn_(self, linear=None)
         if zero_init_residual:
             for m in self.modules():
                 if isinstance(m, (BasicBlock, Bottleneck)):
@@ -233,131 +233,44 @@ class ResNet(nn.Module):
     def stem(self, x: Tensor) -> Tensor:
         return self.maxpool(self.relu(self.bn1(self.conv1(x))))
 
-    def feature_maps(self, x: Tensor) -> list[tuple[str, Tensor]]:
-        """``("stem", ...)`` then ``("layer1", ...)``.. : the output of each stage."""
-        x = self.stem(x)
-        maps = [("stem", x)]
-        for i, stage in enumerate(self.stages):
-            x = stage(x)
-            maps.append((f"layer{i + 1}", x))
-        return maps
 
-    def forward_features(self, x: Tensor) -> Tensor:
-        x = self.stem(x)
-        for stage in self.stages:
-            x = stage(x)
-        return x  # (B, C, H', W')
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = torch.flatten(self.avgpool(self.forward_features(x)), 1)  # (B, C)
-        return self.fc(x)
-
-    def get_classifier(self) -> nn.Module:
-        return self.fc
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the head ``fc`` with a freshly initialised one for ``num_classes`` classes."""
-        self.fc = nn.Linear(self.num_features, num_classes)
+# What every ResNet variant accepts; the defaults are ResNet's.
+RESNET_ARGS = ("num_classes", "in_channels", "stem", "zero_init_residual", "block_extra")
 
 
 @register_model()
-def resnet10(
-    num_classes: int = 1000,
-    in_channels: int = 3,
-    stem: str = "imagenet",
-    zero_init_residual: bool = False,
-    block_extra: str | None = None,
-) -> ResNet:
+@variant(ResNet, RESNET_ARGS)
+def resnet10(**kwargs: Any) -> ResNet:
     """ResNet-10: one basic block per stage, a light model for small images (``stem="small"``)."""
-    return ResNet(
-        BasicBlock,
-        (1, 1, 1, 1),
-        num_classes=num_classes,
-        in_channels=in_channels,
-        stem=stem,
-        zero_init_residual=zero_init_residual,
-        block_extra=block_extra,
-    )
+    return ResNet(BasicBlock, (1, 1, 1, 1), **kwargs)
 
 
 @register_model()
-def resnet18(
-    num_classes: int = 1000,
-    in_channels: int = 3,
-    stem: str = "imagenet",
-    zero_init_residual: bool = False,
-    block_extra: str | None = None,
-) -> ResNet:
+@variant(ResNet, RESNET_ARGS)
+def resnet18(**kwargs: Any) -> ResNet:
     """ResNet-18: basic blocks (2, 2, 2, 2)."""
-    return ResNet(
-        BasicBlock,
-        (2, 2, 2, 2),
-        num_classes=num_classes,
-        in_channels=in_channels,
-        stem=stem,
-        zero_init_residual=zero_init_residual,
-        block_extra=block_extra,
-    )
+    return ResNet(BasicBlock, (2, 2, 2, 2), **kwargs)
 
 
 @register_model()
-def resnet34(
-    num_classes: int = 1000,
-    in_channels: int = 3,
-    stem: str = "imagenet",
-    zero_init_residual: bool = False,
-    block_extra: str | None = None,
-) -> ResNet:
+@variant(ResNet, RESNET_ARGS)
+def resnet34(**kwargs: Any) -> ResNet:
     """ResNet-34: basic blocks (3, 4, 6, 3)."""
-    return ResNet(
-        BasicBlock,
-        (3, 4, 6, 3),
-        num_classes=num_classes,
-        in_channels=in_channels,
-        stem=stem,
-        zero_init_residual=zero_init_residual,
-        block_extra=block_extra,
-    )
+    return ResNet(BasicBlock, (3, 4, 6, 3), **kwargs)
 
 
 @register_model()
-def resnet50(
-    num_classes: int = 1000,
-    in_channels: int = 3,
-    stem: str = "imagenet",
-    zero_init_residual: bool = False,
-    block_extra: str | None = None,
-) -> ResNet:
+@variant(ResNet, RESNET_ARGS)
+def resnet50(**kwargs: Any) -> ResNet:
     """ResNet-50: bottleneck blocks (3, 4, 6, 3)."""
-    return ResNet(
-        Bottleneck,
-        (3, 4, 6, 3),
-        num_classes=num_classes,
-        in_channels=in_channels,
-        stem=stem,
-        zero_init_residual=zero_init_residual,
-        block_extra=block_extra,
-    )
+    return ResNet(Bottleneck, (3, 4, 6, 3), **kwargs)
 
 
 @register_model()
-def resnet20(
-    num_classes: int = 10,
-    in_channels: int = 3,
-    stem: str = "small",
-    zero_init_residual: bool = False,
-    block_extra: str | None = None,
-) -> ResNet:
+@variant(ResNet, RESNET_ARGS, num_classes=10, stem="small")
+def resnet20(**kwargs: Any) -> ResNet:
     """ResNet-20 for CIFAR-sized images (He et al. 2016, section 4.2): three stages of three
-    basic blocks with 16, 32 and 64 channels. Shortcuts that change shape are 1x1
-    projections (the paper's option B) rather than zero padding."""
-    return ResNet(
-        BasicBlock,
-        (3, 3, 3),
-        widths=(16, 32, 64),
-        num_classes=num_classes,
-        in_channels=in_channels,
-        stem=stem,
-        zero_init_residual=zero_init_residual,
-        block_extra=block_extra,
-    )
+    basic blocks with 16, 32 and 64 channels, 10 classes and the small stem by default.
+    Shortcuts that change shape are 1x1 projections (the paper's option B) rather than zero
+    padding."""
+    return ResNet(BasicBlock, (3, 3, 3), widths=(16, 32, 64), **kwargs)

@@ -111,10 +111,10 @@ class RNNLanguageModel(nn.Module):
         out, state = self.forward_features(x, state)
         return self.head(self.drop(out)), state  # (B, T, V)
 
-    def example_input(self, batch_size: int = 2) -> Tensor:
+    def example_input(self, batch_size: int = 2) -> tuple[Any, ...]:
         """Token ids :math:`(B, 8)`, what :meth:`forward` takes."""
         g = torch.Generator().manual_seed(0)
-        return torch.randint(0, self.vocab_size, (batch_size, 8), generator=g)
+        return (torch.randint(0, self.vocab_size, (batch_size, 8), generator=g),)
 
 
 class RNNClassifier(nn.Module):
@@ -181,7 +181,7 @@ class RNNClassifier(nn.Module):
     def forward(self, batch: Any) -> Tensor:
         return self.head(self.forward_features(batch))
 
-    def example_input(self, batch_size: int = 2) -> Any:
+    def example_input(self, batch_size: int = 2) -> tuple[Any, ...]:
         """A :class:`~archzoo.data.splits.PaddedBatch` of ``batch_size`` sequences of lengths 3, 5, 7, ..."""
         from archzoo.data.splits import PaddedBatch
 
@@ -192,7 +192,7 @@ class RNNClassifier(nn.Module):
         for i, n in enumerate(lengths.tolist()):
             x[i, :n] = torch.tensor(ids)[torch.randint(0, len(ids), (n,), generator=g)]
         y = torch.zeros(batch_size, dtype=torch.long)
-        return PaddedBatch(x=x, lengths=lengths, y=y)
+        return (PaddedBatch(x=x, lengths=lengths, y=y),)
 
 
 # ----------------------------------------------------------------------------- registered variants

@@ -18,7 +18,6 @@ optional class label to an image of the same shape.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
@@ -26,30 +25,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from archzoo.errors import UserError
-from archzoo.models.autoencoder import image_hw
-
-
-def timestep_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
-    r"""Sinusoidal embedding of (possibly fractional) timesteps.
-
-    :math:`\omega_i = \text{max\_period}^{-i/h}` for :math:`i < h = \lfloor dim/2 \rfloor`;
-    the output is :math:`[\cos(t\omega), \sin(t\omega)]`, zero-padded when ``dim`` is odd.
-
-    Shapes:
-        ``t`` :math:`(B,)`, output :math:`(B, \text{dim})`.
-    """
-    half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)  # (h,)
-    args = t.float()[:, None] * freqs[None, :]  # (B, h)
-    emb = torch.cat([torch.cos(args), torch.sin(args)], dim=1)  # (B, 2h)
-    if dim % 2:
-        emb = F.pad(emb, (0, 1))
-    return emb
-
-
-def group_norm(channels: int, groups: int) -> nn.GroupNorm:
-    """GroupNorm with the largest group count <= ``groups`` that divides ``channels``."""
-    return nn.GroupNorm(math.gcd(groups, channels), channels)
+from archzoo.layers.attention import SelfAttention2d
+from archzoo.layers.embedding import timestep_embedding
+from archzoo.layers.norm import group_norm
+from archzoo.models._example import param_device
+from archzoo.utils import image_hw
 
 
 class ResBlock(nn.Module):
@@ -85,35 +65,6 @@ class ResBlock(nn.Module):
         h = h + self.emb(F.silu(emb))[:, :, None, None]  # (B, C_out, 1, 1) broadcast over H, W
         h = self.conv2(self.dropout(F.silu(self.norm2(h))))
         return self.skip(x) + h
-
-
-class SelfAttention2d(nn.Module):
-    r"""Multi-head self-attention over the :math:`H W` positions, with a residual connection.
-
-    :math:`\mathrm{out} = x + W_o\,\mathrm{softmax}(Q K^\top / \sqrt{d})\,V`, :math:`Q, K, V` from a 1x1 conv of :math:`\mathrm{GN}(x)`.
-
-    Shapes:
-        input and output :math:`(B, C, H, W)`.
-    """
-
-    def __init__(self, channels: int, heads: int = 4, groups: int = 8) -> None:
-        super().__init__()
-        if channels % heads:
-            raise UserError(f"attention channels {channels} must divide by heads {heads}.")
-        self.heads = heads
-        self.norm = group_norm(channels, groups)
-        self.qkv = nn.Conv2d(channels, 3 * channels, 1)
-        self.proj = nn.Conv2d(channels, channels, 1)
-        nn.init.zeros_(self.proj.weight)
-        nn.init.zeros_(self.proj.bias)
-
-    def forward(self, x: Tensor, emb: Tensor | None = None) -> Tensor:
-        b, c, h, w = x.shape
-        qkv = self.qkv(self.norm(x)).reshape(b, 3, self.heads, c // self.heads, h * w)  # (B, 3, nh, hd, HW)
-        q, k, v = qkv.permute(1, 0, 2, 4, 3).unbind(0)  # each (B, nh, HW, hd)
-        out = F.scaled_dot_product_attention(q, k, v)  # (B, nh, HW, hd)
-        out = out.transpose(2, 3).reshape(b, c, h, w)  # (B, C, H, W)
-        return x + self.proj(out)
 
 
 class Downsample(nn.Module):
@@ -200,6 +151,7 @@ class UNet(nn.Module):
         lowest = min(h, w) // f
         attn_res = {lowest} if attn_resolutions is None else set(attn_resolutions)
         self.in_channels = in_channels
+        self.image_hw = (h, w)
         self.num_classes = num_classes
         self.is_conditional = num_classes > 0
         self.base_channels = base_channels
@@ -246,6 +198,14 @@ class UNet(nn.Module):
                 labels = torch.full((t.shape[0],), self.num_classes, dtype=torch.long, device=t.device)
             emb = emb + self.class_emb(labels)
         return emb
+
+    def example_input(self, batch_size: int = 2, timesteps: int = 1000) -> tuple[Tensor, Tensor, Tensor | None]:
+        """``(x, t, labels)``: noise :math:`(B, C, H, W)`, steps below ``timesteps`` and class labels (or None)."""
+        dev = param_device(self)
+        x = torch.randn(batch_size, self.in_channels, *self.image_hw, device=dev)
+        t = torch.randint(0, timesteps, (batch_size,), device=dev)
+        labels = torch.arange(batch_size, device=dev) % self.num_classes if self.is_conditional else None
+        return x, t, labels
 
     def forward(self, x: Tensor, t: Tensor, labels: Tensor | None = None) -> Tensor:
         if t.dim() == 0:

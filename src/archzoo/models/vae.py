@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -28,8 +28,12 @@ from torch import Tensor, nn
 
 from archzoo.errors import UserError
 from archzoo.layers import get_activation
-from archzoo.models.autoencoder import conv_decoder, conv_encoder, downsampled_hw, image_hw, mlp, randn
+from archzoo.layers.conv import conv_decoder, conv_encoder
+from archzoo.layers.mlp import mlp
+from archzoo.models._example import ImageInput
+from archzoo.models._variant import variant
 from archzoo.registry import register_model
+from archzoo.utils import downsampled_hw, image_hw, randn
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 
@@ -43,7 +47,7 @@ class VAEOutput(NamedTuple):
     z: Tensor  # one reparameterised sample, (B, d)
 
 
-class VAE(nn.Module):
+class VAE(ImageInput, nn.Module):
     r"""Shared VAE machinery; subclasses build ``encoder``, ``to_mu``, ``to_logvar`` and ``decoder``.
 
     Likelihoods:
@@ -238,26 +242,14 @@ class ConvVAE(VAE):
 
 
 @register_model("vae_mlp")
-def vae_mlp(
-    in_channels: int = 1,
-    image_size: int = 28,
-    latent_dim: int = 20,
-    hidden_dims: Sequence[int] = (400,),
-    likelihood: str = "bernoulli",
-    obs_std: float = 0.1,
-) -> MLPVAE:
+@variant(MLPVAE, ("in_channels", "image_size", "latent_dim", "hidden_dims", "likelihood", "obs_std"))
+def vae_mlp(**kwargs: Any) -> MLPVAE:
     """The tutorial VAE: 784-400-(20, 20) encoder, 20-400-784 decoder, Bernoulli likelihood."""
-    return MLPVAE(in_channels, image_size, hidden_dims, latent_dim, likelihood, obs_std)
+    return MLPVAE(**kwargs)
 
 
 @register_model("vae_conv")
-def vae_conv(
-    in_channels: int = 1,
-    image_size: int = 28,
-    latent_dim: int = 16,
-    channels: Sequence[int] = (32, 64),
-    likelihood: str = "bernoulli",
-    obs_std: float = 0.1,
-) -> ConvVAE:
+@variant(ConvVAE, ("in_channels", "image_size", "latent_dim", "channels", "likelihood", "obs_std"))
+def vae_conv(**kwargs: Any) -> ConvVAE:
     """Convolutional VAE with two stride-2 stages and a 16-dimensional latent."""
-    return ConvVAE(in_channels, image_size, channels, latent_dim, likelihood, obs_std)
+    return ConvVAE(**kwargs)

@@ -7,11 +7,14 @@ Module names follow torchvision's ``VGG`` (a flat ``features`` sequence, ``avgpo
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from archzoo.errors import UserError
+from archzoo.layers.init import init_cnn_
+from archzoo.models._classifier import ImageClassifier
+from archzoo.models._variant import variant
 from archzoo.registry import register_model
 
 # Convolution widths, with "M" for a 2x2 max pool; each pool closes a block (stage).
@@ -24,7 +27,7 @@ CONFIGS: dict[str, list[int | str]] = {
 STEMS = ("imagenet", "small")
 
 
-class VGG(nn.Module):
+class VGG(ImageClassifier):
     r"""VGG from Simonyan and Zisserman, `"Very Deep Convolutional Networks for Large-Scale
     Image Recognition" <https://arxiv.org/abs/1409.1556>`_ (ICLR 2015).
 
@@ -56,7 +59,8 @@ class VGG(nn.Module):
     blocks ``block1``.. as slices of ``features`` (there is no separate stem).
     """
 
-    classifier_name = "classifier"
+    has_stem = False
+    stage_prefix = "block"
 
     def __init__(
         self,
@@ -70,6 +74,7 @@ class VGG(nn.Module):
         super().__init__()
         if stem not in STEMS:
             raise UserError(f"Unknown VGG stem '{stem}'; choose one of {', '.join(STEMS)}.")
+        self.in_channels = in_channels
         config = list(config)
         if stem == "small" and config[-1] == "M":
             config = config[:-1]
@@ -104,65 +109,44 @@ class VGG(nn.Module):
             nn.Linear(hidden, num_classes),
         )
 
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0.0, 0.01)
-                nn.init.zeros_(m.bias)
+        init_cnn_(self)
 
     @property
     def stages(self) -> list[nn.Module]:
         """The convolutional blocks in order, each a slice of ``features`` ending in its pool."""
         return [self.features[a:b] for a, b in self._bounds]
 
-    def feature_maps(self, x: Tensor) -> list[tuple[str, Tensor]]:
-        """``("block1", ...)``.. : the output of each block (after its max pool)."""
-        maps = []
-        for i, stage in enumerate(self.stages):
-            x = stage(x)
-            maps.append((f"block{i + 1}", x))
-        return maps
-
     def forward_features(self, x: Tensor) -> Tensor:
         return self.features(x)  # (B, 512, H', W')
 
-    def forward(self, x: Tensor) -> Tensor:
-        x = torch.flatten(self.avgpool(self.features(x)), 1)  # (B, 512 * pool * pool)
-        return self.classifier(x)
 
-    def get_classifier(self) -> nn.Module:
-        return self.classifier
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the last linear layer of ``classifier`` for ``num_classes`` classes."""
-        last = self.classifier[-1]
-        self.classifier[-1] = nn.Linear(last.in_features, num_classes)
+# What every VGG variant accepts; the defaults are VGG's.
+VGG_ARGS = ("num_classes", "in_channels", "stem", "dropout")
 
 
 @register_model()
-def vgg16(num_classes: int = 1000, in_channels: int = 3, stem: str = "imagenet", dropout: float = 0.5) -> VGG:
+@variant(VGG, VGG_ARGS)
+def vgg16(**kwargs: Any) -> VGG:
     """VGG-16 (configuration D): 13 convolutions in five blocks."""
-    return VGG(CONFIGS["vgg16"], num_classes, in_channels, batch_norm=False, dropout=dropout, stem=stem)
+    return VGG(CONFIGS["vgg16"], batch_norm=False, **kwargs)
 
 
 @register_model()
-def vgg16_bn(num_classes: int = 1000, in_channels: int = 3, stem: str = "imagenet", dropout: float = 0.5) -> VGG:
+@variant(VGG, VGG_ARGS)
+def vgg16_bn(**kwargs: Any) -> VGG:
     """VGG-16 with batch norm after every convolution."""
-    return VGG(CONFIGS["vgg16"], num_classes, in_channels, batch_norm=True, dropout=dropout, stem=stem)
+    return VGG(CONFIGS["vgg16"], batch_norm=True, **kwargs)
 
 
 @register_model()
-def vgg11(num_classes: int = 1000, in_channels: int = 3, stem: str = "imagenet", dropout: float = 0.5) -> VGG:
+@variant(VGG, VGG_ARGS)
+def vgg11(**kwargs: Any) -> VGG:
     """VGG-11 (configuration A): 8 convolutions in five blocks."""
-    return VGG(CONFIGS["vgg11"], num_classes, in_channels, batch_norm=False, dropout=dropout, stem=stem)
+    return VGG(CONFIGS["vgg11"], batch_norm=False, **kwargs)
 
 
 @register_model()
-def vgg11_bn(num_classes: int = 1000, in_channels: int = 3, stem: str = "imagenet", dropout: float = 0.5) -> VGG:
+@variant(VGG, VGG_ARGS)
+def vgg11_bn(**kwargs: Any) -> VGG:
     """VGG-11 with batch norm after every convolution."""
-    return VGG(CONFIGS["vgg11"], num_classes, in_channels, batch_norm=True, dropout=dropout, stem=stem)
+    return VGG(CONFIGS["vgg11"], batch_norm=True, **kwargs)

@@ -24,7 +24,7 @@ exponential moving average of the encoder outputs assigned to each code
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.distributed as dist
@@ -33,8 +33,11 @@ from torch import Tensor, nn
 
 from archzoo.errors import UserError
 from archzoo.layers import get_activation
-from archzoo.models.autoencoder import check_output, downsampled_hw, image_hw
+from archzoo.models._example import ImageInput
+from archzoo.models._variant import variant
+from archzoo.models.autoencoder import check_output
 from archzoo.registry import register_model
+from archzoo.utils import downsampled_hw, image_hw
 
 
 class Quantized(NamedTuple):
@@ -193,7 +196,7 @@ class VQOutput(NamedTuple):
     indices: Tensor  # (B, H', W')
 
 
-class VQVAE(nn.Module):
+class VQVAE(ImageInput, nn.Module):
     r"""VQ-VAE with the paper's encoder/decoder: strided convs, residual stacks, a 1x1 projection to codes.
 
     Args:
@@ -300,24 +303,9 @@ class VQVAE(nn.Module):
 
 
 @register_model("vqvae")
-def vqvae(
-    in_channels: int = 1,
-    image_size: int = 28,
-    hidden: int = 64,
-    num_codes: int = 512,
-    code_dim: int = 64,
-    ema: bool = False,
-    downsample: int = 2,
-    restart_threshold: float = 0.0,
-) -> VQVAE:
+@variant(
+    VQVAE, ("in_channels", "image_size", "hidden", "num_codes", "code_dim", "ema", "downsample", "restart_threshold")
+)
+def vqvae(**kwargs: Any) -> VQVAE:
     """VQ-VAE with a 512 x 64 codebook on a 7x7 grid for 28x28 images."""
-    return VQVAE(
-        in_channels,
-        image_size,
-        hidden,
-        num_codes=num_codes,
-        code_dim=code_dim,
-        ema=ema,
-        downsample=downsample,
-        restart_threshold=restart_threshold,
-    )
+    return VQVAE(**kwargs)

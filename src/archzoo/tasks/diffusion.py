@@ -22,10 +22,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from archzoo.errors import UserError
-from archzoo.models.autoencoder import randn
 from archzoo.registry import register_task
-from archzoo.tasks.reconstruction import GenerativeTask, eval_mode
-from archzoo.utils import unwrap
+from archzoo.tasks.generative import GenerativeTask, eval_mode
+from archzoo.utils import randn, unwrap
 
 
 class DDPMTask(GenerativeTask):

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from archzoo.errors import UserError
 from archzoo.models.flow import standard_normal_log_prob
 from archzoo.registry import register_task
-from archzoo.tasks.reconstruction import GenerativeTask, eval_mode
+from archzoo.tasks.generative import GenerativeTask, eval_mode
 from archzoo.utils import unwrap
 
 

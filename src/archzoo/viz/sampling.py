@@ -104,7 +104,7 @@ def sample_run(
             raise UserError("--class and --steps apply to sampling models; this autoencoder only reconstructs.")
         if is_ae:
             from archzoo.data.splits import example_batch
-            from archzoo.tasks.reconstruction import PixelRange
+            from archzoo.tasks.generative import PixelRange
 
             split = trainer.data.test or trainer.data.val
             xs, ys = example_batch(split, 2000)[:2]
