@@ -31,7 +31,7 @@ def test_every_recipe_loads(name: str) -> None:
     assert cfg.recipe == name
     assert cfg.description
     # Recipes are named <dataset>-<model>; the dataset part is a prefix of data.name or its short form.
-    assert cfg.data.batch_size >= 1 and cfg.optim.lr > 0 and cfg.train.epochs >= 1
+    assert cfg.data.train_batch >= 1 and cfg.optim.for_slot("main").lr > 0 and cfg.train.epochs >= 1
 
 
 def test_recipe_values_are_read() -> None:

@@ -233,18 +233,58 @@ def cmd_predict(a: argparse.Namespace, extra: list[str]) -> int:
 
 
 def cmd_summary(a: argparse.Namespace) -> int:
-    from archzoo.config import recipe_names
-    from archzoo.viz.summary import summarize
+    """A layer table of a model (built from key=value arguments) or of a recipe's model (from its data)."""
+    import torch
+    import yaml
 
-    print(summarize(a.name, a.overrides, a.input, a.data_dir, is_recipe=a.name in recipe_names()))
+    from archzoo.config import load_config, recipe_names
+    from archzoo.engine.builders import accepted, build_data, build_model
+    from archzoo.registry import MODELS, create_model
+    from archzoo.viz.summary import format_table, parse_shape
+
+    shape = parse_shape(a.input) if a.input else None
+    info: dict[str, Any] = {}
+    if a.name in recipe_names():
+        cfg = load_config(a.name, None, a.overrides)
+        if shape is None:
+            info = build_data(cfg, a.data_dir).info
+        model = build_model(cfg, info)
+        title = f"{a.name} ({cfg.model.name})"
+    else:
+        kwargs: dict[str, Any] = {}
+        for item in a.overrides:
+            if "=" not in item:
+                raise UserError(f"Model argument '{item}' must look like key=value.")
+            k, _, v = item.partition("=")
+            kwargs[k] = yaml.safe_load(v)
+        if shape is not None and len(shape) == 3:
+            # An image input says the channels and the size the model is built for, unless set.
+            takes = accepted(MODELS.get(a.name))
+            if "in_channels" in takes:
+                kwargs.setdefault("in_channels", shape[0])
+            if "image_size" in takes:
+                kwargs.setdefault("image_size", shape[1])
+        model = create_model(a.name, **kwargs)
+        title = a.name
+    if shape is None and "image_size" in info:
+        size = info["image_size"]
+        h, w = (size, size) if isinstance(size, int) else size
+        shape = (info.get("in_channels", 1), h, w)
+    elif shape is None and "in_features" in info:
+        shape = (info["in_features"],)
+    # Without a shape, the model's own example input (token ids, graph batches, images at its size).
+    x: Any = torch.randn(2, *shape) if shape else model.example_input(2)
+    print(format_table(model, title, x))
     return 0
 
 
 def cmd_sample(a: argparse.Namespace, extra: list[str]) -> int:
     run = load_run(a.run, None, a.weights)
     options = task_options(run.task.sample_options, extra, "sample")
+    from archzoo.viz.sampling import draw_outputs
+
     out = Path(a.out) if a.out else run.run_dir / "samples"
-    for p in run.task.sample(run, out, **options):
+    for p in draw_outputs(run.task.sample(run, out, **options)):
         print(p)
     return 0
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -46,3 +49,49 @@ def randn(shape: Sequence[int], generator: torch.Generator | None, device: torch
     if generator is None:
         return torch.randn(*shape, device=device)
     return torch.randn(*shape, generator=generator, device=generator.device).to(device)
+
+
+def parse_number(v: str) -> Any:
+    try:
+        f = float(v)
+    except ValueError:
+        return v
+    return int(f) if f.is_integer() and "." not in v and "e" not in v.lower() else f
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """The rows of a run's metrics.csv, numbers parsed, empty cells left out."""
+    with open(path, newline="") as f:
+        return [{k: parse_number(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]
+
+
+# ----------------------------------------------------------------------------- across ranks
+# Metrics are reduced across DDP ranks here and only here (torchmetrics does its own); a task
+# calls these at compute, on every rank, and nothing else in a task touches torch.distributed.
+
+
+def _ranks() -> int:
+    import torch.distributed as dist
+
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def sum_across_ranks(t: Tensor) -> Tensor:
+    """``t`` summed over the DDP ranks, in place (itself in one process)."""
+    if _ranks() > 1:
+        import torch.distributed as dist
+
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t
+
+
+def gather_across_ranks(obj: Any) -> list[Any]:
+    """Every rank's ``obj`` in rank order, on every rank (``[obj]`` in one process)."""
+    n = _ranks()
+    if n == 1:
+        return [obj]
+    import torch.distributed as dist
+
+    out: list[Any] = [None] * n
+    dist.all_gather_object(out, obj)
+    return out

@@ -116,6 +116,12 @@ def test_two_processes_match_one(recipe: str, tmp_path: Path) -> None:
     r1 = json.loads((tmp_path / "one" / "results.json").read_text())
     r2 = json.loads((tmp_path / "two" / "results.json").read_text())
     assert r2["world_size"] == 2 and r1["steps_run"] == r2["steps_run"]
+    if recipe == "python-lstm":
+        # Each rank carries its own streams' hidden state; the checkpoint keeps both for resume.
+        last = (tmp_path / "two" / "checkpoints" / "LAST").read_text().strip()
+        state = torch.load(tmp_path / "two" / "checkpoints" / last / "state.pt", weights_only=True)
+        h0, h1 = (r["train_state"] for r in state["task_ranks"])
+        assert len(state["task_ranks"]) == 2 and not torch.equal(h0[0], h1[0])
     tol = TOLERANCE[recipe]
     for k, v in r1["metrics"].items():
         if tol == 0.0:

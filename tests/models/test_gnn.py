@@ -45,7 +45,7 @@ def test_gcn_node_dropout_only_in_training() -> None:
     torch.testing.assert_close(model(data), model(data))
     model.train()
     assert not torch.equal(model(data), model(data))
-    assert model(model.example_input()).shape == (3, 2)
+    assert model(*model.example_input()).shape == (3, 2)
 
 
 def test_gcn_graph_pools_each_graph() -> None:
@@ -59,4 +59,4 @@ def test_gcn_graph_pools_each_graph() -> None:
     for i, g in enumerate(graphs):
         torch.testing.assert_close(model(Batch.from_data_list([g]))[0], out[i], atol=1e-6, rtol=0)
     assert len(model.convs) == 3
-    assert model(model.example_input(4)).shape == (4, 3)
+    assert model(*model.example_input(4)).shape == (4, 3)

@@ -14,7 +14,7 @@ from archzoo.models.rnn import RNNClassifier, RNNLanguageModel, lstm_lm, rnn_cla
 def test_lm_shapes_and_state(cell: str) -> None:
     torch.manual_seed(0)
     m = lstm_lm(vocab_size=13, embed_dim=8, hidden_size=12, num_layers=2, cell=cell)
-    x = m.example_input(3)
+    (x,) = m.example_input(3)
     logits, state = m(x)
     assert logits.shape == (3, x.shape[1], 13)
     h = state[0] if cell == "lstm" else state
@@ -72,7 +72,7 @@ def test_classifier_ignores_padding(cell: str, bidirectional: bool) -> None:
 
 def test_classifier_example_input_and_padding_embedding() -> None:
     m = RNNClassifier(vocab_size=4, num_classes=2, pad_id=0, bidirectional=True, num_layers=2)
-    b = m.example_input(3)
+    (b,) = m.example_input(3)
     assert b.x.shape == (3, 7) and b.lengths.tolist() == [3, 5, 7]
     assert (b.x[0, 3:] == 0).all() and (b.x[0, :3] != 0).all()
     assert m(b).shape == (3, 2)

@@ -15,6 +15,7 @@ from archzoo.errors import TrainingDiverged
 from archzoo.models.gan import DCGAN, MLPGAN
 from archzoo.registry import create_task
 from archzoo.tasks.adversarial import GANTask, WGANGPTask, gradient_penalty, mmd2
+from archzoo.viz.sampling import draw_outputs
 
 
 def _png_size(path: Path) -> tuple[int, int]:
@@ -155,5 +156,27 @@ def test_eval_metrics_are_reproducible(name: str, tmp_path: Path) -> None:
         runs.append(task.compute("val"))
     assert runs[0] == runs[1] and "val/mmd" in runs[0] and "val/d_real" in runs[0]
     assert task.monitor is None  # GAN runs keep their last weights
-    task.on_epoch_end(m, 0, tmp_path)
+    draw_outputs(task.on_epoch_end(m, 0, tmp_path) or [])
     assert _png_size(tmp_path / "samples" / "epoch_001.png") == (3 * 10 + 2, 2 * 10 + 2)  # one column per class
+
+
+def test_precision_auto_measures_a_two_optimizer_task() -> None:
+    """precision=auto times the task's own training_step, so a GAN's two steps are measured (it used to give up)."""
+    from archzoo.engine.trainer import probe_bf16_faster
+
+    calls: list[str] = []
+
+    class Counting(GANTask):
+        def training_step(self, model, batch, ctx):  # type: ignore[no-untyped-def]
+            calls.append(ctx.precision)
+            return super().training_step(model, batch, ctx)
+
+    m = _gan()
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    x = torch.rand(8, 1, 8, 8) * 2 - 1
+    assert probe_bf16_faster(m, Counting(), (x, torch.zeros(8, dtype=torch.long)), torch.device("cpu"), steps=1) in (
+        True,
+        False,
+    )
+    assert calls.count("fp32") == 2 and calls.count("bf16") == 2
+    assert all(torch.equal(v, m.state_dict()[k]) for k, v in before.items())  # the probe trained copies

@@ -13,6 +13,7 @@ from archzoo.models.diffusion import GaussianDiffusion
 from archzoo.models.unet import UNet
 from archzoo.registry import create_task
 from archzoo.tasks.diffusion import DDPMTask
+from archzoo.viz.sampling import draw_outputs
 
 
 def _png_size(path: Path) -> tuple[int, int]:
@@ -82,5 +83,5 @@ def test_eval_is_reproducible_and_grid_is_written(tmp_path: Path) -> None:
                 task.eval_step(m, b, "val")
         vals.append(task.compute("val"))
     assert set(vals[0]) == {"val/loss"} and vals[0] == vals[1]  # fixed timesteps and noise
-    task.on_epoch_end(m, 0, tmp_path)
+    draw_outputs(task.on_epoch_end(m, 0, tmp_path) or [])
     assert _png_size(tmp_path / "samples" / "epoch_001.png") == (3 * 6 + 2, 2 * 6 + 2)  # a column per class

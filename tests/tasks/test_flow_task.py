@@ -11,6 +11,7 @@ from archzoo.engine.context import OptimizerSlot, TrainContext
 from archzoo.models.flow import RealNVP2D, RealNVPImage
 from archzoo.registry import create_dataset, create_task
 from archzoo.tasks.flow import FlowTask
+from archzoo.viz.sampling import draw_outputs
 
 
 def test_two_moons_dataset() -> None:
@@ -72,5 +73,5 @@ def test_training_lowers_the_nll_on_two_moons(tmp_path: Path) -> None:
         for batch in data.train.batches(128, shuffle=True, epoch=epoch):
             task.training_step(m, batch, ctx)
     assert val() < start - 0.3
-    task.on_epoch_end(m, 0, tmp_path)
+    draw_outputs(task.on_epoch_end(m, 0, tmp_path) or [])
     assert (tmp_path / "samples" / "epoch_001.png").stat().st_size > 0

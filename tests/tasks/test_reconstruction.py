@@ -24,6 +24,7 @@ from archzoo.tasks.reconstruction import (
     anomaly_auc,
     iwae_log_likelihood,
 )
+from archzoo.viz.sampling import draw_outputs
 
 CPU = torch.device("cpu")
 
@@ -176,10 +177,10 @@ def test_vqvae_task_loss_and_perplexity() -> None:
 def test_sample_grids_every_n_epochs(tmp_path: Path) -> None:
     m = _tiny_vae()
     task = VAETask(sample_every=2, num_samples=6)
-    task.on_epoch_end(m, 1, None)  # no run dir: nothing to do
-    task.on_epoch_end(m, 0, tmp_path)
+    draw_outputs(task.on_epoch_end(m, 1, None) or [])  # no run dir: nothing to do
+    draw_outputs(task.on_epoch_end(m, 0, tmp_path) or [])
     assert not (tmp_path / "samples").exists()
-    task.on_epoch_end(m, 1, tmp_path)  # the second epoch (0-based 1)
+    draw_outputs(task.on_epoch_end(m, 1, tmp_path) or [])  # the second epoch (0-based 1)
     assert _png_size(tmp_path / "samples" / "epoch_002.png") == (
         3 * 6 + 2,
         2 * 6 + 2,

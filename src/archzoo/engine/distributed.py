@@ -58,10 +58,13 @@ def broadcast_object(obj: object, info: DistInfo) -> object:
     return box[0]
 
 
-def all_reduce_sum(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
-    if info.enabled:
-        dist.all_reduce(t, op=dist.ReduceOp.SUM)
-    return t
+def gather_to_main(obj: object, info: DistInfo) -> list[object]:
+    """Every rank's ``obj``, in rank order, on rank 0 (other ranks get their own alone)."""
+    if not info.enabled:
+        return [obj]
+    out: list[object] | None = [None] * info.world if info.is_main else None
+    dist.gather_object(obj, out, dst=0)
+    return out if out is not None else [obj]
 
 
 def shutdown(info: DistInfo) -> None:

@@ -30,7 +30,7 @@ def evaluate_split(
     """Run ``task.eval_step`` over this rank's batches of ``data`` and return ``task.compute(split)``.
 
     Each rank sees its own share of the examples; the task's metrics (torchmetrics, or the
-    engine's :func:`~archzoo.engine.distributed.all_reduce_sum`) are reduced across ranks at compute.
+    the one helper, :func:`archzoo.utils.sum_across_ranks`) are reduced across ranks at compute.
     """
     was = model.training
     model.eval()

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from archzoo.engine.checkpoint import atomic_write_bytes
+from archzoo.utils import parse_number, read_metrics  # noqa: F401 - read_metrics is the reader of these files
 
 FIRST_COLUMNS = ["epoch", "step", "time"]
 
@@ -40,7 +41,7 @@ class MetricsLog:
                         continue
                 except (KeyError, ValueError):
                     continue
-                self.log({k: _num(v) for k, v in row.items() if v not in ("", None)}, tb=False, flush=False)
+                self.log({k: parse_number(v) for k, v in row.items() if v not in ("", None)}, tb=False, flush=False)
 
     def log(self, row: dict[str, Any], tb: bool = True, flush: bool = True) -> None:
         for k in row:
@@ -119,16 +120,3 @@ class EventWriter:
 
 def _fmt(v: Any) -> Any:
     return f"{v:.6g}" if isinstance(v, float) else v
-
-
-def _num(v: str) -> Any:
-    try:
-        f = float(v)
-    except ValueError:
-        return v
-    return int(f) if f.is_integer() and "." not in v and "e" not in v.lower() else f
-
-
-def read_metrics(path: Path) -> list[dict[str, Any]]:
-    with open(path, newline="") as f:
-        return [{k: _num(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]

@@ -31,7 +31,7 @@ from archzoo.data.splits import DataBundle, example_batch
 from archzoo.engine import checkpoint as ckpt
 from archzoo.engine.builders import build_data, build_model, build_task, resolve_device, save_info, seed_everything
 from archzoo.engine.context import OptimizerSlot, TrainContext
-from archzoo.engine.distributed import DistInfo, barrier, broadcast_object, init_distributed
+from archzoo.engine.distributed import DistInfo, barrier, broadcast_object, gather_to_main, init_distributed
 from archzoo.engine.ema import WeightEMA
 from archzoo.engine.evaluation import evaluate_split
 from archzoo.engine.loggers import MetricsLog
@@ -325,7 +325,7 @@ class Trainer:
 
     # --------------------------------------------------------------------- state
 
-    def _state(self) -> dict[str, Any]:
+    def _state(self, task_states: list[Any] | None = None) -> dict[str, Any]:
         return {
             "epoch": self.epoch,
             "batch_in_epoch": self.batch_in_epoch,
@@ -346,6 +346,8 @@ class Trainer:
             "scalers": {k: s.scaler.state_dict() for k, s in self.ctx.slots.items() if s.scaler is not None},
             "rng": _rng_state(),
             "task": self.task.extra_state(),
+            # Under DDP each rank's task state (its streams' hidden state), so every rank resumes its own.
+            "task_ranks": task_states if task_states is not None and len(task_states) > 1 else None,
             "precision": self.precision,
             "ema_updates": self.ema.updates if self.ema is not None else None,
         }
@@ -376,7 +378,10 @@ class Trainer:
             self.train_sums = {k: v.to(self.device) for k, v in state["train_sums"].items()}
             count = float(state["train_count"])
             self.train_count = int(count) if count.is_integer() else count
-            self.task.load_extra_state(state.get("task", {}))
+            ranks = state.get("task_ranks")
+            if ranks is not None and len(ranks) != self.dist.world:
+                raise ValueError(f"it was written by {len(ranks)} processes, and this run has {self.dist.world}")
+            self.task.load_extra_state(ranks[self.dist.rank] if ranks is not None else state.get("task", {}))
             _set_rng_state(state["rng"])
             if self.ema is not None:
                 averaged = ckpt.load_extra_weights(path, EMA_FILE)
@@ -390,13 +395,15 @@ class Trainer:
             raise UserError(f"Checkpoint {path} does not match this run's configuration ({e}).") from None
 
     def _save(self) -> None:
+        """Write a full checkpoint (rank 0); every rank calls it at the same step, to hand over its task state."""
         self.last_save_step = self.ctx.global_step
         self._last_save_time = time.perf_counter()
+        task_states = gather_to_main(self.task.extra_state(), self.dist) if self.dist.enabled else None
         if not self.dist.is_main:
             return
         tag = f"epoch{self.epoch:04d}-step{self.ctx.global_step:07d}"
         extra = {EMA_FILE: self.ema.state_dict()} if self.ema is not None else None
-        ckpt.save_checkpoint(self.ckpt_dir, tag, self.model, self._state(), extra=extra)
+        ckpt.save_checkpoint(self.ckpt_dir, tag, self.model, self._state(task_states), extra=extra)
 
     def _averaged(self) -> contextlib.AbstractContextManager[None]:
         """Inside: the model holds its averaged weights (train.ema_decay), if any."""
@@ -501,9 +508,9 @@ class Trainer:
                     self._check_finite()
                     self._validate(log, at_epoch_end=False)
                     self._train_mode()
-                due = (unit == "steps" and step % int(every) == 0) or (
-                    unit == "seconds" and time.perf_counter() - self._last_save_time >= every
-                )
+                due = unit == "steps" and step % int(every) == 0
+                if unit == "seconds":  # rank 0's clock decides, so every rank saves at the same step
+                    due = bool(broadcast_object(time.perf_counter() - self._last_save_time >= every, self.dist))
                 if due:
                     self._check_finite()
                     self.elapsed = time.perf_counter() - self._t_start
@@ -629,16 +636,21 @@ class Trainer:
                      **self._lrs()})  # fmt: skip
         if self.dist.is_main:
             with self._averaged():
-                self.task.on_epoch_end(self.model, self.epoch, self.run_dir)
+                shown = self.task.on_epoch_end(self.model, self.epoch, self.run_dir)
+            if shown:
+                from archzoo.viz.grid import draw
+
+                for picture in shown:
+                    draw(picture)
         self.epoch += 1
         self.batch_in_epoch = 0
         self.elapsed = elapsed
         if self.epoch < t.epochs and not last:
             self._check_time()
         final = last or self.epoch >= t.epochs or self._stopping()
-        due = unit in ("steps", "seconds") or (unit == "epochs" and self.epoch % int(every) == 0)
+        due = unit == "steps" or (unit == "epochs" and self.epoch % int(every) == 0)
         if unit == "seconds":
-            due = time.perf_counter() - self._last_save_time >= every
+            due = bool(broadcast_object(time.perf_counter() - self._last_save_time >= every, self.dist))
         if due or final:
             self._save()
         barrier(self.dist)

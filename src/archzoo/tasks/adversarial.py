@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 from archzoo.errors import UserError
 from archzoo.registry import register_task
+from archzoo.tasks.base import Picture
 from archzoo.tasks.generative import GenerativeTask, check_finite, eval_mode
 from archzoo.utils import randn, unwrap
 
@@ -232,16 +233,14 @@ class GANTask(GenerativeTask):
         self.eval_gen.pop(split, None)
         return super().compute(split)
 
-    def on_epoch_end(self, model: nn.Module, epoch: int, run_dir: Path | None) -> None:
+    def on_epoch_end(self, model: nn.Module, epoch: int, run_dir: Path | None) -> list[Picture] | None:
         path = self.grid_path(epoch, run_dir)
         if path is None:
-            return
-        from archzoo.viz.grid import save_image_grid
-
+            return None
         m = unwrap(model)
         with eval_mode(m):
             imgs = m.sample(self.num_samples, generator=self.generator())
-        save_image_grid(imgs, path, nrow=self.grid_rows(m, self.num_samples), value_range=m.data_range)
+        return [Picture(path, "grid", imgs, nrow=self.grid_rows(m, self.num_samples), value_range=m.data_range)]
 
 
 class WGANGPTask(GANTask):

@@ -59,6 +59,24 @@ class StepContext(Protocol):
         """Clip, step and zero optimizer ``name`` on an accumulation boundary; returns whether it stepped."""
 
 
+@dataclass
+class Picture:
+    """A picture a task asks for, as data: the engine (or ``archzoo sample``) draws it with :mod:`archzoo.viz`.
+
+    Tasks do not import viz; they say what to draw. ``kind`` is ``grid`` (images ``(N, C, H, W)`` in
+    ``value_range``, ``nrow`` per row), ``points`` (``(N, 2)`` samples) or ``latents`` (``(N, >=2)``
+    codes, coloured by ``labels``).
+    """
+
+    path: Path
+    kind: str
+    data: Tensor
+    labels: Tensor | None = None
+    nrow: int | None = None
+    value_range: tuple[float, float] | None = (0.0, 1.0)
+    title: str | None = None
+
+
 @dataclass(frozen=True)
 class Option:
     """One option a task declares for ``archzoo sample`` or ``archzoo predict`` (``--name VALUE``)."""
@@ -149,17 +167,18 @@ class Task(ABC):
         """Lines for stdout, one or more per input (tab-separated: input, answer, score)."""
         return [f"{i}\t{o}" for i, o in zip(inputs, outputs, strict=False)]
 
-    def sample(self, run: Any, out_dir: Path, **options: Any) -> list[Path]:
+    def sample(self, run: Any, out_dir: Path, **options: Any) -> list[Path | Picture]:
         """Draw samples from ``run`` (a :class:`~archzoo.engine.run.Run`: model, info, data) with the
-        declared :attr:`sample_options`, write them under ``out_dir`` and return the paths."""
+        declared :attr:`sample_options`: files written under ``out_dir``, and pictures for viz to draw."""
         from archzoo.errors import UserError
 
         raise UserError(
             f"Run {getattr(run, 'run_dir', '')} is a {type(self).__name__} run, not a generative model; it draws no samples."
         )
 
-    def on_epoch_end(self, model: nn.Module, epoch: int, run_dir: Path | None) -> None:  # noqa: B027 - an optional hook
-        """Called on the main process after each epoch's evaluation (sample grids, plots)."""
+    def on_epoch_end(self, model: nn.Module, epoch: int, run_dir: Path | None) -> list[Picture] | None:
+        """Called on the main process after each epoch's evaluation; returns the pictures to draw (sample grids)."""
+        return None
 
     def extra_state(self) -> dict[str, Any]:
         """Task state that a checkpoint must carry (tensors, numbers, strings)."""

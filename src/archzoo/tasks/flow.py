@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from archzoo.errors import UserError
 from archzoo.models.flow import standard_normal_log_prob
 from archzoo.registry import register_task
+from archzoo.tasks.base import Picture
 from archzoo.tasks.generative import GenerativeTask, eval_mode
 from archzoo.utils import unwrap
 
@@ -100,21 +101,18 @@ class FlowTask(GenerativeTask):
         self.eval_gen.pop(split, None)
         return super().compute(split)
 
-    def on_epoch_end(self, model: nn.Module, epoch: int, run_dir: Path | None) -> None:
+    def on_epoch_end(self, model: nn.Module, epoch: int, run_dir: Path | None) -> list[Picture] | None:
         path = self.grid_path(epoch, run_dir)
         if path is None:
-            return
+            return None
         m = unwrap(model)
         images = getattr(m, "data_range", None) is not None
         with eval_mode(m):
             n = self.num_samples if images else 2000
             samples = m.sample(n, generator=self.generator(), temperature=self.temperature)
-        from archzoo.viz.grid import save_image_grid, save_point_scatter
-
         if images:
-            save_image_grid(samples, path, value_range=m.data_range)
-        else:
-            save_point_scatter(samples, path)
+            return [Picture(path, "grid", samples, value_range=m.data_range)]
+        return [Picture(path, "points", samples)]
 
 
 @register_task("flow")

@@ -22,18 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from torch import Tensor, nn
 
 from archzoo.errors import TrainingDiverged, UserError
 from archzoo.tasks.base import Task
 from archzoo.tasks.sampling import ImageSampling
-from archzoo.utils import unwrap
-
-
-def dist_on() -> bool:
-    """Whether a process group of more than one rank is running."""
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+from archzoo.utils import sum_across_ranks, unwrap
 
 
 class PixelRange:
@@ -92,8 +86,7 @@ class Means:
             return {}
         keys = sorted(self.sums)
         vec = torch.stack([self.sums[k] for k in keys] + [self.sums[keys[0]].new_tensor(float(self.count))])
-        if dist_on():
-            dist.all_reduce(vec)
+        sum_across_ranks(vec)
         vals = vec.tolist()
         n = max(vals[-1], 1.0)
         return {k: v / n for k, v in zip(keys, vals[:-1], strict=True)}

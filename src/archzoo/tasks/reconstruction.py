@@ -13,14 +13,15 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from archzoo.errors import UserError
 from archzoo.registry import register_task
-from archzoo.tasks.generative import GenerativeTask, dist_on, eval_mode
-from archzoo.utils import unwrap
+from archzoo.tasks import pictures
+from archzoo.tasks.base import Picture
+from archzoo.tasks.generative import GenerativeTask, eval_mode
+from archzoo.utils import gather_across_ranks, sum_across_ranks, unwrap
 
 # ---------------------------------------------------------------------------
 # autoencoders
@@ -101,13 +102,11 @@ class AutoencoderTask(GenerativeTask):
         per = reconstruction_loss(recon, x, self.kind)
         self.acc(split).add(x.shape[0], loss=per, mse=(recon - x).pow(2).flatten(1).mean(1))
 
-    def on_epoch_end(self, model: nn.Module, epoch: int, run_dir: Path | None) -> None:
+    def on_epoch_end(self, model: nn.Module, epoch: int, run_dir: Path | None) -> list[Picture] | None:
         path = self.grid_path(epoch, run_dir)
         if path is None or self.fixed is None:
-            return
-        from archzoo.viz.grid import save_reconstructions
-
-        save_reconstructions(unwrap(model), self.fixed, path)
+            return None
+        return [pictures.reconstructions(unwrap(model), self.fixed, path)]
 
 
 class AnomalyTask(AutoencoderTask):
@@ -162,9 +161,8 @@ class AnomalyTask(AutoencoderTask):
         pairs = self.scores.pop(split, [])
         s = torch.cat([p[0] for p in pairs]) if pairs else torch.zeros(0)
         a = torch.cat([p[1] for p in pairs]) if pairs else torch.zeros(0, dtype=torch.bool)
-        if dist_on():
-            gathered: list[Any] = [None] * dist.get_world_size()
-            dist.all_gather_object(gathered, (s, a))
+        gathered = gather_across_ranks((s, a))
+        if len(gathered) > 1:
             s = torch.cat([g[0] for g in gathered])
             a = torch.cat([g[1] for g in gathered])
         if len(s):
@@ -305,18 +303,17 @@ class VAETask(GenerativeTask):
         self.eval_gen.pop(split, None)
         return super().compute(split)
 
-    def on_epoch_end(self, model: nn.Module, epoch: int, run_dir: Path | None) -> None:
+    def on_epoch_end(self, model: nn.Module, epoch: int, run_dir: Path | None) -> list[Picture] | None:
         path = self.grid_path(epoch, run_dir)
         if path is None:
-            return
-        from archzoo.viz.grid import save_image_grid, save_reconstructions
-
+            return None
         m = unwrap(model)
         with eval_mode(m):
             imgs = m.sample(self.num_samples, generator=self.generator())
-        save_image_grid(imgs, path, value_range=m.data_range)
+        out = [Picture(path, "grid", imgs, value_range=m.data_range)]
         if self.fixed is not None:
-            save_reconstructions(m, self.fixed, path.with_name(f"recon_{path.name}"))
+            out.append(pictures.reconstructions(m, self.fixed, path.with_name(f"recon_{path.name}")))
+        return out
 
 
 # ---------------------------------------------------------------------------
@@ -381,19 +378,16 @@ class VQVAETask(GenerativeTask):
         out = super().compute(split)
         counts = self.usage.pop(split, None)
         if counts is not None:
-            if dist_on():
-                dist.all_reduce(counts)
+            sum_across_ranks(counts)
             p = counts / counts.sum().clamp(min=1)
             out[f"{split}/perplexity"] = float(torch.exp(-(p * torch.log(p + 1e-10)).sum()))
         return out
 
-    def on_epoch_end(self, model: nn.Module, epoch: int, run_dir: Path | None) -> None:
+    def on_epoch_end(self, model: nn.Module, epoch: int, run_dir: Path | None) -> list[Picture] | None:
         path = self.grid_path(epoch, run_dir)
         if path is None or self.fixed is None:
-            return
-        from archzoo.viz.grid import save_reconstructions
-
-        save_reconstructions(unwrap(model), self.fixed, path)
+            return None
+        return [pictures.reconstructions(unwrap(model), self.fixed, path)]
 
 
 # ---------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
-from archzoo.engine.loggers import read_metrics
+from archzoo.utils import read_metrics
 
 
 def plot_curves(metrics_csv: Path, out_dir: Path) -> list[Path]:

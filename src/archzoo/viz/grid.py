@@ -1,7 +1,8 @@
 """Image grids for generative models: samples, reconstructions, interpolations, 2-D latents.
 
 Every function writes one PNG with Pillow (or matplotlib for the scatter) and
-returns its path. Images are tensors ``(N, C, H, W)`` with values in
+returns its path; :func:`draw` draws the pictures tasks ask for
+(:class:`~archzoo.tasks.base.Picture`), which they compute without importing viz. Images are tensors ``(N, C, H, W)`` with values in
 ``value_range``, which for a model is its ``data_range`` attribute.
 """
 
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +17,8 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from archzoo.utils import unwrap
+from archzoo.tasks import pictures
+from archzoo.tasks.base import Picture
 
 PathLike = str | Path
 
@@ -77,88 +78,48 @@ def save_image_grid(
     return path
 
 
-def _model_range(model: nn.Module) -> tuple[float, float] | None:
-    return getattr(unwrap(model), "data_range", (0.0, 1.0))
+def draw(picture: Picture) -> Path:
+    """Draw a task's :class:`~archzoo.tasks.base.Picture` to its path; returns the path."""
+    if picture.kind == "grid":
+        return save_image_grid(picture.data, picture.path, nrow=picture.nrow, value_range=picture.value_range)
+    if picture.kind == "points":
+        return save_point_scatter(picture.data, picture.path, title=picture.title or "samples")
+    if picture.kind == "latents":
+        return save_latent_points(picture.data, picture.labels, picture.path, title=picture.title)
+    raise ValueError(f"unknown picture kind '{picture.kind}'")
 
 
-def _latent(model: nn.Module, x: Tensor) -> Tensor:
-    """Autoencoder code, or a VAE's posterior mean."""
-    z = model.encode(x)
-    return z[0] if isinstance(z, tuple) else z
-
-
-@torch.no_grad()
 def save_reconstructions(model: nn.Module, x: Tensor, path: PathLike, pairs_per_row: int = 8) -> Path:
-    """Inputs beside their reconstructions: each pair is (input, ``model.reconstruct(input)``).
-
-    ``x`` must already be in the model's ``data_range``.
-    """
-    model = unwrap(model)
-    was = model.training
-    model.eval()
-    try:
-        dev = next(model.parameters()).device
-        x = x.to(dev)
-        rec = model.reconstruct(x)
-    finally:
-        model.train(was)
-    both = torch.stack([x, rec], dim=1).flatten(0, 1)  # (2N, C, H, W): x0, r0, x1, r1, ...
-    return save_image_grid(both, path, nrow=2 * min(pairs_per_row, x.shape[0]), value_range=_model_range(model))
+    """Inputs beside their reconstructions (:func:`archzoo.tasks.pictures.reconstructions`), as one PNG."""
+    return draw(pictures.reconstructions(model, x, Path(path), pairs_per_row))
 
 
-@torch.no_grad()
 def save_interpolation_grid(model: nn.Module, x_a: Tensor, x_b: Tensor, steps: int, path: PathLike) -> Path:
-    """Decode the straight line between the latents of ``x_a`` and ``x_b``: one row per pair, ``steps`` columns.
-
-    :math:`z_\\lambda = (1 - \\lambda) z_a + \\lambda z_b` for ``steps`` values of :math:`\\lambda` in [0, 1];
-    works for autoencoders (``encode -> z``), VAEs (``encode -> (mu, logvar)``, the mean is used) and
-    VQ-VAEs (the continuous encoder outputs are mixed and every mix is quantised before decoding).
-    """
-    model = unwrap(model)
-    if x_a.dim() == 3:
-        x_a, x_b = x_a[None], x_b[None]
-    if hasattr(model, "decode_features"):  # discrete codes cannot be mixed; their continuous sources can
-        encode, decode = model.forward_features, model.decode_features
-    else:
-        encode, decode = partial(_latent, model), model.decode
-    was = model.training
-    model.eval()
-    try:
-        dev = next(model.parameters()).device
-        za, zb = encode(x_a.to(dev)), encode(x_b.to(dev))  # (N, *latent)
-        lam = torch.linspace(0.0, 1.0, steps, device=dev).view(1, steps, *[1] * (za.dim() - 1))
-        z = (1 - lam) * za[:, None] + lam * zb[:, None]  # (N, S, *latent)
-        imgs = decode(z.flatten(0, 1))  # (N*S, C, H, W), row-major per pair
-    finally:
-        model.train(was)
-    return save_image_grid(imgs, path, nrow=steps, value_range=_model_range(model))
+    """Latent interpolations (:func:`archzoo.tasks.pictures.interpolation`), one row per pair."""
+    return draw(pictures.interpolation(model, x_a, x_b, steps, Path(path)))
 
 
-@torch.no_grad()
 def save_latent_scatter(
     model: nn.Module, x: Tensor, y: Tensor | None, path: PathLike, title: str | None = None
 ) -> Path:
     """Scatter the first two latent coordinates of ``x`` (a VAE's posterior means), coloured by label ``y``."""
+    return draw(pictures.latent_means(model, x, y, Path(path), title))
+
+
+def save_latent_points(z: Tensor, y: Tensor | None, path: PathLike, title: str | None = None) -> Path:
+    """Scatter the first two coordinates of codes ``z`` ``(N, >=2)``, coloured by label ``y``."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    model = unwrap(model)
-    was = model.training
-    model.eval()
-    try:
-        z = _latent(model, x.to(next(model.parameters()).device)).float().cpu().numpy()
-    finally:
-        model.train(was)
-    if z.shape[1] < 2:
-        raise ValueError("save_latent_scatter needs a latent of at least 2 dimensions")
+    zz = z.detach().float().cpu().numpy()
     fig = Figure(figsize=(5, 5), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     if y is None:
-        ax.scatter(z[:, 0], z[:, 1], s=3, alpha=0.6)
+        ax.scatter(zz[:, 0], zz[:, 1], s=3, alpha=0.6)
     else:
         labels = np.asarray(y.cpu())
-        sc = ax.scatter(z[:, 0], z[:, 1], c=labels, cmap="tab10", s=3, alpha=0.7)
+        sc = ax.scatter(zz[:, 0], zz[:, 1], c=labels, cmap="tab10", s=3, alpha=0.7)
         fig.colorbar(sc, ax=ax, label="class")
     ax.set_xlabel("$z_1$")
     ax.set_ylabel("$z_2$")

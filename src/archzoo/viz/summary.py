@@ -18,8 +18,10 @@ def _shape(out: Any) -> str:
     return "-"
 
 
-def layer_table(model: nn.Module, x: torch.Tensor) -> tuple[list[tuple[str, str, str, int]], Any]:
-    """Run ``x`` through ``model`` and return rows (name, type, output shape, own parameters) and the output."""
+def layer_table(model: nn.Module, x: torch.Tensor | tuple[Any, ...]) -> tuple[list[tuple[str, str, str, int]], Any]:
+    """Run ``x`` (one input, or forward's argument tuple) through ``model``; return rows
+    (name, type, output shape, own parameters) and the output."""
+    args = x if isinstance(x, tuple) else (x,)
     rows: list[tuple[str, str, str, int]] = []
     hooks = []
     for name, mod in model.named_modules():
@@ -34,10 +36,10 @@ def layer_table(model: nn.Module, x: torch.Tensor) -> tuple[list[tuple[str, str,
     try:
         with torch.no_grad():
             # Generative models (GANs, diffusion) define what one training pass over an input runs.
-            out = getattr(model, "training_forward", model)(x)
+            out = getattr(model, "training_forward", model)(*args)
     except RuntimeError as e:
         raise UserError(
-            f"The model cannot take an input of shape {tuple(x.shape)} ({str(e).splitlines()[0]})."
+            f"The model cannot take an input of shape {_shape(args[0])} ({str(e).splitlines()[0]})."
         ) from None
     finally:
         for h in hooks:
@@ -45,63 +47,21 @@ def layer_table(model: nn.Module, x: torch.Tensor) -> tuple[list[tuple[str, str,
     return rows, out
 
 
-def _parse_shape(text: str) -> tuple[int, ...]:
+def parse_shape(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(s) for s in text.split(","))
     except ValueError:
         raise UserError(f"--input must be comma-separated integers such as 1,28,28, got '{text}'.") from None
 
 
-def summarize(name: str, overrides: list[str], input_shape: str | None, data_dir: str | None, is_recipe: bool) -> str:
-    from archzoo.config import load_config
-    from archzoo.engine.builders import accepted, build_data, build_model
-
-    if is_recipe:
-        cfg = load_config(name, None, overrides)
-        info: dict[str, Any] = {}
-        if input_shape is None:
-            info = build_data(cfg, data_dir).info
-        model = build_model(cfg, info)
-        title = f"{name} ({cfg.model.name})"
-    else:
-        import yaml
-
-        from archzoo.registry import create_model
-
-        kwargs = {}
-        for item in overrides:
-            if "=" not in item:
-                raise UserError(f"Model argument '{item}' must look like key=value.")
-            k, _, v = item.partition("=")
-            kwargs[k] = yaml.safe_load(v)
-        shape_given = _parse_shape(input_shape) if input_shape else None
-        if shape_given is not None and len(shape_given) == 3:
-            # An image input says the channels and the size the model is built for, unless set.
-            from archzoo.registry import MODELS
-
-            takes = accepted(MODELS.get(name))
-            if "in_channels" in takes:
-                kwargs.setdefault("in_channels", shape_given[0])
-            if "image_size" in takes:
-                kwargs.setdefault("image_size", shape_given[1])
-        model = create_model(name, **kwargs)
-        info = {}
-        title = name
-    if input_shape:
-        shape = _parse_shape(input_shape)
-    elif "image_size" in info:
-        shape = (info.get("in_channels", 1), info["image_size"], info["image_size"])
-    elif "in_features" in info:
-        shape = (info["in_features"],)
-    else:
-        c = getattr(model, "in_channels", 3)
-        shape = (c, 224, 224) if not hasattr(model, "in_features") else (model.in_features,)
-    x = torch.randn(2, *shape)
+def format_table(model: nn.Module, title: str, x: torch.Tensor | tuple[Any, ...]) -> str:
+    """The layer table of ``model`` on input ``x``, with its title, output shape and parameter counts."""
     rows, out = layer_table(model, x)
+    first = x[0] if isinstance(x, tuple) else x
     w_name = max([len(r[0]) for r in rows] + [5])
     w_type = max([len(r[1]) for r in rows] + [4])
     lines = [
-        f"{title}: input {'×'.join(map(str, (2, *shape)))}",
+        f"{title}: input {_shape(first)}",
         f"{'layer':<{w_name}}  {'type':<{w_type}}  {'output':<18}  {'params':>10}",
     ]
     lines.append("-" * len(lines[-1]))
