@@ -49,6 +49,13 @@ TARGETS = {
     "fashion-resnet18": RESNET,
     "fashion-mobilenet": {"metric": "test/acc", "target": None, "anchor": None},
     "fashion-efficientnet": {"metric": "test/acc", "target": None, "anchor": None},
+    # One small consumer of each kind of data the engine takes (token stream, padded sequences,
+    # graph mini-batches, one full graph, series windows); their families set targets later.
+    "python-lstm": {"metric": "test/loss", "target": None, "anchor": None},
+    "parity-gru": {"metric": "test/acc", "target": None, "anchor": None},
+    "shapes-gcn": {"metric": "test/acc", "target": None, "anchor": None},
+    "karate-gcn": {"metric": "test/acc", "target": None, "anchor": None},
+    "sine-mlp": {"metric": "test/rmse", "target": None, "anchor": None},
 }
 
 

@@ -64,11 +64,26 @@ def _step(tag: str) -> int:
     return int(tag.rsplit("step", 1)[1]) if "step" in tag else 0
 
 
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Each consumer trained once in one process, uninterrupted: the reference of both tests (made on first use)."""
+    runs: dict[str, Path] = {}
+
+    class Lazy(dict):
+        def __missing__(self, recipe: str) -> Path:
+            run = tmp_path_factory.mktemp(recipe) / "one"
+            r = subprocess.run(_cmd(recipe, run), capture_output=True, text=True)
+            assert r.returncode == 0, r.stderr[-2000:]
+            self[recipe] = run
+            return run
+
+    return Lazy(runs)
+
+
 @pytest.mark.parametrize("recipe", list(CONSUMERS))
-def test_kill9_between_steps_resumes_bitwise(recipe: str, tmp_path: Path) -> None:
-    ref = subprocess.run(_cmd(recipe, tmp_path / "ref"), capture_output=True, text=True)
-    assert ref.returncode == 0, ref.stderr[-2000:]
-    total = json.loads((tmp_path / "ref" / "results.json").read_text())["steps_run"]
+def test_kill9_between_steps_resumes_bitwise(recipe: str, tmp_path: Path, one_process: dict[str, Path]) -> None:
+    ref = one_process[recipe]
+    total = json.loads((ref / "results.json").read_text())["steps_run"]
     victim = subprocess.Popen(
         _cmd(recipe, tmp_path / "victim", "train.checkpoint_every=1"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
@@ -86,10 +101,20 @@ def test_kill9_between_steps_resumes_bitwise(recipe: str, tmp_path: Path) -> Non
     killed_at = _pointer(tmp_path / "victim")
     assert not (tmp_path / "victim" / "model.safetensors").exists()
     resumed = subprocess.run(
-        [sys.executable, "-m", "archzoo", "train", "--resume", str(tmp_path / "victim")], capture_output=True, text=True
+        [
+            sys.executable,
+            "-m",
+            "archzoo",
+            "train",
+            "--resume",
+            str(tmp_path / "victim"),
+            "train.checkpoint_every=epoch",
+        ],
+        capture_output=True,
+        text=True,
     )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    a = load_file(str(tmp_path / "ref" / "model.safetensors"))
+    a = load_file(str(ref / "model.safetensors"))
     b = load_file(str(tmp_path / "victim" / "model.safetensors"))
     assert a.keys() == b.keys()
     for k in a:
@@ -103,9 +128,8 @@ TOLERANCE = {"python-lstm": 0.02, "parity-gru": 0.02, "shapes-gcn": 0.02, "karat
 
 
 @pytest.mark.parametrize("recipe", list(CONSUMERS))
-def test_two_processes_match_one(recipe: str, tmp_path: Path) -> None:
-    one = subprocess.run(_cmd(recipe, tmp_path / "one"), capture_output=True, text=True)
-    assert one.returncode == 0, one.stderr[-2000:]
+def test_two_processes_match_one(recipe: str, tmp_path: Path, one_process: dict[str, Path]) -> None:
+    one = one_process[recipe]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     two = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}", "-m", "archzoo",
@@ -113,7 +137,7 @@ def test_two_processes_match_one(recipe: str, tmp_path: Path) -> None:
         capture_output=True, text=True, env=env, timeout=300,
     )  # fmt: skip
     assert two.returncode == 0, two.stderr[-3000:]
-    r1 = json.loads((tmp_path / "one" / "results.json").read_text())
+    r1 = json.loads((one / "results.json").read_text())
     r2 = json.loads((tmp_path / "two" / "results.json").read_text())
     assert r2["world_size"] == 2 and r1["steps_run"] == r2["steps_run"]
     if recipe == "python-lstm":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -128,7 +129,9 @@ def test_greedy_sample_from_carried_state_equals_recomputing_the_prefix(tmp_path
     torch.manual_seed(0)
     model = lstm_lm(vocab_size=len(ITOS), embed_dim=8, hidden_size=8)
     task = _task()
-    [path] = task.sample(model, {"itos": ITOS}, tmp_path, prompt="ab a", tokens=12, temperature=0.0)
+    [path] = task.sample(
+        SimpleNamespace(model=model, info={"itos": ITOS}), tmp_path, prompt="ab a", tokens=12, temperature=0.0
+    )
     assert path == tmp_path / "sample.txt"
     text = path.read_text()
     ids = [ITOS.index(ch) for ch in "ab a"]
@@ -145,16 +148,26 @@ def test_sample_is_seeded_and_checks_its_prompt(tmp_path: Path) -> None:
     task = _task()
     info = {"itos": ITOS}
     texts = [
-        task.sample(model, info, tmp_path / str(i), prompt="a", tokens=30, top_k=3, top_p=0.9, seed=s)[0].read_text()
+        task.sample(
+            SimpleNamespace(model=model, info=info),
+            tmp_path / str(i),
+            prompt="a",
+            tokens=30,
+            top_k=3,
+            top_p=0.9,
+            seed=s,
+        )[0].read_text()
         for i, s in enumerate((1, 1, 2))
     ]
     assert texts[0] == texts[1] and texts[0] != texts[2]
     assert len(texts[0]) == 31 and texts[0].startswith("a")
-    assert len(task.sample(model, info, tmp_path / "e", tokens=5)[0].read_text()) == 5  # empty prompt
+    assert (
+        len(task.sample(SimpleNamespace(model=model, info=info), tmp_path / "e", tokens=5)[0].read_text()) == 5
+    )  # empty prompt
     with pytest.raises(UserError, match=r"'x', 'z'"):
-        task.sample(model, info, tmp_path, prompt="zax")
+        task.sample(SimpleNamespace(model=model, info=info), tmp_path, prompt="zax")
     with pytest.raises(UserError, match="top-p"):
-        task.sample(model, info, tmp_path, prompt="a", top_p=0.0)
+        task.sample(SimpleNamespace(model=model, info=info), tmp_path, prompt="a", top_p=0.0)
 
 
 def test_filter_logits_top_k_and_nucleus() -> None:

@@ -276,12 +276,13 @@ class LanguageModeling(Task):
         return lines
 
     @torch.no_grad()
-    def sample(self, model: nn.Module, info: dict[str, Any], out_dir: Path, **options: Any) -> list[Path]:
-        """Continue ``prompt`` by ``tokens`` draws, each one step of the model from the carried state.
+    def sample(self, run: Any, out_dir: Path, **options: Any) -> list[Path]:
+        """Continue ``prompt`` by ``tokens`` draws, each one step of ``run.model`` from the carried state.
 
         The prompt is read once; every further token costs one step of length 1. An empty prompt
         starts from a newline (or token 0 when the vocabulary has none), which is not written.
         """
+        model, info = run.model, run.info
         o = {k: options.get(k, opt.default) for k, opt in self.sample_options.items()}
         prompt, n, temperature = str(o["prompt"]), int(o["tokens"]), float(o["temperature"])
         top_k, top_p = int(o["top_k"]), float(o["top_p"])
