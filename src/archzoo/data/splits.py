@@ -137,8 +137,7 @@ class TensorSplit:
         return TensorSplit(*(t.to(device) for t in self.tensors), augment=self.augment)
 
     def num_batches(self, batch_size: int, drop_last: bool = False) -> int:
-        n = len(self)
-        return n // batch_size if drop_last else -(-n // batch_size)
+        return count_batches(len(self), batch_size, drop_last)
 
     def batches(
         self,
@@ -183,6 +182,11 @@ class TensorSplit:
 
 
 # --------------------------------------------------------------------- shared helpers
+
+
+def count_batches(n: int, batch_size: int, drop_last: bool = False) -> int:
+    """Batches of ``batch_size`` over ``n`` examples: the last one partial unless ``drop_last``."""
+    return n // batch_size if drop_last else -(-n // batch_size)
 
 
 def _check_batching(batch_size: int, rank: int, world: int) -> None:
@@ -621,8 +625,7 @@ class PaddedSequences:
         return out
 
     def num_batches(self, batch_size: int, drop_last: bool = False) -> int:
-        n = len(self)
-        return n // batch_size if drop_last else -(-n // batch_size)
+        return count_batches(len(self), batch_size, drop_last)
 
     def _order(self, batch_size: int, seed: int, epoch: int, drop_last: bool) -> list[Tensor]:
         """The global batches (index tensors) of a shuffled pass."""
@@ -738,8 +741,7 @@ class GraphBatches:
         return GraphBatches([_moved(d, device) for d in self.data_list])
 
     def num_batches(self, batch_size: int, drop_last: bool = False) -> int:
-        n = len(self)
-        return n // batch_size if drop_last else -(-n // batch_size)
+        return count_batches(len(self), batch_size, drop_last)
 
     def batches(
         self,
@@ -952,8 +954,7 @@ class SeriesWindows:
         )  # fmt: skip
 
     def num_batches(self, batch_size: int, drop_last: bool = False) -> int:
-        n = len(self)
-        return n // batch_size if drop_last else -(-n // batch_size)
+        return count_batches(len(self), batch_size, drop_last)
 
     def batches(
         self,
@@ -998,6 +999,11 @@ class DataBundle:
     val: Split
     test: Split | None = None
     info: dict[str, Any] = field(default_factory=dict)
+
+    def to(self, device: torch.device) -> DataBundle:
+        """Every split on ``device`` (the data's facts unchanged)."""
+        test = self.test.to(device) if self.test is not None else None
+        return DataBundle(self.train.to(device), self.val.to(device), test, self.info)
 
     def split(self, name: str) -> Split:
         s = {"train": self.train, "val": self.val, "test": self.test}.get(name)

@@ -76,12 +76,7 @@ class Run:
         if self._data is None:
             bundle = build_data(self.cfg, self.data_dir)
             if self.cfg.data.on_device and self.device.type != "cpu":
-                bundle = DataBundle(
-                    bundle.train.to(self.device),
-                    bundle.val.to(self.device),
-                    bundle.test.to(self.device) if bundle.test is not None else None,
-                    bundle.info,
-                )
+                bundle = bundle.to(self.device)
             self._data = bundle
         return self._data
 

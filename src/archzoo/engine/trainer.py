@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from archzoo.config import Config, config_from_dict, load_yaml
-from archzoo.data.splits import DataBundle, example_batch
+from archzoo.data.splits import example_batch
 from archzoo.engine import checkpoint as ckpt
 from archzoo.engine.builders import build_data, build_model, build_task, resolve_device, save_info, seed_everything
 from archzoo.engine.context import OptimizerSlot, TrainContext
@@ -165,12 +165,7 @@ class Trainer:
         self.data = build_data(cfg, data_dir)
         self.info = dict(self.data.info)
         if cfg.data.on_device and self.device.type != "cpu":
-            self.data = DataBundle(
-                self.data.train.to(self.device),
-                self.data.val.to(self.device),
-                self.data.test.to(self.device) if self.data.test is not None else None,
-                self.data.info,
-            )
+            self.data = self.data.to(self.device)
         self.model = build_model(cfg, self.info, pretrained=load_pretrained and not resume).to(self.device)
         m = cfg.model
         check_transfer_interface(self.model, m.freeze, m.unfreeze_after, m.backbone_lr)

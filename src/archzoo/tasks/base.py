@@ -188,6 +188,13 @@ class Task(ABC):
         pass
 
 
+def collected(metrics: Any, split: str) -> dict[str, float]:
+    """A torchmetrics collection's values as ``{f"{split}/{name}": float}``, then reset (summed across ranks)."""
+    out = {f"{split}/{k}": float(v) for k, v in metrics.compute().items()}
+    metrics.reset()
+    return out
+
+
 def batch_size_of(batch: Any) -> int:
     """The number of samples in a batch (the first tensor's first dimension)."""
     for t in _tensors(batch):

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from archzoo.errors import UserError
 from archzoo.registry import register_task
-from archzoo.tasks.base import Option, Task
+from archzoo.tasks.base import Option, Task, collected
 
 
 def unpack(batch: Any) -> tuple[Any, Tensor]:
@@ -88,20 +88,20 @@ class Classification(Task):
 
     def eval_step(self, model: nn.Module, batch: Any, split: str) -> None:
         x, y = unpack(batch)
-        logits = model(x).float()
+        self.update_metrics(split, model(x).float(), y)
+
+    def update_metrics(self, split: str, logits: Tensor, y: Tensor) -> None:
+        """Add a batch's logits :math:`(B, C)` and labels :math:`(B,)` to the metrics of ``split``."""
         loss = F.cross_entropy(logits, y, reduction="sum")
         m = self.metrics[split]
         for name, metric in m.items():
             if name == "loss":
-                metric.update(loss / y.numel(), weight=y.numel())
+                metric.update(loss / max(y.numel(), 1), weight=y.numel())
             else:
                 metric.update(logits, y)
 
     def compute(self, split: str) -> dict[str, float]:
-        m = self.metrics[split]
-        out = {f"{split}/{k}": float(v) for k, v in m.compute().items()}
-        m.reset()
-        return out
+        return collected(self.metrics[split], split)
 
     # ----------------------------------------------------------------- archzoo predict
 

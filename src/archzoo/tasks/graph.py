@@ -15,42 +15,21 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from archzoo.registry import register_task
-from archzoo.tasks.base import Task
+from archzoo.tasks.classification import Classification
 
 
-class NodeClassification(Task):
+class NodeClassification(Classification):
     r"""Cross-entropy over the nodes of a mask; accuracy and macro-F1 over the same nodes.
 
     Metrics: ``loss``, ``acc`` (micro) and ``f1`` (macro), over the masked nodes.
     """
 
-    monitor = "val/acc"
-    mode = "max"
-
     def __init__(self) -> None:
-        self.metrics: dict[str, Any] = {}
-
-    def setup(self, model: nn.Module, info: dict[str, Any], device: torch.device) -> None:
-        c = int(info["num_classes"])
-        self.num_classes = c
-        self.classes = info.get("classes")
-
-        import torchmetrics  # imported here: it takes seconds, and listing or summaries need none of it
-
-        def collection() -> torchmetrics.MetricCollection:
-            m = {
-                "acc": torchmetrics.classification.MulticlassAccuracy(c, average="micro"),
-                "f1": torchmetrics.classification.MulticlassF1Score(c, average="macro"),
-                "loss": torchmetrics.MeanMetric(),
-            }
-            return torchmetrics.MetricCollection(m).to(device)
-
-        self.metrics = {s: collection() for s in ("train", "val", "test")}
+        super().__init__(top_k=0)  # accuracy, macro-F1 and loss: the metrics of Classification, on the mask
 
     def count(self, batch: Any) -> Tensor:
         """The number of nodes in the split's mask (a tensor: no host sync)."""
@@ -70,19 +49,7 @@ class NodeClassification(Task):
         mask = batch.mask
         logits = model(batch).float()[mask]  # (M, C)
         y = batch.y[mask]  # (M,)
-        loss = F.cross_entropy(logits, y, reduction="sum")
-        m = self.metrics[split]
-        for name, metric in m.items():
-            if name == "loss":
-                metric.update(loss / max(y.numel(), 1), weight=y.numel())
-            else:
-                metric.update(logits, y)
-
-    def compute(self, split: str) -> dict[str, float]:
-        m = self.metrics[split]
-        out = {f"{split}/{k}": float(v) for k, v in m.compute().items()}
-        m.reset()
-        return out
+        self.update_metrics(split, logits, y)
 
     def predict(self, model: nn.Module, batch: Any) -> Tensor:
         """Class probabilities of every node, :math:`(N, C)`."""

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from archzoo.errors import UserError
 from archzoo.registry import register_task
-from archzoo.tasks.base import Task
+from archzoo.tasks.base import Task, collected
 
 LOSSES = {"mse": F.mse_loss, "l1": F.l1_loss, "huber": F.smooth_l1_loss}
 
@@ -71,10 +71,7 @@ class Regression(Task):
             m[k].update(p.reshape(-1), t.reshape(-1))
 
     def compute(self, split: str) -> dict[str, float]:
-        m = self.metrics[split]
-        out = {f"{split}/{k}": float(v) for k, v in m.compute().items()}
-        m.reset()
-        return out
+        return collected(self.metrics[split], split)
 
     def predict(self, model: nn.Module, batch: Any) -> Tensor:
         x = batch[0] if isinstance(batch, (tuple, list)) else batch

@@ -17,15 +17,9 @@ def draw_outputs(outputs: list[Path | Picture]) -> list[Path]:
     return [draw(o) if isinstance(o, Picture) else Path(o) for o in outputs]
 
 
-def sample_run(
-    run: Any,
-    n: int,
-    label: int | None = None,
-    steps: int | None = None,
-    guidance: float | None = None,
-    out: Path | None = None,
-    seed: int = 0,
-    method: str | None = None,
-) -> list[Path]:
-    """Write the samples and pictures of a trained generative run; returns the paths written."""
-    return draw_outputs(sample_outputs(run, n, label, steps, guidance, out, seed, method))
+def sample_run(run: Any, *args: Any, **kwargs: Any) -> list[Path]:
+    """Write the samples and pictures of a trained generative run; returns the paths written.
+
+    Takes the arguments of :func:`archzoo.tasks.sampling.sample_outputs`.
+    """
+    return draw_outputs(sample_outputs(run, *args, **kwargs))
