@@ -287,7 +287,7 @@ def main() -> None:
         if name not in runs and done.is_file():  # train.max_time may have stopped it early
             trained = json.loads(done.read_text())["epochs_run"]
         if name in runs and a.weights in ("last", "raw"):
-            nb = run.data.train.num_batches(cfg.data.batch_size)
+            nb = run.data.train.num_batches(cfg.data.train_batch)
             trained = run.epoch if run.batch_in_epoch == 0 else round(run.epoch + run.batch_in_epoch / nb, 2)
         params = sum(q.numel() for q in run.model.parameters())
         acc = res.get("class_accuracy")

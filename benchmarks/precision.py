@@ -27,7 +27,7 @@ from archzoo.tasks.base import to_device  # noqa: E402
 def step_time(recipe: str, precision: str, data_dir: str | None, steps: int) -> float:
     cfg = load_config(recipe, None, [f"train.precision={precision}", "log.progress=none", "data.augment={}"])
     tr = Trainer(cfg, run_dir=Path("runs/benchmarks/precision") / f"{recipe}-{precision}", data_dir=data_dir)
-    batch = to_device(next(tr.data.train.batches(cfg.data.batch_size, shuffle=True)), tr.device, tr.memory_format)
+    batch = to_device(next(tr.data.train.batches(cfg.data.train_batch, shuffle=True)), tr.device, tr.memory_format)
     times = []
     for i in range(steps + 2):
         t0 = time.perf_counter()

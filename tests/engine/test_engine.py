@@ -139,3 +139,14 @@ def test_gan_optimizers_take_optim_overrides_and_per_slot_settings(
 
     opts = json.loads((tmp_path / "results.json").read_text())["optimizers"]
     assert opts["generator"]["lr"] == pytest.approx(want_g) and opts["discriminator"]["name"] == "adam"
+
+
+def test_max_time_is_checked_at_every_validation(tmp_path: Path) -> None:
+    """A budget crossed before the first mid-epoch validation stops the run there, not at the epoch's end."""
+    args = ["digits-mlp", "train.epochs=5", "train.eval_every=3", "train.max_time=1e-6", "data.batch_size=64"]
+    assert _train(tmp_path, *args) == 0
+    import json
+
+    summary = json.loads((tmp_path / "results.json").read_text())
+    assert summary["stopped_for_time"] is True and summary["steps_run"] == 3
+    assert (tmp_path / "checkpoints" / "LAST").read_text().strip().endswith("step0000003")

@@ -300,3 +300,15 @@ def test_adamw_decays_weights_but_not_biases() -> None:
     torch.testing.assert_close(lin.weight.detach(), w0 * (1 - 0.1 * 0.5))
     assert lin.weight.detach().norm() < w0.norm()
     assert torch.equal(lin.bias.detach(), b0)
+
+
+def test_warmup_in_steps() -> None:
+    cfg = OptimConfig(name="adamw", lr=1.0, scheduler="warmup_cosine", warmup_steps=4)
+    opt = _opt(lr=1.0)
+    s, _ = build_scheduler(cfg, opt, steps_per_epoch=100, total_steps=20)
+    lrs = []
+    for _ in range(5):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        s.step()
+    assert lrs[:4] == pytest.approx([0.25, 0.5, 0.75, 1.0])  # 4 warm-up steps, whatever the epoch length

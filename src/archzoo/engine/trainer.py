@@ -314,6 +314,7 @@ class Trainer:
             slots, self.device, self.precision, cfg.train.grad_accum, cfg.train.grad_clip, cfg.optim.l1, cfg.optim.l2
         )
         self.ctx = ctx
+        ctx.model = self.model
         # Without a DDP wrapper around the whole model, the context averages each slot's gradients.
         ctx.reduce_gradients = self.dist.enabled and not self._ddp_whole_model()
         return ctx
