@@ -164,14 +164,29 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(type(value).__name__)
 
 
+# An info value that is an archzoo object with ``save(path)`` and a classmethod ``load(path)`` (a
+# tokenizer) is saved beside info.json as ``<key>.json`` and named there by this marker.
+SAVED_OBJECT = "__archzoo_saved__"
+
+
 def save_info(info: dict[str, Any], run_dir: Path) -> None:
-    """Write the JSON-representable part of ``info`` to ``run_dir/info.json`` (atomically)."""
+    """Write ``info`` to ``run_dir/info.json`` (atomically): JSON values as they are, and archzoo objects
+    that save themselves (a tokenizer) into files of their own, reloaded by :func:`load_info`.
+
+    Anything else (a graph, a tensor dataset) is left out: the data rebuilds it.
+    """
     out: dict[str, Any] = {}
     for k, v in info.items():
         try:
             out[k] = _jsonable(v)
+            continue
         except TypeError:
-            continue  # an object (a tokenizer, a graph) is saved by its dataset in its own file
+            pass
+        cls = type(v)
+        if cls.__module__.startswith("archzoo.") and callable(getattr(v, "save", None)) and hasattr(cls, "load"):
+            name = f"{k}.json"
+            v.save(run_dir / name)
+            out[k] = {SAVED_OBJECT: f"{cls.__module__}:{cls.__qualname__}", "file": name}
     tmp = run_dir / f".{INFO_FILE}.tmp"
     tmp.write_text(json.dumps(out, indent=1))
     os.replace(tmp, run_dir / INFO_FILE)
@@ -188,4 +203,24 @@ def load_info(run_dir: Path) -> dict[str, Any] | None:
         raise UserError(f"{p} is not readable JSON ({e}).") from None
     if not isinstance(info, dict):
         raise UserError(f"{p} must hold a JSON object.")
+    for k, v in list(info.items()):
+        if isinstance(v, dict) and SAVED_OBJECT in v:
+            info[k] = _load_saved(run_dir, k, v)
     return info
+
+
+def _load_saved(run_dir: Path, key: str, entry: dict[str, Any]) -> Any:
+    """An object :func:`save_info` wrote to a file of its own; only archzoo classes are loaded."""
+    import importlib
+
+    module, _, qualname = str(entry[SAVED_OBJECT]).partition(":")
+    if not module.startswith("archzoo.") or "." in qualname:
+        raise UserError(f"{run_dir / INFO_FILE} names '{module}:{qualname}' for {key}, which is not an archzoo class.")
+    try:
+        cls = getattr(importlib.import_module(module), qualname)
+    except (ImportError, AttributeError):
+        raise UserError(f"{run_dir / INFO_FILE} names {module}.{qualname} for {key}, which this archzoo lacks.") from None
+    path = run_dir / str(entry.get("file", f"{key}.json"))
+    if not path.is_file():
+        raise UserError(f"Run {run_dir} lacks {path.name}, which holds its {key}.")
+    return cls.load(path)
