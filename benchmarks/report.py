@@ -47,6 +47,7 @@ HEADER = [
 # Family page -> the benchmark names (exact, or a prefix ending in "-" or "*") it holds.
 # The first page that claims a name holds it.
 PAGES: dict[str, tuple[str, ...]] = {
+    "docs/sequences.md": ("seq2seq-", "forecast-", "rnn_throughput"),
     # The consumers of each kind of data the engine takes, until their families have pages.
     "docs/engine.md": (
         "engine_overhead", "precision", "channels_last", "cnn_throughput", "time_to_accuracy*",
@@ -83,6 +84,20 @@ def row(r: dict[str, Any]) -> str:
             f"{r['epochs_run']} epochs{cut}, {r['train_seconds']:.0f} s"
         )
         return f"| {detail} | {value} | {target} | {anchor} | {_verdict(r.get('meets_target'))} | {where} |"
+    if name.startswith("forecast-"):
+        res = r["results"]
+        h = r["setup"]["horizon"]
+        what = "one-step forecasts" if h == 1 else f"one {h}-step direct forecast"
+        test = r["setup"]["test_len"]
+        parts = [f"LSTM {res['neural']['rmse']:.2f}"]
+        parts += [f"{res['arima']['model']} {res['arima']['rmse']:.2f}", f"naive {res['naive']['rmse']:.2f}"]
+        parts.append(f"seasonal naive {res['seasonal_naive']['rmse']:.2f}")
+        mase = f"MASE LSTM {res['neural']['mase']:.2f} vs {res['arima']['mase']:.2f}"
+        desc = f"forecast-{r['series']}: {what} of the last {test} steps, RMSE: {', '.join(parts)}; {mase}"
+        return (
+            f"| {desc} | RMSE {res['neural']['rmse']:.2f} | below naive and ARIMA | – "
+            f"| {_verdict(r['meets_target'])} | {where} |"
+        )
     if name == "engine_overhead":
         per = "; ".join(
             f"{x['recipe']} {x['archzoo_ms_per_step']} vs {x['raw_ms_per_step']} ms/step" for x in r["rows"]
