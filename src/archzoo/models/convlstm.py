@@ -1,0 +1,76 @@
+r"""ConvLSTM next-frame prediction (Shi et al. 2015, https://arxiv.org/abs/1506.04214).
+
+A stack of :class:`~archzoo.layers.convlstm.ConvLSTMCell` reads the frames
+:math:`x_1..x_T` and a :math:`1 \times 1` convolution of the top state after the last
+frame predicts :math:`x_{T+1}` (a sigmoid: frames are in [0, 1]).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from archzoo.layers.convlstm import ConvLSTMCell
+from archzoo.registry import register_model
+
+
+class ConvLSTMPredictor(nn.Module):
+    """Frames in, the next frame out.
+
+    Args:
+        in_channels: channels per frame (default 1).
+        hidden_channels: channels of each layer's state, one entry per layer (default ``(32, 32)``).
+        kernel_size: gate convolution kernel (default 3).
+        frames: the number of input frames of its example input (default 9).
+        image_size: the frame size of its example input (default 32).
+
+    Shapes:
+        input :math:`(B, T, C, H, W)`; output :math:`(B, C, H, W)`.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        hidden_channels: tuple[int, ...] = (32, 32),
+        kernel_size: int = 3,
+        frames: int = 9,
+        image_size: int = 32,
+    ) -> None:
+        super().__init__()
+        widths = (in_channels, *hidden_channels)
+        self.cells = nn.ModuleList(
+            ConvLSTMCell(a, b, kernel_size) for a, b in zip(widths[:-1], widths[1:], strict=True)
+        )
+        self.head = nn.Conv2d(widths[-1], in_channels, 1)
+        self.in_channels, self.frames, self.image_size = in_channels, frames, image_size
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        """The top layer's state after the last frame, :math:`(B, C_h, H, W)`."""
+        states: list[tuple[Tensor, Tensor] | None] = [None] * len(self.cells)
+        for t in range(x.shape[1]):  # the recurrence over time; each step is batched convolutions
+            inp = x[:, t]  # (B, C, H, W)
+            for k, cell in enumerate(self.cells):
+                states[k] = cell(inp, states[k])
+                inp = states[k][0]
+        return inp
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.sigmoid(self.head(self.forward_features(x)))  # (B, C, H, W) in [0, 1]
+
+    def example_input(self, batch_size: int = 2) -> tuple[Tensor, ...]:
+        """Random frames :math:`(B, T, C, H, W)` in [0, 1]."""
+        g = torch.Generator().manual_seed(0)
+        shape = (batch_size, self.frames, self.in_channels, self.image_size, self.image_size)
+        return (torch.rand(*shape, generator=g).to(self.head.weight.device),)
+
+
+@register_model("convlstm")
+def convlstm(
+    in_channels: int = 1,
+    hidden_channels: tuple[int, ...] = (32, 32),
+    kernel_size: int = 3,
+    frames: int = 9,
+    image_size: int = 32,
+) -> ConvLSTMPredictor:
+    """Two ConvLSTM layers of 32 channels (by default) and a 1×1 prediction of the next frame."""
+    return ConvLSTMPredictor(in_channels, tuple(hidden_channels), kernel_size, frames, image_size)
