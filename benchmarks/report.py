@@ -11,7 +11,8 @@ Where each result goes:
   benchmark name (``PAGES``): ``recipe-*`` in ``docs/vision.md``, ``generative-*`` in
   ``docs/generative.md``, the speed benchmarks (``engine_overhead``, ``precision``,
   ``channels_last``, ``cnn_throughput``, ``time_to_accuracy*``) and the recipes of the
-  engine's data-kind consumers (``python-lstm``, ...) in ``docs/engine.md``.
+  engine's data-kind consumers (``python-lstm``, ...) in ``docs/engine.md``; ``seq2seq-*``,
+  ``forecast-*`` and ``rnn_throughput`` in ``docs/sequences.md``.
   A result that no page claims is an error.
 * **README.** Only headlines: one row per recipe or benchmark. A result is a *detail*,
   not a headline, when its benchmark name is another result's name followed by
@@ -106,6 +107,16 @@ def row(r: dict[str, Any]) -> str:
             f"| engine overhead vs raw PyTorch loop ({per}) | ratio {r['ratio']:.3f} | ≤ {r['target']} | – "
             f"| {_verdict(r['meets_target'])} | {where} |"
         )
+    if name == "rnn_throughput":
+        e, lay = r["engine"], r["layer"]
+        detail = (
+            f"LSTM LM training tokens/s through the engine vs a raw loop ({e['recipe']}: "
+            f"{e['archzoo_tokens_per_s']:,} vs {e['raw_tokens_per_s']:,}); one LSTM layer fwd+bwd "
+            f"(B {lay['batch_size']}, T {lay['steps']}, H {lay['hidden_size']}): fused nn.LSTM "
+            f"{lay['fused_tokens_per_s']:,} vs written-out cells {lay['cells_tokens_per_s']:,} tokens/s "
+            f"({lay['cells_over_fused']:.2f}×)"
+        )
+        return f"| {detail} | ratio {r['ratio']:.3f} | ≥ {r['target']} | – | {_verdict(r['meets_target'])} | {where} |"
     if name.startswith("time_to_accuracy"):
         az, tut = r["archzoo"], r["tutorial"]
         bound = "≥ " if r.get("speedup_is_lower_bound") else ""

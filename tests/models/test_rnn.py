@@ -78,3 +78,102 @@ def test_classifier_example_input_and_padding_embedding() -> None:
     assert m(b).shape == (3, 2)
     assert m.forward_features(b).shape == (3, 2 * 64)
     assert (m.embed.weight[0] == 0).all()
+
+
+# ----------------------------------------------------------------------------- impl="cells", pooling
+
+
+def _mixed_batch(vocab: int = 9, lengths: tuple[int, ...] = (4, 9, 1, 6, 9, 2)) -> PaddedBatch:
+    """Sequences of mixed lengths padded to the longest (plus two), the longest neither first nor last."""
+    g = torch.Generator().manual_seed(3)
+    n = torch.tensor(lengths)
+    x = torch.zeros(len(lengths), int(n.max()) + 2, dtype=torch.long)
+    for i, k in enumerate(lengths):
+        x[i, :k] = torch.randint(1, vocab, (k,), generator=g)
+    return PaddedBatch(x=x, lengths=n, y=torch.zeros(len(lengths), dtype=torch.long))
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_lm_cells_equal_fused_with_the_same_weights(cell: str) -> None:
+    torch.manual_seed(0)
+    fused = lstm_lm(vocab_size=11, embed_dim=6, hidden_size=8, num_layers=2, cell=cell, dropout=0.2).eval()
+    cells = lstm_lm(vocab_size=11, embed_dim=6, hidden_size=8, num_layers=2, cell=cell, dropout=0.2, impl="cells")
+    assert list(cells.state_dict()) == list(fused.state_dict())
+    cells.load_state_dict(fused.state_dict(), strict=True)
+    cells.eval()
+    x = torch.randint(0, 11, (3, 10))
+    a, sa = fused(x[:, :4])
+    b, sb = cells(x[:, :4])
+    a2, _ = fused(x[:, 4:], sa)
+    b2, _ = cells(x[:, 4:], sb)  # the state of one carries into the next block, as truncated BPTT needs
+    torch.testing.assert_close(torch.cat([b, b2], 1), torch.cat([a, a2], 1), atol=1e-5, rtol=0)
+
+
+def test_lm_refuses_bidirectional_and_unknown_impl() -> None:
+    with pytest.raises(UserError, match="cannot be bidirectional: the backward direction would read the tokens"):
+        lstm_lm(vocab_size=5, bidirectional=True)
+    with pytest.raises(UserError, match="impl"):
+        lstm_lm(vocab_size=5, impl="cudnn")
+    with pytest.raises(UserError, match="pool"):
+        rnn_classifier(vocab_size=5, num_classes=2, pool="max")
+
+
+@pytest.mark.parametrize("pool", ["last", "mean", "attention"])
+@pytest.mark.parametrize("num_layers", [1, 2])
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_classifier_cells_equal_fused_on_mixed_lengths(cell: str, bidirectional: bool, num_layers: int, pool: str):
+    torch.manual_seed(0)
+    kw = dict(
+        vocab_size=9, num_classes=4, embed_dim=5, hidden_size=6, cell=cell, bidirectional=bidirectional,
+        num_layers=num_layers, dropout=0.3, pool=pool,
+    )  # fmt: skip
+    fused = rnn_classifier(**kw).eval()
+    cells = rnn_classifier(**kw, impl="cells").eval()
+    cells.load_state_dict(fused.state_dict(), strict=True)
+    batch = _mixed_batch()
+    torch.testing.assert_close(cells(batch), fused(batch), atol=1e-5, rtol=0)
+    if pool == "attention":
+        torch.testing.assert_close(cells.last_attention, fused.last_attention, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("impl", ["fused", "cells"])
+@pytest.mark.parametrize("pool", ["last", "mean", "attention"])
+def test_classifier_pooling_reads_valid_steps_only(pool: str, impl: str) -> None:
+    torch.manual_seed(0)
+    m = rnn_classifier(
+        vocab_size=9, num_classes=3, embed_dim=5, hidden_size=6, bidirectional=True, pool=pool, impl=impl
+    )
+    m.eval()
+    batch = _mixed_batch()
+    logits = m(batch)
+    alpha = m.last_attention
+    for i, n in enumerate(batch.lengths.tolist()):
+        one = PaddedBatch(x=batch.x[i : i + 1, :n], lengths=torch.tensor([n]), y=batch.y[i : i + 1])
+        torch.testing.assert_close(m(one)[0], logits[i], atol=1e-5, rtol=0)  # padding changes nothing
+    if pool == "attention":
+        assert alpha.shape == batch.x.shape
+        valid = torch.arange(batch.x.shape[1])[None, :] < batch.lengths[:, None]
+        assert (alpha[~valid] == 0).all() and (alpha[valid] > 0).all()
+        torch.testing.assert_close(alpha.sum(1), torch.ones(len(alpha)))
+        assert not alpha.requires_grad
+    else:
+        assert m.last_attention is None
+
+
+def test_classifier_mean_pool_is_the_mean_of_valid_outputs() -> None:
+    torch.manual_seed(0)
+    m = RNNClassifier(vocab_size=9, num_classes=2, embed_dim=5, hidden_size=6, pool="mean").eval()
+    batch = _mixed_batch()
+    pooled = m.forward_features(batch)
+    for i, n in enumerate(batch.lengths.tolist()):
+        out, _ = m.rnn(m.embed(batch.x[i : i + 1, :n]))  # (1, n, H): the sequence alone
+        torch.testing.assert_close(pooled[i], out[0].mean(0), atol=1e-5, rtol=0)
+
+
+def test_classifier_cells_backward() -> None:
+    cells = rnn_classifier(
+        vocab_size=9, num_classes=3, cell="lstm", bidirectional=True, num_layers=2, pool="attention", impl="cells"
+    ).train()
+    cells(_mixed_batch()).square().sum().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in cells.parameters())

@@ -6,9 +6,11 @@ from archzoo.layers.conv import ConvBNAct
 from archzoo.layers.embedding import timestep_embedding
 from archzoo.layers.init import init_weights
 from archzoo.layers.norm import group_norm, norm_2d
+from archzoo.layers.recurrent import Recurrent
 
 __all__ = [
     "ConvBNAct",
+    "Recurrent",
     "SelfAttention2d",
     "get_activation",
     "group_norm",

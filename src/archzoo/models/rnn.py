@@ -1,7 +1,9 @@
 r"""Recurrent networks: a character/word language model and a classifier of padded sequences.
 
-Both use PyTorch's fused recurrent layers (``nn.LSTM``, ``nn.GRU``, ``nn.RNN``),
-which run the whole sequence in one call.
+Both run PyTorch's fused recurrent layers (``nn.LSTM``, ``nn.GRU``, ``nn.RNN``), which
+run the whole sequence in one call, by default (``impl="fused"``), or the cells written out
+from their equations in :mod:`archzoo.layers.recurrent` (``impl="cells"``), which hold the
+same parameters under the same names: a checkpoint of one loads into the other.
 
 * :class:`RNNLanguageModel` (Mikolov et al. 2010; Zaremba et al. 2014,
   https://arxiv.org/abs/1409.2329) reads tokens and predicts the next one at every
@@ -9,8 +11,9 @@ which run the whole sequence in one call.
   stream with the state of the previous one (truncated back-propagation through
   time) or generate one token at a time without recomputing the prefix.
 * :class:`RNNClassifier` reads a batch of variable-length sequences packed with
-  :func:`~torch.nn.utils.rnn.pack_padded_sequence`, so padding never enters the
-  recurrence, and classifies the final hidden state.
+  :func:`~torch.nn.utils.rnn.pack_padded_sequence` (fused) or with each sequence's length
+  (cells), so padding never enters the recurrence, and classifies a pooling of it: the
+  last valid state, the mean over valid steps, or an attention-weighted sum.
 
 LSTM step (Hochreiter & Schmidhuber 1997):
 
@@ -31,9 +34,10 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils.rnn import pack_padded_sequence
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from archzoo.errors import UserError
+from archzoo.layers.recurrent import Recurrent
 from archzoo.registry import register_model
 
 #: The recurrent layer of each ``cell`` name.
@@ -43,10 +47,40 @@ CELLS: dict[str, type[nn.RNNBase]] = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.
 State = Tensor | tuple[Tensor, Tensor]
 
 
+#: The implementations ``impl`` picks between.
+IMPLS = ("fused", "cells")
+
+#: How :class:`RNNClassifier` pools the steps of a sequence.
+POOLS = ("last", "mean", "attention")
+
+
 def _cell(cell: str) -> type[nn.RNNBase]:
     if cell not in CELLS:
         raise UserError(f"model.args.cell must be one of {', '.join(CELLS)}, got '{cell}'.")
     return CELLS[cell]
+
+
+def recurrent_layer(
+    cell: str,
+    impl: str,
+    input_size: int,
+    hidden_size: int,
+    num_layers: int = 1,
+    dropout: float = 0.0,
+    bidirectional: bool = False,
+) -> nn.Module:
+    """``nn.LSTM``/``nn.GRU``/``nn.RNN`` (``impl="fused"``) or :class:`Recurrent` (``"cells"``), batch first.
+
+    Both hold the same parameters under the same names. Dropout acts between layers only;
+    one layer takes none (``nn.RNNBase`` warns when given it).
+    """
+    layer_cls = _cell(cell)
+    if impl not in IMPLS:
+        raise UserError(f"model.args.impl must be one of {', '.join(IMPLS)}, got '{impl}'.")
+    inner = dropout if num_layers > 1 else 0.0
+    if impl == "cells":
+        return Recurrent(cell, input_size, hidden_size, num_layers, dropout=inner, bidirectional=bidirectional)
+    return layer_cls(input_size, hidden_size, num_layers, batch_first=True, dropout=inner, bidirectional=bidirectional)
 
 
 class RNNLanguageModel(nn.Module):
@@ -68,6 +102,10 @@ class RNNLanguageModel(nn.Module):
         dropout: dropout on the embeddings, between layers and before the read-out (default 0).
         cell: ``"lstm"``, ``"gru"`` or ``"rnn"`` (tanh; default ``"lstm"``).
         tie_weights: share the embedding and read-out weights (default False).
+        impl: ``"fused"`` (torch's layers) or ``"cells"`` (:class:`~archzoo.layers.recurrent.Recurrent`;
+            default ``"fused"``).
+        bidirectional: refused: the backward direction would read the tokens the model
+            predicts (default False).
 
     Shapes:
         input ``x`` :math:`(B, T)` token ids and an optional state (as returned);
@@ -84,19 +122,24 @@ class RNNLanguageModel(nn.Module):
         dropout: float = 0.0,
         cell: str = "lstm",
         tie_weights: bool = False,
+        impl: str = "fused",
+        bidirectional: bool = False,
     ) -> None:
         super().__init__()
+        if bidirectional:
+            raise UserError(
+                "A language model cannot be bidirectional: the backward direction would read the tokens it predicts."
+            )
         if tie_weights and hidden_size != embed_dim:
             raise UserError(
                 f"model.args.tie_weights needs hidden_size == embed_dim, got {hidden_size} and {embed_dim}."
             )
         self.vocab_size = vocab_size
         self.cell = cell
+        self.impl = impl
         self.embed = nn.Embedding(vocab_size, embed_dim)
         self.drop = nn.Dropout(dropout)
-        # nn.RNNBase warns when it is given dropout with a single layer (it applies between layers only).
-        inner = dropout if num_layers > 1 else 0.0
-        self.rnn = _cell(cell)(embed_dim, hidden_size, num_layers, batch_first=True, dropout=inner)
+        self.rnn = recurrent_layer(cell, impl, embed_dim, hidden_size, num_layers, dropout)
         self.head = nn.Linear(hidden_size, vocab_size)
         if tie_weights:
             self.head.weight = self.embed.weight
@@ -118,16 +161,26 @@ class RNNLanguageModel(nn.Module):
 
 
 class RNNClassifier(nn.Module):
-    r"""Classify variable-length sequences by the recurrent layer's last state.
+    r"""Classify variable-length sequences by a pooling of the recurrent layer's states.
 
-    The embedded batch is packed by its lengths, so each sequence's last state is
-    taken after its own last token, whatever its padding:
+    Padding never enters the recurrence: the fused layers read the batch packed by its
+    lengths, the written-out cells (``impl="cells"``) read it padded and keep each
+    sequence's state fixed after its own last step (the backward direction starts at its
+    own last step). With :math:`o_1, \dots, o_n` the top layer's outputs of a sequence of
+    length :math:`n` (both directions concatenated when ``bidirectional``), ``pool`` picks:
 
     .. math::
-        h = \mathrm{RNN}(E[x_1], \dots, E[x_{n}]), \qquad
-        \text{logits} = W [\overrightarrow{h}_{n} \,\|\, \overleftarrow{h}_{1}] + b
+        \text{last}: \; [\overrightarrow{h}_{n} \,\|\, \overleftarrow{h}_{1}], \qquad
+        \text{mean}: \; \frac{1}{n} \sum_{t \le n} o_t, \qquad
+        \text{attention}: \; \sum_{t \le n} \alpha_t o_t, \;
+        \alpha = \mathrm{softmax}_{t \le n}\big(q^\top \tanh(W o_t + b)\big)
 
-    (the backward half only when ``bidirectional``).
+    then :math:`\text{logits} = W_c\, \mathrm{dropout}(\text{pooled}) + b_c`. Attention
+    pooling is the word attention of Yang et al., `"Hierarchical Attention Networks for
+    Document Classification" <https://aclanthology.org/N16-1174>`_ (NAACL 2016): a learned
+    query :math:`q` scores each step, the softmax runs over the valid steps only, and the
+    weights of the last forward are kept in ``model.last_attention`` :math:`(B, L)` (zero on
+    padding) so that a plot can show them.
 
     Args:
         vocab_size: number of token ids, padding included.
@@ -138,6 +191,10 @@ class RNNClassifier(nn.Module):
         cell: ``"gru"``, ``"lstm"`` or ``"rnn"`` (default ``"gru"``).
         bidirectional: also read each sequence backwards (default False).
         num_layers: stacked recurrent layers; the top one is read out (default 1).
+        dropout: dropout between recurrent layers and before the read-out (default 0).
+        pool: ``"last"``, ``"mean"`` or ``"attention"`` (default ``"last"``).
+        impl: ``"fused"`` (torch's layers over a packed batch) or ``"cells"``
+            (:class:`~archzoo.layers.recurrent.Recurrent` over the padded batch; default ``"fused"``).
 
     Shapes:
         input a :class:`~archzoo.data.splits.PaddedBatch` with ``x`` :math:`(B, L)` and
@@ -154,32 +211,65 @@ class RNNClassifier(nn.Module):
         cell: str = "gru",
         bidirectional: bool = False,
         num_layers: int = 1,
+        dropout: float = 0.0,
+        pool: str = "last",
+        impl: str = "fused",
     ) -> None:
         super().__init__()
+        if pool not in POOLS:
+            raise UserError(f"model.args.pool must be one of {', '.join(POOLS)}, got '{pool}'.")
         self.vocab_size = vocab_size
         self.pad_id = pad_id
         self.num_layers = num_layers
         self.directions = 2 if bidirectional else 1
+        self.pool = pool
+        self.impl = impl
+        width = hidden_size * self.directions
         self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
-        self.rnn = _cell(cell)(embed_dim, hidden_size, num_layers, batch_first=True, bidirectional=bidirectional)
-        self.head = nn.Linear(hidden_size * self.directions, num_classes)
+        self.rnn = recurrent_layer(cell, impl, embed_dim, hidden_size, num_layers, dropout, bidirectional)
+        if pool == "attention":
+            self.attn_proj = nn.Linear(width, width)
+            self.attn_query = nn.Parameter(torch.randn(width) / width**0.5)
+        self.drop = nn.Dropout(dropout)
+        self.head = nn.Linear(width, num_classes)
+        #: The attention weights :math:`(B, L)` of the last forward (``pool="attention"``), detached.
+        self.last_attention: Tensor | None = None
 
-    def forward_features(self, batch: Any) -> Tensor:
-        """The last state of the top layer, both directions concatenated: :math:`(B, \\text{dirs} \\cdot H)`."""
-        x, lengths = batch.x, batch.lengths
-        e = self.embed(x)  # (B, L, E)
-        # pack_padded_sequence wants the lengths on the CPU (a host copy when x is on a GPU).
-        packed = pack_padded_sequence(e, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        _, h = self.rnn(packed)
+    def _run(self, e: Tensor, lengths: Tensor) -> tuple[Tensor | None, Tensor]:
+        """The top layer's outputs :math:`(B, L, D H)` (zero past each end; None when ``pool="last"``
+        and the fused layer need not unpack them) and the last valid states :math:`(L_{layers} D, B, H)`."""
+        if self.impl == "cells":
+            out, h = self.rnn(e, lengths=lengths)
+        else:
+            # pack_padded_sequence wants the lengths on the CPU (a host copy when x is on a GPU).
+            packed = pack_padded_sequence(e, lengths.cpu(), batch_first=True, enforce_sorted=False)
+            out_p, h = self.rnn(packed)
+            # Both come back in the batch's own order (the packing's sort is undone).
+            out = None if self.pool == "last" else pad_packed_sequence(out_p, True, total_length=e.shape[1])[0]
         if isinstance(h, tuple):  # LSTM: (h, c)
             h = h[0]
-        # h is in the batch's own order (the packing's sort is undone): (layers * dirs, B, H)
-        b = h.shape[1]
-        h = h.view(self.num_layers, self.directions, b, -1)[-1]  # (dirs, B, H), the top layer
-        return h.transpose(0, 1).reshape(b, -1)  # (B, dirs * H)
+        return out, h
+
+    def forward_features(self, batch: Any) -> Tensor:
+        """The pooled sequence :math:`(B, \\text{dirs} \\cdot H)`."""
+        x, lengths = batch.x, batch.lengths
+        e = self.embed(x)  # (B, L, E)
+        out, h = self._run(e, lengths)
+        b = x.shape[0]
+        if self.pool == "last":
+            h = h.view(self.num_layers, self.directions, b, -1)[-1]  # (dirs, B, H), the top layer
+            return h.transpose(0, 1).reshape(b, -1)  # (B, dirs * H)
+        assert out is not None
+        valid = torch.arange(x.shape[1], device=x.device)[None, :] < lengths.to(x.device)[:, None]  # (B, L)
+        if self.pool == "mean":
+            return out.sum(1) / lengths.to(out.device, out.dtype)[:, None]  # padding is zero: (B, D H)
+        scores = torch.tanh(self.attn_proj(out)) @ self.attn_query  # (B, L): q^T tanh(W o_t + b)
+        alpha = scores.masked_fill(~valid, float("-inf")).softmax(dim=1)  # (B, L), zero on padding
+        self.last_attention = alpha.detach()
+        return (alpha[:, :, None] * out).sum(1)  # (B, D H)
 
     def forward(self, batch: Any) -> Tensor:
-        return self.head(self.forward_features(batch))
+        return self.head(self.drop(self.forward_features(batch)))
 
     def example_input(self, batch_size: int = 2) -> tuple[Any, ...]:
         """A :class:`~archzoo.data.splits.PaddedBatch` of ``batch_size`` sequences of lengths 3, 5, 7, ..."""
@@ -207,9 +297,13 @@ def lstm_lm(
     dropout: float = 0.0,
     cell: str = "lstm",
     tie_weights: bool = False,
+    impl: str = "fused",
+    bidirectional: bool = False,
 ) -> RNNLanguageModel:
-    """A recurrent language model (an LSTM by default; ``cell`` picks a GRU or a tanh RNN)."""
-    return RNNLanguageModel(vocab_size, embed_dim, hidden_size, num_layers, dropout, cell, tie_weights)
+    """A recurrent language model (an LSTM by default; ``cell`` picks a GRU or a tanh RNN; ``impl`` fused or cells)."""
+    return RNNLanguageModel(
+        vocab_size, embed_dim, hidden_size, num_layers, dropout, cell, tie_weights, impl, bidirectional
+    )
 
 
 @register_model("rnn_classifier")
@@ -222,6 +316,11 @@ def rnn_classifier(
     cell: str = "gru",
     bidirectional: bool = False,
     num_layers: int = 1,
+    dropout: float = 0.0,
+    pool: str = "last",
+    impl: str = "fused",
 ) -> RNNClassifier:
-    """A GRU (by default) over packed padded sequences, classified by its last state."""
-    return RNNClassifier(vocab_size, num_classes, pad_id, embed_dim, hidden_size, cell, bidirectional, num_layers)
+    """A GRU (by default) over padded sequences, classified by their last valid state (or their mean, or attention)."""
+    return RNNClassifier(
+        vocab_size, num_classes, pad_id, embed_dim, hidden_size, cell, bidirectional, num_layers, dropout, pool, impl
+    )
