@@ -48,7 +48,7 @@ HEADER = [
 # Family page -> the benchmark names (exact, or a prefix ending in "-" or "*") it holds.
 # The first page that claims a name holds it.
 PAGES: dict[str, tuple[str, ...]] = {
-    "docs/sequences.md": ("seq2seq-", "forecast-", "rnn_throughput"),
+    "docs/sequences.md": ("seq2seq-", "forecast-", "rnn_throughput", "convlstm-moving"),
     # The consumers of each kind of data the engine takes, until their families have pages.
     "docs/engine.md": (
         "engine_overhead", "precision", "channels_last", "cnn_throughput", "time_to_accuracy*",
@@ -85,6 +85,17 @@ def row(r: dict[str, Any]) -> str:
             f"{r['epochs_run']} epochs{cut}, {r['train_seconds']:.0f} s"
         )
         return f"| {detail} | {value} | {target} | {anchor} | {_verdict(r.get('meets_target'))} | {where} |"
+    if name == "convlstm-moving":
+        m = r["mse"]
+        desc = (
+            f"convlstm-moving: next 32×32 frame of two bouncing Fashion-MNIST items ({r['parameters']:,} params, "
+            f"{r['epochs']} epochs, {r['train_seconds']:.0f} s): test MSE per pixel ConvLSTM {m['convlstm']:.4f}, "
+            f"copy the last frame {m['copy_last']:.4f}, empty frame {m['empty']:.4f}"
+        )
+        return (
+            f"| {desc} | {r['ratio_to_better_baseline']:.2f}× the better baseline | ≤ 0.5× | – "
+            f"| {_verdict(r['meets_target'])} | {where} |"
+        )
     if name.startswith("forecast-"):
         res = r["results"]
         h = r["setup"]["horizon"]
