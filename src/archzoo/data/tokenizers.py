@@ -66,6 +66,8 @@ class Tokenizer:
     """The shared interface; subclasses set :attr:`kind` and implement encode, decode and the JSON fields."""
 
     kind: ClassVar[str] = ""
+    #: What goes between two pieces of decoded text (a prompt and its continuation): a space for words.
+    separator: ClassVar[str] = ""
     itos: list[str]
 
     @property
@@ -205,6 +207,7 @@ class WordTokenizer(Tokenizer):
     """
 
     kind = "word"
+    separator = " "
     MODES = ("regex", "ptb")
 
     def __init__(
