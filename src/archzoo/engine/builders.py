@@ -219,9 +219,7 @@ def _load_saved(run_dir: Path, key: str, entry: dict[str, Any]) -> Any:
     try:
         cls = getattr(importlib.import_module(module), qualname)
     except (ImportError, AttributeError):
-        raise UserError(
-            f"{run_dir / INFO_FILE} names {module}.{qualname} for {key}, which this archzoo lacks."
-        ) from None
+        raise UserError(f"{run_dir / INFO_FILE} names {module}.{qualname} for {key}, which this archzoo lacks.") from None
     path = run_dir / str(entry.get("file", f"{key}.json"))
     if not path.is_file():
         raise UserError(f"Run {run_dir} lacks {path.name}, which holds its {key}.")
