@@ -74,6 +74,7 @@ def test_byte_level_bpe_round_trips_any_text() -> None:
     for s in ["to be or not", "Ünïcödé ✓ and\ttabs\n", ""]:
         assert tok.decode(tok.encode(s)) == s
     assert len(tok.encode("to be, or not to be")) < len("to be, or not to be")  # merges learnt
+    assert BPETokenizer.train(text, vocab_size=300) == tok  # training is deterministic: the cache key holds
     with pytest.raises(UserError, match="vocab_size"):
         BPETokenizer.train(text, vocab_size=100)
 
