@@ -66,3 +66,149 @@ def test_random_mode_is_not_contiguous_and_bad_arguments_are_user_errors(cache: 
         create_dataset("python_chars", max_chars=3000, val_fraction=0.6)
     with pytest.raises(UserError, match="max_chars"):
         create_dataset("python_chars", max_chars=200, block_size=64)
+
+
+# ----------------------------------------------------------------------------- reading files, text_file
+
+
+def test_read_text_names_the_file_and_byte_of_invalid_utf8(tmp_path: Path) -> None:
+    p = tmp_path / "bad.txt"
+    p.write_bytes("héllo ".encode() + b"\xff\xfe rest")
+    with pytest.raises(UserError, match=r"bad.txt is not UTF-8 at byte 7; pass data.args.errors=replace"):
+        text_mod.read_text(p)
+    assert text_mod.read_text(p, errors="replace") == "héllo \ufffd\ufffd rest"
+    with pytest.raises(UserError, match="data.args.errors must be one of strict, replace"):
+        text_mod.read_text(p, errors="ignore")
+    (tmp_path / "empty.txt").write_bytes(b"")
+    with pytest.raises(UserError, match="empty.txt is empty"):
+        text_mod.read_text(tmp_path / "empty.txt")
+    with pytest.raises(UserError, match="does not exist"):
+        text_mod.read_text(tmp_path / "missing.txt")
+
+
+def _corpus(tmp_path: Path, n: int = 40) -> Path:
+    p = tmp_path / "corpus.txt"
+    p.write_text("".join(f"line {i}: the cat sat on the mat, said the dog.\n" for i in range(n)), encoding="utf-8")
+    return p
+
+
+@pytest.mark.parametrize("tokenizer", ["char", "word", "bpe"])
+def test_text_file_splits_chronologically_and_decodes_back(tokenizer: str, tmp_path: Path, cache: Path) -> None:
+    p = _corpus(tmp_path)
+    extra = {"vocab_size": 300} if tokenizer == "bpe" else {}
+    b = create_dataset("text_file", path=str(p), tokenizer=tokenizer, block_size=8, **extra)
+    tok, info = b.info["tokenizer"], b.info
+    assert info["itos"] == tok.itos and info["vocab_size"] == tok.vocab_size and info["contiguous"] is True
+    n = sum(info["tokens"].values())
+    assert info["tokens"]["val"] == info["tokens"]["test"] == int(n * 0.1)
+    ids = np.concatenate([b.train.tokens, b.val.tokens, b.test.tokens]).tolist()
+    text = p.read_text()
+    assert ids == tok.encode(text)
+    if tokenizer != "word":  # words come back lower-cased and joined by spaces
+        assert tok.decode(ids) == text
+    assert Path(info["token_file"]).parent == cache / "tokens"
+
+
+def test_text_file_token_file_is_reused_and_keyed_by_bytes_and_tokenizer(
+    tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    p = _corpus(tmp_path)
+    first = create_dataset("text_file", path=str(p), block_size=8)
+    word = create_dataset("text_file", path=str(p), tokenizer="word", block_size=8)
+    assert first.info["token_file"] != word.info["token_file"]  # another tokenizer, another file
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the cached token file should have been reused")
+
+    monkeypatch.setattr(text_mod, "write_tokens", refuse)
+    again = create_dataset("text_file", path=str(p), block_size=8)
+    assert again.info["token_file"] == first.info["token_file"] and isinstance(again.train.tokens, np.memmap)
+    assert np.array_equal(again.train.tokens, first.train.tokens)
+    p.write_text(p.read_text() + "one more line\n")  # other bytes: a new file must be written
+    with pytest.raises(AssertionError, match="reused"):
+        create_dataset("text_file", path=str(p), block_size=8)
+
+
+def test_text_file_refusals_name_the_option_to_change(tmp_path: Path, cache: Path) -> None:
+    p = _corpus(tmp_path, n=2)
+    with pytest.raises(UserError, match="pass data.args.path=FILE"):
+        create_dataset("text_file")
+    with pytest.raises(UserError, match=r"the val split has \d+ tokens, fewer than data.args.block_size\+1"):
+        create_dataset("text_file", path=str(p), block_size=64)
+    with pytest.raises(UserError, match="lower data.args.block_size"):
+        create_dataset("text_file", path=str(p), block_size=10_000)
+    with pytest.raises(UserError, match="vocab_size applies to tokenizer=bpe only"):
+        create_dataset("text_file", path=str(p), vocab_size=500)
+    with pytest.raises(UserError, match="data.args.mode must be"):
+        create_dataset("text_file", path=str(p), mode="shuffled")
+    with pytest.raises(UserError, match="data.args.tokenizer must be one of"):
+        create_dataset("text_file", path=str(p), tokenizer="sentencepiece")
+    bad = tmp_path / "latin1.txt"
+    bad.write_bytes(("caf\xe9 " * 200).encode("latin-1"))
+    with pytest.raises(UserError, match="not UTF-8 at byte 3"):
+        create_dataset("text_file", path=str(bad), block_size=8)
+    b = create_dataset("text_file", path=str(bad), block_size=8, errors="replace")
+    assert "\ufffd" in b.info["itos"]
+
+
+def test_stratified_split_keeps_each_class_share_and_is_fixed() -> None:
+    labels = [0] * 100 + [1] * 30 + [2] * 3 + [3] * 1
+    tr, va, te = text_mod.stratified_split(labels, 0.1)
+    assert sorted(tr + va + te) == list(range(len(labels)))
+    count = {s: [sum(labels[i] == c for i in idx) for c in range(4)] for s, idx in (("va", va), ("te", te))}
+    assert count["va"] == count["te"] == [10, 3, 0, 0]  # round(3 * 0.1) = 0; the single one trains
+    assert text_mod.stratified_split(labels, 0.1) == (tr, va, te)
+
+
+def test_missing_benchmark_files_say_what_to_set(tmp_path: Path, cache: Path) -> None:
+    for name in ("tiny_shakespeare", "ptb", "names", "sms_spam"):
+        with pytest.raises(UserError, match="set ARCHZOO_DATA"):
+            create_dataset(name, data_dir=str(tmp_path / "nothing"))
+
+
+# ----------------------------------------------------------------------------- the benchmark corpora
+
+
+def test_tiny_shakespeare_is_nanogpts_split(data_root: Path, cache: Path) -> None:
+    b = create_dataset("tiny_shakespeare", data_dir=str(data_root), block_size=64)
+    assert b.info["vocab_size"] == 65 and b.info["test_is_val"] is True and b.test is b.val
+    assert (len(b.train), len(b.val)) == (1_003_854, 111_540)  # int(0.9 * 1,115,394) and the rest
+    tok = b.info["tokenizer"]
+    assert tok.decode(b.train.tokens[:12].tolist()) == "First Citize"
+
+
+def test_ptb_has_mikolovs_vocabulary_and_token_counts(data_root: Path, cache: Path) -> None:
+    b = create_dataset("ptb", data_dir=str(data_root))
+    tok = b.info["tokenizer"]
+    train_words = set((data_root / "text/ptb/ptb.train.txt").read_text().split())
+    assert b.info["vocab_size"] == len(train_words) + 1 == 10_000 and set(tok.itos) == train_words | {"<eos>"}
+    assert b.info["tokens"] == {"train": 929_589, "val": 73_760, "test": 82_430}
+    assert len(b.test) == 82_430
+    assert tok.decode(b.test.tokens[:5].tolist()) == "no it was n't black"
+
+
+def test_names_are_deduplicated_folded_and_stratified(data_root: Path, cache: Path) -> None:
+    b = create_dataset("names", data_dir=str(data_root))
+    info = b.info
+    assert info["num_classes"] == 18 == len(info["classes"]) and info["classes"][0] == "Arabic"
+    assert info["pad_id"] == 0 and info["itos"][:2] == ["<pad>", "<unk>"]
+    assert all(len(c) == 1 and c.isascii() for c in info["itos"][2:])
+    sizes = info["sizes"]
+    assert sum(sizes.values()) < 18_015 and sizes["val"] == sizes["test"]
+    assert abs(sizes["val"] / sum(sizes.values()) - 0.1) < 0.01
+    arabic = int((b.train.labels == 0).sum() + (b.val.labels == 0).sum() + (b.test.labels == 0).sum())
+    assert arabic <= 108  # 2000 lines, 108 distinct names
+    assert info["tokenizer"].encode("Müller") == info["tokenizer"].encode("Muller")
+    uni = create_dataset("names", data_dir=str(data_root), ascii=False)
+    assert any(not c.isascii() for c in uni.info["itos"])
+
+
+def test_sms_spam_splits_on_the_first_tab_and_keeps_duplicates_once(data_root: Path, cache: Path) -> None:
+    b = create_dataset("sms_spam", data_dir=str(data_root))
+    info = b.info
+    assert info["classes"] == ["ham", "spam"] and info["itos"][:2] == ["<pad>", "<unk>"]
+    assert sum(info["sizes"].values()) == 5171  # 5574 lines, 403 exact duplicates
+    spam = [int((s.labels == 1).sum()) for s in (b.train, b.val, b.test)]
+    assert sum(spam) == 653 and spam[1] == spam[2] == 65
+    full = create_dataset("sms_spam", data_dir=str(data_root), dedupe=False)
+    assert sum(full.info["sizes"].values()) == 5574

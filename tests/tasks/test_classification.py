@@ -66,3 +66,23 @@ def test_classification_of_tuples_is_unchanged() -> None:
     logits = model(x)
     assert torch.equal(loss, F.cross_entropy(logits, y, label_smoothing=0.1))
     assert torch.equal(logs["acc"], (logits.argmax(1) == y).float().mean())
+
+
+def test_text_inputs_are_read_with_the_runs_tokenizer_into_a_padded_batch() -> None:
+    from archzoo.data.tokenizers import CharTokenizer
+    from archzoo.errors import UserError
+
+    tok = CharTokenizer.train(["abc"], specials=["<pad>"], fold="ascii")
+    info = {"tokenizer": tok, "pad_id": 0, "kind": "sequence", "classes": ["x", "y"]}
+    task = create_task("classification")
+    batch = task.read_inputs(["ab", "cába"], info)
+    assert isinstance(batch, PaddedBatch) and batch.y is None
+    assert batch.lengths.tolist() == [2, 4]
+    assert batch.x.tolist() == [tok.encode("ab") + [0, 0], tok.encode("caba")]
+    model = rnn_classifier(vocab_size=tok.vocab_size, num_classes=2, pad_id=0).eval()
+    probs = task.predict(model, batch)
+    assert probs.shape == (2, 2)
+    lines = task.describe(probs, ["ab", "cába"], info)
+    assert lines[0].split("\t")[1] in ("x", "y")
+    with pytest.raises(UserError, match="no tokens"):
+        task.read_inputs(["1"], info)  # folded away to nothing

@@ -198,3 +198,19 @@ def test_predict_reports_per_token_loss() -> None:
         task.read_inputs(["a"], info)
     with pytest.raises(UserError, match="'q'"):
         task.read_inputs(["aq"], info)
+
+
+def test_a_word_tokenizer_reads_prompts_and_writes_words_apart(tmp_path: Path) -> None:
+    from archzoo.data.tokenizers import WordTokenizer
+
+    tok = WordTokenizer.train(" the cat sat\n the dog ran\n", mode="ptb")
+    info = {"itos": tok.itos, "tokenizer": tok}
+    torch.manual_seed(0)
+    model = lstm_lm(vocab_size=tok.vocab_size, embed_dim=8, hidden_size=8)
+    task = _task()
+    text = task.sample(SimpleNamespace(model=model, info=info), tmp_path, prompt="the cat", tokens=4)[0].read_text()
+    assert text.startswith("the cat") and text[len("the cat")] in " \n"
+    words = text.split()
+    assert 2 + 1 <= len(words) <= 2 + 4 and all(w in tok.itos for w in words)
+    [(loss, n)] = task.predict(model, task.read_inputs(["the cat sat"], info))
+    assert n == 3  # the cat sat <eos>: three predicted tokens

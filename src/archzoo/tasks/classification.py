@@ -108,7 +108,11 @@ class Classification(Task):
     predict_options = {"top": Option(int, 1, "how many classes to show per input, most probable first")}
 
     def read_inputs(self, inputs: list[str], info: dict[str, Any]) -> Any:
-        """Image files, read and normalised as the run's images were (``kind: image`` runs)."""
+        """Image files, read and normalised as the run's images were (``kind: image`` runs); or, for a
+        run whose data has a tokenizer (``info["tokenizer"]``), texts encoded by it into a ``PaddedBatch``."""
+        tokenizer = info.get("tokenizer")
+        if tokenizer is not None and hasattr(tokenizer, "encode"):
+            return _padded_texts(inputs, tokenizer, int(info.get("pad_id", 0)))
         if info.get("kind") != "image":
             raise UserError("This run does not classify images; predict takes image files only for image runs.")
         from archzoo.data.imagefolder import load_image
@@ -135,6 +139,21 @@ class Classification(Task):
             for p, i in zip(best.values.tolist(), best.indices.tolist(), strict=True):
                 lines.append(f"{path}\t{classes[i]}\t{p:.4f}")
         return lines
+
+
+def _padded_texts(inputs: list[str], tokenizer: Any, pad_id: int) -> Any:
+    """Each text as the tokenizer's ids, padded with ``pad_id`` into one :class:`~archzoo.data.splits.PaddedBatch`."""
+    from archzoo.data.splits import PaddedBatch
+
+    ids = [tokenizer.encode(text) for text in inputs]
+    for text, seq in zip(inputs, ids, strict=True):
+        if not seq:
+            raise UserError(f"The input {text!r} holds no tokens of this run's vocabulary.")
+    lengths = torch.tensor([len(s) for s in ids], dtype=torch.int64)
+    x = torch.full((len(ids), int(lengths.max())), pad_id, dtype=torch.int64)  # (B, L)
+    for i, seq in enumerate(ids):
+        x[i, : len(seq)] = torch.tensor(seq, dtype=torch.int64)
+    return PaddedBatch(x, lengths)
 
 
 @register_task("classification")

@@ -248,10 +248,9 @@ class LanguageModeling(Task):
 
     def read_inputs(self, inputs: list[str], info: dict[str, Any]) -> list[Tensor]:
         """Each text as token ids ``(1, n)``; a text needs two tokens (one to read, one to predict)."""
-        itos = _itos(info)
         out = []
         for text in inputs:
-            ids = encode(text, itos)
+            ids = _encode(text, info)
             if len(ids) < 2:
                 raise UserError(f"Text {text!r} is too short to score; give at least two characters.")
             out.append(torch.tensor([ids]))
@@ -295,7 +294,8 @@ class LanguageModeling(Task):
         if top_k < 0:
             raise UserError(f"--top-k must be non-negative (0 is off), got {top_k}.")
         itos = _itos(info)
-        ids = encode(prompt, itos) if prompt else [itos.index("\n") if "\n" in itos else 0]
+        start = next((itos.index(s) for s in ("\n", "<eos>") if s in itos), 0)
+        ids = _encode(prompt, info) if prompt else [start]
         net = unwrap(model)
         was_training = net.training
         net.eval()
@@ -315,12 +315,31 @@ class LanguageModeling(Task):
                 logits, state = net(nxt, state)  # one step from the carried state
         net.train(was_training)
         new = torch.cat(drawn, 1)[0].tolist() if drawn else []
-        text = prompt + decode(new, itos)
+        continuation = _decode(new, info)
+        sep = getattr(info.get("tokenizer"), "separator", "")
+        if sep and prompt and continuation and not prompt[-1].isspace() and not continuation[0].isspace():
+            continuation = sep + continuation  # words: the prompt's last word and the first drawn one apart
+        text = prompt + continuation
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         path = out_dir / "sample.txt"
         path.write_text(text, encoding="utf-8")
         return [path]
+
+
+def _encode(text: str, info: dict[str, Any]) -> list[int]:
+    """``text`` read by the run's tokenizer (``info["tokenizer"]``), else character by character over ``itos``."""
+    tokenizer = info.get("tokenizer")
+    if tokenizer is not None and hasattr(tokenizer, "encode"):
+        return list(tokenizer.encode(text))
+    return encode(text, _itos(info))
+
+
+def _decode(ids: list[int], info: dict[str, Any]) -> str:
+    tokenizer = info.get("tokenizer")
+    if tokenizer is not None and hasattr(tokenizer, "decode"):
+        return tokenizer.decode(ids)
+    return decode(ids, _itos(info))
 
 
 def _itos(info: dict[str, Any]) -> list[str]:
