@@ -50,6 +50,8 @@ job tta $d bash -c "python3 benchmarks/time_to_accuracy.py train.epochs=2 data.b
   data.augment=null train.threads=2 --give-up-ratio 8 --max-epochs 10; \
   python3 benchmarks/time_to_accuracy.py --recipe fashion-resnet --threshold 0.93 train.epochs=10 \
   train.threads=2 --give-up-ratio 6 --max-epochs 12"
+# Sequences: ConvLSTM next-frame prediction (about 200 s an epoch on 2 loaded CPU cores at 16 channels).
+job convlstm $d python3 benchmarks/convlstm_quality.py --epochs 8 --threads 2
 wait
 echo "all jobs done at $(($(date +%s) - start)) s"
 cat "$log/status.txt"
