@@ -27,11 +27,13 @@ from archzoo.viz.grid import save_image_grid  # noqa: E402
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--data-dir")
-    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("overrides", nargs="*", help="dotted overrides of the recipe (model.args.hidden_channels=[32,32])")
     a = p.parse_args()
     cfg = load_config("moving-convlstm", None, [f"train.epochs={a.epochs}", f"train.threads={a.threads}",
-                                                 "log.progress=lines", "log.dir=runs/benchmarks/convlstm"])  # fmt: skip
+                                                 "log.progress=lines", "log.dir=runs/benchmarks/convlstm",
+                                                 *a.overrides])  # fmt: skip
     tr = Trainer(cfg, data_dir=a.data_dir)
     res = tr.fit()
     x, y = next(iter(tr.data.test.batches(len(tr.data.test))))  # every test sequence, in order
