@@ -2,15 +2,21 @@ r"""ConvLSTM next-frame prediction (Shi et al. 2015, https://arxiv.org/abs/1506.
 
 A stack of :class:`~archzoo.layers.convlstm.ConvLSTMCell` reads the frames
 :math:`x_1..x_T` and a :math:`1 \times 1` convolution of the top state after the last
-frame predicts :math:`x_{T+1}` (a sigmoid: frames are in [0, 1]).
+frame predicts :math:`x_{T+1}`. With ``residual=True`` (the default) it predicts the change
+from the last frame, :math:`\hat x_{T+1} = \mathrm{clamp}(x_T + \tanh(W h_T), 0, 1)`, so
+an untrained model starts as the copy-the-last-frame baseline instead of a grey frame
+(trained from scratch on sparse frames, a sigmoid output first collapses to the mean).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from archzoo.layers.convlstm import ConvLSTMCell
+from archzoo.models._variant import variant
 from archzoo.registry import register_model
 
 
@@ -23,6 +29,7 @@ class ConvLSTMPredictor(nn.Module):
         kernel_size: gate convolution kernel (default 3).
         frames: the number of input frames of its example input (default 9).
         image_size: the frame size of its example input (default 32).
+        residual: predict the change from the last frame (default True) instead of the frame.
 
     Shapes:
         input :math:`(B, T, C, H, W)`; output :math:`(B, C, H, W)`.
@@ -35,8 +42,10 @@ class ConvLSTMPredictor(nn.Module):
         kernel_size: int = 3,
         frames: int = 9,
         image_size: int = 32,
+        residual: bool = True,
     ) -> None:
         super().__init__()
+        self.residual = residual
         widths = (in_channels, *hidden_channels)
         self.cells = nn.ModuleList(
             ConvLSTMCell(a, b, kernel_size) for a, b in zip(widths[:-1], widths[1:], strict=True)
@@ -55,7 +64,10 @@ class ConvLSTMPredictor(nn.Module):
         return inp
 
     def forward(self, x: Tensor) -> Tensor:
-        return torch.sigmoid(self.head(self.forward_features(x)))  # (B, C, H, W) in [0, 1]
+        out = self.head(self.forward_features(x))  # (B, C, H, W)
+        if self.residual:
+            return (x[:, -1] + torch.tanh(out)).clamp(0.0, 1.0)  # the last frame, moved
+        return torch.sigmoid(out)  # in [0, 1]
 
     def example_input(self, batch_size: int = 2) -> tuple[Tensor, ...]:
         """Random frames :math:`(B, T, C, H, W)` in [0, 1]."""
@@ -65,12 +77,8 @@ class ConvLSTMPredictor(nn.Module):
 
 
 @register_model("convlstm")
-def convlstm(
-    in_channels: int = 1,
-    hidden_channels: tuple[int, ...] = (32, 32),
-    kernel_size: int = 3,
-    frames: int = 9,
-    image_size: int = 32,
-) -> ConvLSTMPredictor:
+@variant(ConvLSTMPredictor, ("in_channels", "hidden_channels", "kernel_size", "frames", "image_size", "residual"))
+def convlstm(**kwargs: Any) -> ConvLSTMPredictor:
     """Two ConvLSTM layers of 32 channels (by default) and a 1×1 prediction of the next frame."""
-    return ConvLSTMPredictor(in_channels, tuple(hidden_channels), kernel_size, frames, image_size)
+    kwargs["hidden_channels"] = tuple(kwargs["hidden_channels"])  # a YAML list from a recipe
+    return ConvLSTMPredictor(**kwargs)

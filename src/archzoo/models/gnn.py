@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from archzoo.models._variant import variant
 from archzoo.registry import register_model
 
 
@@ -137,12 +138,14 @@ class GCNGraphClassifier(nn.Module):
 
 
 @register_model("gcn_node")
-def gcn_node(num_node_features: int, num_classes: int, hidden: int = 16, dropout: float = 0.5) -> GCNNodeClassifier:
+@variant(GCNNodeClassifier, ("num_node_features", "num_classes", "hidden", "dropout"))
+def gcn_node(**kwargs: Any) -> GCNNodeClassifier:
     """Kipf & Welling's two-layer GCN for classifying the nodes of one graph (Cora, karate club)."""
-    return GCNNodeClassifier(num_node_features, num_classes, hidden, dropout)
+    return GCNNodeClassifier(**kwargs)
 
 
 @register_model("gcn_graph")
-def gcn_graph(num_node_features: int, num_classes: int, hidden: int = 32, layers: int = 2) -> GCNGraphClassifier:
+@variant(GCNGraphClassifier, ("num_node_features", "num_classes", "hidden", "layers"))
+def gcn_graph(**kwargs: Any) -> GCNGraphClassifier:
     """Stacked GCN layers with mean pooling for classifying whole graphs."""
-    return GCNGraphClassifier(num_node_features, num_classes, hidden, layers)
+    return GCNGraphClassifier(**kwargs)

@@ -38,6 +38,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from archzoo.errors import UserError
 from archzoo.layers.recurrent import Recurrent
+from archzoo.models._variant import variant
 from archzoo.registry import register_model
 
 #: The recurrent layer of each ``cell`` name.
@@ -289,38 +290,21 @@ class RNNClassifier(nn.Module):
 
 
 @register_model("lstm_lm")
-def lstm_lm(
-    vocab_size: int,
-    embed_dim: int = 64,
-    hidden_size: int = 128,
-    num_layers: int = 1,
-    dropout: float = 0.0,
-    cell: str = "lstm",
-    tie_weights: bool = False,
-    impl: str = "fused",
-    bidirectional: bool = False,
-) -> RNNLanguageModel:
+@variant(
+    RNNLanguageModel,
+    ("vocab_size", "embed_dim", "hidden_size", "num_layers", "dropout", "cell", "tie_weights", "impl", "bidirectional"),
+)
+def lstm_lm(**kwargs: Any) -> RNNLanguageModel:
     """A recurrent language model (an LSTM by default; ``cell`` picks a GRU or a tanh RNN; ``impl`` fused or cells)."""
-    return RNNLanguageModel(
-        vocab_size, embed_dim, hidden_size, num_layers, dropout, cell, tie_weights, impl, bidirectional
-    )
+    return RNNLanguageModel(**kwargs)
 
 
 @register_model("rnn_classifier")
-def rnn_classifier(
-    vocab_size: int,
-    num_classes: int,
-    pad_id: int = 0,
-    embed_dim: int = 32,
-    hidden_size: int = 64,
-    cell: str = "gru",
-    bidirectional: bool = False,
-    num_layers: int = 1,
-    dropout: float = 0.0,
-    pool: str = "last",
-    impl: str = "fused",
-) -> RNNClassifier:
+@variant(
+    RNNClassifier,
+    ("vocab_size", "num_classes", "pad_id", "embed_dim", "hidden_size", "cell", "bidirectional", "num_layers",
+     "dropout", "pool", "impl"),
+)  # fmt: skip
+def rnn_classifier(**kwargs: Any) -> RNNClassifier:
     """A GRU (by default) over padded sequences, classified by their last valid state (or their mean, or attention)."""
-    return RNNClassifier(
-        vocab_size, num_classes, pad_id, embed_dim, hidden_size, cell, bidirectional, num_layers, dropout, pool, impl
-    )
+    return RNNClassifier(**kwargs)
