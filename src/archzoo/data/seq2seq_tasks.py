@@ -337,7 +337,8 @@ MAX_TOKENS = 10
 
 
 def normalize(text: str) -> str:
-    """Lower-case, fold to ASCII, a space before ``.!?``, every other run of non-letters one space."""
+    """The tutorial's ``normalizeString``: lower-case, fold to ASCII, ``!`` and ``?`` as tokens of their own,
+    every other run of non-letters (``.`` included) one space, stripped."""
     text = unicodedata.normalize("NFD", text.lower().strip())
     text = "".join(c for c in text if unicodedata.category(c) != "Mn")
     text = re.sub(r"([.!?])", r" \1", text)
