@@ -86,3 +86,6 @@ def test_reverse_recipe_trains_end_to_end(tmp_path, capsys) -> None:
     out = capsys.readouterr().out
     assert out.startswith("abcde\t")
     assert json.loads((run / "info.json").read_text())["kind"] == "seq2seq"
+    assert (run / "attention.png").is_file()  # the task's picture of the probe's attention
+    assert main(["viz", "attention", str(run), "abcdef", "--out", str(tmp_path / "att")]) == 0
+    assert (tmp_path / "att" / "attention_abcdef.png").is_file()

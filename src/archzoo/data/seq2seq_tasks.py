@@ -122,6 +122,8 @@ def pair_bundle(
         "eos_id": 2,
         "max_src_len": max(len(s) for part in (train, val, test or []) for s, _ in part),
         "max_tgt_len": max(len(t) + 1 for part in (train, val, test or []) for _, t in part),
+        # one fixed validation source, whose attention a task may draw after each epoch
+        "probe": (" " if level == "word" else "").join(val[0][0]),
         **extra,
     }
     return DataBundle(

@@ -22,6 +22,7 @@ decoded outputs against the targets. The monitored metric is ``val/exact``, or
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -30,7 +31,7 @@ from torch import Tensor, nn
 
 from archzoo.errors import UserError
 from archzoo.registry import register_task
-from archzoo.tasks.base import Task
+from archzoo.tasks.base import Picture, Task
 from archzoo.utils import gather_across_ranks, sum_across_ranks, unwrap
 
 
@@ -194,6 +195,49 @@ class Seq2SeqTask(Task):
         """``input<TAB>output``, one line per input."""
         ids, _ = outputs
         return [f"{text}\t{self.detokenize(row, info)}" for text, row in zip(inputs, ids.tolist(), strict=True)]
+
+    # ------------------------------------------------------------------ pictures
+
+    def attention(
+        self, model: nn.Module, text: str, info: dict[str, Any] | None = None
+    ) -> tuple[list[str], list[str], Tensor | None]:
+        """The source tokens of ``text``, the decoded output tokens and the attention :math:`(T, L_x)` (None without).
+
+        Greedy decoding; the rows after ``<eos>`` are dropped.
+        """
+        from archzoo.data.seq2seq_tasks import EOS
+
+        info = info or self.info
+        net = unwrap(model)
+        batch = self.read_inputs([text], info)
+        device = next(net.parameters()).device
+        was = net.training
+        net.eval()
+        try:
+            with torch.no_grad():
+                ids, attn = net.greedy(batch.x.to(device), batch.lengths.to(device), int(self.max_len or 50))
+        finally:
+            net.train(was)
+        src_itos, tgt_itos = info["src_itos"], info["tgt_itos"]
+        src = [src_itos[i] for i in batch.x[0].tolist()]
+        out = []
+        for i in ids[0].tolist():
+            out.append(tgt_itos[i])
+            if tgt_itos[i] == EOS:
+                break
+        weights = attn[0, : len(out)].float().cpu() if getattr(net, "attention", None) is not None else None
+        return src, out, weights
+
+    def on_epoch_end(self, model: nn.Module, epoch: int, run_dir: Path | None) -> list[Picture] | None:
+        """The attention of the data's fixed validation source (``info["probe"]``), as a grid image."""
+        probe = self.info.get("probe")
+        if run_dir is None or not probe or getattr(unwrap(model), "attention", None) is None:
+            return None
+        _, _, weights = self.attention(model, probe)
+        if weights is None or weights.numel() == 0:
+            return None
+        shown = weights / weights.amax(1, keepdim=True).clamp(min=1e-12)  # each output row scaled to its peak
+        return [Picture(Path(run_dir) / "attention.png", "grid", shown[None, None], nrow=1, title=probe)]
 
 
 @register_task("seq2seq")
