@@ -8,8 +8,8 @@ suite runs it, so the pages cannot drift from the results).
 Where each result goes:
 
 * **Family page.** Every result has one row in the page of its family, chosen by its
-  benchmark name (``PAGES``): ``recipe-*`` in ``docs/vision.md``, ``generative-*`` in
-  ``docs/generative.md``, the speed benchmarks (``engine_overhead``, ``precision``,
+  benchmark name (``PAGES``): ``seq2seq-*`` in ``docs/sequences.md``, ``recipe-*`` in
+  ``docs/vision.md``, ``generative-*`` in ``docs/generative.md``, the speed benchmarks (``engine_overhead``, ``precision``,
   ``channels_last``, ``cnn_throughput``, ``time_to_accuracy*``) and the recipes of the
   engine's data-kind consumers (``python-lstm``, ...) in ``docs/engine.md``; ``seq2seq-*``,
   ``forecast-*`` and ``rnn_throughput`` in ``docs/sequences.md``.
@@ -110,6 +110,21 @@ def row(r: dict[str, Any]) -> str:
             f"| {desc} | RMSE {res['neural']['rmse']:.2f} | below naive and ARIMA | – "
             f"| {_verdict(r['meets_target'])} | {where} |"
         )
+    if name.startswith("seq2seq-"):
+        metric = r["metric"]
+
+        def shown(v: float | None) -> str:
+            return "–" if v is None else (f"{v:.2f}" if metric.endswith("bleu") else _pct(v))
+
+        att, plain = r["rows"]["attention"], r["rows"]["no_attention"]
+        cut = " (stopped by train.max_time)" if att.get("stopped_for_time") or plain.get("stopped_for_time") else ""
+        detail = (
+            f"{r['recipe']}: {metric} with attention {shown(r['value'])} ({att['parameters']:,} params, "
+            f"{att['epochs_run']} epochs, {att['train_seconds']:.0f} s), without {shown(r['no_attention_value'])} "
+            f"({plain['parameters']:,} params, {plain['epochs_run']} epochs, {plain['train_seconds']:.0f} s){cut}"
+        )
+        target = "–" if r.get("target") is None else f"≥ {shown(r['target'])}"
+        return f"| {detail} | {shown(r['value'])} | {target} | – | {_verdict(r.get('meets_target'))} | {where} |"
     if name == "engine_overhead":
         per = "; ".join(
             f"{x['recipe']} {x['archzoo_ms_per_step']} vs {x['raw_ms_per_step']} ms/step" for x in r["rows"]

@@ -98,6 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("run", help="run directory")
     v.add_argument("image", help="an image file (PNG, JPEG, ...)")
     v.add_argument("--out", help="output directory (default RUN/features)")
+    v = vsub.add_parser("attention", help="the attention weights of a seq2seq run decoding INPUT")
+    v.add_argument("run", help="run directory")
+    v.add_argument("input", help="a source text, such as 'abcdef' or 'the 3rd of March, 2021'")
+    v.add_argument("--out", help="output directory (default RUN/attention)")
 
     s = sub.add_parser("data", help="dataset utilities")
     dsub = s.add_subparsers(dest="data_cmd", parser_class=_Parser)
@@ -301,8 +305,13 @@ def cmd_score(a: argparse.Namespace) -> int:
 
 
 def cmd_viz(a: argparse.Namespace) -> int:
+    if a.viz_cmd == "attention":
+        from archzoo.viz.attention import viz_attention
+
+        print(viz_attention(load_run(a.run, None), a.input, Path(a.out) if a.out else None))
+        return 0
     if a.viz_cmd != "features":
-        raise UserError("Use 'archzoo viz features RUN IMAGE [--out DIR]'.")
+        raise UserError("Use 'archzoo viz features RUN IMAGE [--out DIR]' or 'archzoo viz attention RUN INPUT'.")
     from archzoo.viz.features import viz_features
 
     run = load_run(a.run, None)

@@ -26,6 +26,8 @@ SMALL = {
     "vocab_size": 11,
     "num_node_features": 5,
     "pad_id": 0,
+    "src_vocab_size": 11,  # sequence-to-sequence models: two vocabularies
+    "tgt_vocab_size": 9,
 }
 
 

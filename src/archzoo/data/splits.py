@@ -467,22 +467,35 @@ class PaddedBatch:
         x (Tensor): the padded sequences; padding positions hold the split's ``pad_id``.
         lengths (Tensor): the true length of each sequence.
         y (Tensor, optional): one label per sequence, or one per position (padding
-            positions then hold the split's ``label_pad_id``, ``-100`` by default).
+            positions then hold the split's ``label_pad_id``, ``-100`` by default), or a
+            target sequence of its own length (sequence-to-sequence data, padded with the
+            split's ``target_pad_id``).
+        y_lengths (Tensor, optional): the true length of each target sequence, set when
+            ``y`` is a target sequence and None otherwise.
 
     Shapes:
         - **x:** :math:`(B, L)` (``int64`` token ids) or :math:`(B, L, F)` (float features)
         - **lengths:** :math:`(B,)`, ``int64``
-        - **y:** :math:`(B,)`, :math:`(B, L)` or ``None``
+        - **y:** :math:`(B,)`, :math:`(B, L)`, :math:`(B, L_y)` with targets, or ``None``
+        - **y_lengths:** :math:`(B,)`, ``int64``, or ``None``
         - **mask:** :math:`(B, L)`, ``bool``, true at real positions
+        - **y_mask:** :math:`(B, L_y)`, ``bool``, true at real target positions (targets only)
     """
 
     x: Tensor
     lengths: Tensor
     y: Tensor | None = None
+    y_lengths: Tensor | None = None
 
     @property
     def mask(self) -> Tensor:
         return torch.arange(self.x.shape[1], device=self.lengths.device) < self.lengths[:, None]
+
+    @property
+    def y_mask(self) -> Tensor:
+        if self.y is None or self.y_lengths is None:
+            raise ValueError("this batch has no target sequences")
+        return torch.arange(self.y.shape[1], device=self.y_lengths.device) < self.y_lengths[:, None]
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
@@ -492,6 +505,7 @@ class PaddedBatch:
             self.x.to(device, non_blocking=non_blocking),
             self.lengths.to(device, non_blocking=non_blocking),
             None if self.y is None else self.y.to(device, non_blocking=non_blocking),
+            None if self.y_lengths is None else self.y_lengths.to(device, non_blocking=non_blocking),
         )
 
 
@@ -511,12 +525,21 @@ class PaddedSequences:
     ``batch[rank::world]`` of the global batch and pads to its own longest (a
     rank whose part would be empty gets no batch).
 
+    With ``targets`` (sequence-to-sequence data) every sequence has a target
+    sequence of its own length; a batch's ``y`` holds them padded to the
+    longest target of the batch with ``target_pad_id`` and ``y_lengths`` their
+    lengths. Targets are gathered with the same index as their sources, so
+    order, bucketing (by source length), resume and DDP slices are unchanged.
+
     Args:
         sequences (list of Tensor): the sequences, 1-D (token ids) or 2-D
             (length × features); every one non-empty.
         labels (Tensor or list of Tensor, optional): one label per sequence (a
             tensor with the sequence count as dim 0, or a list of numbers), or
             one per position (a list of 1-D tensors as long as the sequences).
+        targets (list of Tensor, optional): one non-empty 1-D target sequence per
+            sequence, of any length (not together with ``labels``).
+        target_pad_id (int, optional): the value at padding positions of the targets (default 0).
         pad_id (int or float, optional): the value at padding positions of ``x`` (default 0).
         bucket (bool, optional): sort by length within chunks when shuffling (default ``False``).
         bucket_size (int, optional): sequences per chunk (default ``50 * batch_size``).
@@ -527,7 +550,8 @@ class PaddedSequences:
         - **sequences:** :math:`N` tensors of shape :math:`(L_i,)` or :math:`(L_i, F)`
         - **batch:** :class:`PaddedBatch` with ``x`` :math:`(B, L)` or :math:`(B, L, F)`,
           ``lengths`` :math:`(B,)` and ``y`` :math:`(B, ...)`, :math:`(B, L)` or ``None``,
-          where :math:`L = \max_b` ``lengths[b]``.
+          where :math:`L = \max_b` ``lengths[b]``; with targets ``y`` :math:`(B, L_y)` and
+          ``y_lengths`` :math:`(B,)`, where :math:`L_y = \max_b` ``y_lengths[b]``.
     """
 
     options = frozenset({"batch_size", "eval_batch_size", "on_device"})
@@ -540,6 +564,8 @@ class PaddedSequences:
         bucket: bool = False,
         bucket_size: int | None = None,
         label_pad_id: int = -100,
+        targets: Sequence[Tensor] | None = None,
+        target_pad_id: int = 0,
     ) -> None:
         if len(sequences) == 0:
             raise UserError("The split has no sequences.")
@@ -549,6 +575,16 @@ class PaddedSequences:
             raise UserError(f"Sequence {int(empty[0])} is empty; every sequence needs at least one element.")
         if any(s.dim() not in (1, 2) for s in sequences):
             raise ValueError("every sequence must be 1-D (ids) or 2-D (length x features)")
+        if targets is not None:
+            if labels is not None:
+                raise ValueError("give labels or targets, not both")
+            if len(targets) != len(sequences):
+                raise ValueError(f"{len(targets)} targets for {len(sequences)} sequences")
+            if any(t.dim() != 1 for t in targets):
+                raise ValueError("every target sequence must be 1-D")
+            t_lengths = torch.tensor([len(t) for t in targets], dtype=torch.int64)
+            if bool((t_lengths == 0).any()):
+                raise UserError(f"Target {int((t_lengths == 0).nonzero()[0])} is empty; every target needs an element.")
         values = torch.cat(list(sequences))
         per_position = False
         if labels is not None and not isinstance(labels, Tensor):
@@ -560,6 +596,18 @@ class PaddedSequences:
             else:
                 labels = torch.as_tensor(labels)
         self._init(values, lengths, labels, per_position, pad_id, bucket, bucket_size, label_pad_id)
+        self._init_targets(
+            None if targets is None else torch.cat(list(targets)), None if targets is None else t_lengths, target_pad_id
+        )
+
+    def _init_targets(self, values: Tensor | None, lengths: Tensor | None, pad_id: int) -> None:
+        self.target_values = values  # (sum L_y_i,) or None
+        self.target_lengths = None if lengths is None else lengths.to(values.device)  # (N,)
+        self.target_offsets = None if lengths is None else torch.cumsum(self.target_lengths, 0) - self.target_lengths
+        self._target_lengths_cpu = None if lengths is None else lengths.cpu()
+        self.target_pad_id = pad_id
+        if lengths is not None and len(lengths) != len(self.lengths):
+            raise ValueError(f"{len(lengths)} targets for {len(self.lengths)} sequences")
 
     def _init(
         self,
@@ -596,10 +644,14 @@ class PaddedSequences:
         bucket: bool = False,
         bucket_size: int | None = None,
         label_pad_id: int = -100,
+        targets: Tensor | None = None,
+        target_lengths: Tensor | None = None,
+        target_pad_id: int = 0,
     ) -> PaddedSequences:
         """Build from the sequences already concatenated (``values``) and their ``lengths``.
 
-        ``labels`` is one per sequence, or with ``per_position=True`` concatenated like ``values``.
+        ``labels`` is one per sequence, or with ``per_position=True`` concatenated like ``values``;
+        ``targets`` are target sequences concatenated likewise, with their ``target_lengths``.
         """
         lengths = torch.as_tensor(lengths, dtype=torch.int64)
         if len(lengths) == 0:
@@ -610,6 +662,17 @@ class PaddedSequences:
             raise ValueError(f"lengths sum to {int(lengths.sum())}, but there are {values.shape[0]} values")
         out = cls.__new__(cls)
         out._init(values, lengths, labels, per_position, pad_id, bucket, bucket_size, label_pad_id)
+        if (targets is None) != (target_lengths is None):
+            raise ValueError("targets and target_lengths go together")
+        if targets is not None and target_lengths is not None:
+            if labels is not None:
+                raise ValueError("give labels or targets, not both")
+            target_lengths = torch.as_tensor(target_lengths, dtype=torch.int64)
+            if bool((target_lengths <= 0).any()):
+                raise UserError("Every target needs at least one element.")
+            if int(target_lengths.sum()) != targets.shape[0]:
+                raise ValueError(f"target_lengths sum to {int(target_lengths.sum())}, but there are {targets.shape[0]}")
+        out._init_targets(targets, target_lengths, target_pad_id)
         return out
 
     def __len__(self) -> int:
@@ -622,6 +685,10 @@ class PaddedSequences:
         out = copy.copy(self)
         out.values, out.lengths, out.offsets = (t.to(device) for t in (self.values, self.lengths, self.offsets))
         out.labels = None if self.labels is None else self.labels.to(device)
+        if self.target_values is not None:
+            out.target_values, out.target_lengths, out.target_offsets = (
+                t.to(device) for t in (self.target_values, self.target_lengths, self.target_offsets)
+            )
         return out
 
     def num_batches(self, batch_size: int, drop_last: bool = False) -> int:
@@ -648,6 +715,7 @@ class PaddedSequences:
     def _gather(self, idx: Tensor) -> PaddedBatch:
         lengths_cpu = self._lengths_cpu[idx]
         width = int(lengths_cpu.max())
+        y_width = 0 if self._target_lengths_cpu is None else int(self._target_lengths_cpu[idx].max())
         idx = idx.to(self.values.device)
         lengths = self.lengths[idx]
         mask = torch.arange(width, device=idx.device) < lengths[:, None]  # (B, L)
@@ -661,7 +729,13 @@ class PaddedSequences:
                 y = y.masked_fill(~mask.view(*mask.shape, *([1] * (y.dim() - 2))), self.label_pad_id)
             else:
                 y = self.labels[idx]
-        return PaddedBatch(x, lengths, y)
+        if self.target_values is None:
+            return PaddedBatch(x, lengths, y)
+        y_lengths = self.target_lengths[idx]
+        y_mask = torch.arange(y_width, device=idx.device) < y_lengths[:, None]  # (B, L_y)
+        y_flat = torch.where(y_mask, self.target_offsets[idx][:, None] + torch.arange(y_width, device=idx.device), 0)
+        y = self.target_values[y_flat].masked_fill(~y_mask, self.target_pad_id)  # (B, L_y)
+        return PaddedBatch(x, lengths, y, y_lengths)
 
     def batches(
         self,
