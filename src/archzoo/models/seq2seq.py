@@ -43,6 +43,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from archzoo.errors import UserError
+from archzoo.models._variant import variant
 from archzoo.registry import register_model
 
 #: A decoder state: ``h`` (GRU) or ``(h, c)`` (LSTM), each :math:`(B, H)`.
@@ -336,41 +337,19 @@ class Seq2Seq(nn.Module):
 # ----------------------------------------------------------------------------- registered variants
 
 
+ARGS = ("src_vocab_size", "tgt_vocab_size", "pad_id", "bos_id", "eos_id", "embed_dim", "hidden_size", "attention",
+        "teacher_forcing", "dropout")  # fmt: skip
+
+
 @register_model("seq2seq_gru")
-def seq2seq_gru(
-    src_vocab_size: int,
-    tgt_vocab_size: int,
-    pad_id: int = 0,
-    bos_id: int = 1,
-    eos_id: int = 2,
-    embed_dim: int = 64,
-    hidden_size: int = 128,
-    attention: bool = True,
-    teacher_forcing: float = 1.0,
-    dropout: float = 0.0,
-) -> Seq2Seq:
+@variant(Seq2Seq, ARGS)
+def seq2seq_gru(**kwargs: Any) -> Seq2Seq:
     """A bidirectional-GRU encoder and a GRU decoder, with additive attention by default."""
-    return Seq2Seq(
-        src_vocab_size, tgt_vocab_size, pad_id, bos_id, eos_id, embed_dim, hidden_size, attention, "gru",
-        teacher_forcing, dropout,
-    )  # fmt: skip
+    return Seq2Seq(cell="gru", **kwargs)
 
 
 @register_model("seq2seq_lstm")
-def seq2seq_lstm(
-    src_vocab_size: int,
-    tgt_vocab_size: int,
-    pad_id: int = 0,
-    bos_id: int = 1,
-    eos_id: int = 2,
-    embed_dim: int = 64,
-    hidden_size: int = 128,
-    attention: bool = True,
-    teacher_forcing: float = 1.0,
-    dropout: float = 0.0,
-) -> Seq2Seq:
+@variant(Seq2Seq, ARGS)
+def seq2seq_lstm(**kwargs: Any) -> Seq2Seq:
     """A bidirectional-LSTM encoder and an LSTM decoder, with additive attention by default."""
-    return Seq2Seq(
-        src_vocab_size, tgt_vocab_size, pad_id, bos_id, eos_id, embed_dim, hidden_size, attention, "lstm",
-        teacher_forcing, dropout,
-    )  # fmt: skip
+    return Seq2Seq(cell="lstm", **kwargs)
