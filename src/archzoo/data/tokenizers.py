@@ -29,6 +29,7 @@ import os
 import re
 import string
 import unicodedata
+from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -62,7 +63,7 @@ def _shown(items: Iterable[str], limit: int = 20) -> str:
     return ", ".join(repr(c) for c in items[:limit]) + (", ..." if len(items) > limit else "")
 
 
-class Tokenizer:
+class Tokenizer(ABC):
     """The shared interface; subclasses set :attr:`kind` and implement encode, decode and the JSON fields."""
 
     kind: ClassVar[str] = ""
@@ -74,18 +75,22 @@ class Tokenizer:
     def vocab_size(self) -> int:
         return len(self.itos)
 
+    @abstractmethod
     def encode(self, text: str) -> list[int]:
-        raise NotImplementedError
+        """Token ids of ``text``."""
 
+    @abstractmethod
     def decode(self, ids: Sequence[int]) -> str:
-        raise NotImplementedError
+        """The text of token ids."""
 
+    @abstractmethod
     def to_dict(self) -> dict[str, Any]:
-        raise NotImplementedError
+        """The JSON fields that rebuild this tokenizer (:meth:`from_dict`)."""
 
     @classmethod
+    @abstractmethod
     def from_dict(cls, d: dict[str, Any]) -> Tokenizer:
-        raise NotImplementedError
+        """The tokenizer that :meth:`to_dict` wrote."""
 
     def identity(self) -> str:
         """The canonical JSON of this tokenizer: equal for two tokenizers that encode alike."""

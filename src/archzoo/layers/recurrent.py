@@ -18,6 +18,7 @@ It loops over time steps in Python (the recurrence needs it), never over samples
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 
 import torch
 import torch.nn.functional as F
@@ -29,7 +30,7 @@ from archzoo.errors import UserError
 CellState = tuple[Tensor, ...]
 
 
-class _Cell(nn.Module):
+class _Cell(nn.Module, ABC):
     """The weights every cell has, laid out as torch's cells lay them out, and one step from them."""
 
     #: Gate blocks stacked in ``weight_ih`` / ``weight_hh``.
@@ -60,12 +61,14 @@ class _Cell(nn.Module):
 
     # Subclasses write the equations in these two.
     @staticmethod
+    @abstractmethod
     def project(x: Tensor, weight_ih: Tensor, bias_ih: Tensor | None, bias_hh: Tensor | None) -> Tensor:
-        raise NotImplementedError
+        """The input's part of the gates for every time step at once, :math:`(B, T, G H)`."""
 
     @staticmethod
+    @abstractmethod
     def recur(gi: Tensor, state: CellState, weight_hh: Tensor, bias_hh: Tensor | None, **kwargs: str) -> CellState:
-        raise NotImplementedError
+        """One step of the recurrence from the projected input ``gi`` and the last state."""
 
     def step_options(self) -> dict[str, str]:
         """Keyword arguments of :meth:`recur` beyond the weights (the Elman cell's nonlinearity)."""
