@@ -87,8 +87,6 @@ class TrainContext:
         self.grad_norm: Tensor | None = None
         # Set by the engine under DDP when no wrapper reduces the gradients (several optimizers).
         self.reduce_gradients = False
-        # The plain model (no DDP or compile wrapper), beside the module the task is handed to call.
-        self.model: nn.Module | None = None
         self._dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
 
     @property

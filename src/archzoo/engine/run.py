@@ -15,7 +15,6 @@ only when something reads :attr:`Run.data`.
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +67,6 @@ class Run:
         self.epoch = cfg.train.epochs
         self.batch_in_epoch = 0
         self.memory_format = torch.channels_last if cfg.model.channels_last else None
-        self.precision = "fp32"
 
     @property
     def data(self) -> DataBundle:
@@ -79,9 +77,6 @@ class Run:
                 bundle = bundle.to(self.device)
             self._data = bundle
         return self._data
-
-    def autocast(self) -> contextlib.AbstractContextManager[Any]:
-        return contextlib.nullcontext()
 
     def evaluate(self, split: str = "test") -> dict[str, float]:
         """The task's metrics of the loaded weights on ``split`` (``train``, ``val`` or ``test``)."""

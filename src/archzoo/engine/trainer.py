@@ -58,7 +58,7 @@ def probe_bf16_faster(model: nn.Module, task: Task, batch: Any, device: torch.de
         m = copy.deepcopy(model).train()
         t = copy.deepcopy(task)
         slots = {
-            name: OptimizerSlot(torch.optim.SGD([p for p in module.parameters()], lr=0.0), module)
+            name: OptimizerSlot(torch.optim.SGD(list(module.parameters()), lr=0.0), module)
             for name, (module, _) in t.optimizers(m).items()
         }
         ctx = TrainContext(slots, device, precision)
@@ -314,7 +314,6 @@ class Trainer:
             slots, self.device, self.precision, cfg.train.grad_accum, cfg.train.grad_clip, cfg.optim.l1, cfg.optim.l2
         )
         self.ctx = ctx
-        ctx.model = self.model
         # Without a DDP wrapper around the whole model, the context averages each slot's gradients.
         ctx.reduce_gradients = self.dist.enabled and not self._ddp_whole_model()
         return ctx

@@ -48,7 +48,6 @@ class StepContext(Protocol):
     global_step: int
     epoch: int
     device: torch.device
-    model: nn.Module | None  # the plain model, without the DDP or compile wrapper the task is handed
 
     def autocast(self) -> AbstractContextManager[Any]:
         """Mixed-precision context for forward passes (a no-op in fp32)."""
