@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import pytest
 import torch
 
 from archzoo.config import load_config
-from archzoo.registry import DATASETS, MODELS, create_dataset, create_model, create_task
+from archzoo.engine.builders import build_data, build_model, build_task
 
 # Each recipe, with overrides that shrink its data to a test's size.
 SMALL = {
@@ -26,25 +25,18 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ARCHZOO_CACHE", str(tmp_path / "cache"))
 
 
-def _accepted(fn: object) -> set[str]:
-    return set(inspect.signature(fn).parameters)
-
-
 @pytest.mark.parametrize("recipe", list(SMALL))
 def test_recipe_parts_fit_and_take_a_step(recipe: str, step_context: type) -> None:
     """Built as the engine builds them (model arguments from ``info``), without the engine's loop."""
     torch.manual_seed(0)
     cfg = load_config(recipe, None, SMALL[recipe])
-    fn = DATASETS.get(cfg.data.name)
-    generic = {"val_fraction": cfg.data.val_fraction} if "val_fraction" in _accepted(fn) else {}
-    bundle = create_dataset(cfg.data.name, **generic, **cfg.data.args)
+    bundle = build_data(cfg)  # as the engine builds them
     info = bundle.info
-    accepted = _accepted(MODELS.get(cfg.model.name))
-    model = create_model(cfg.model.name, **{k: v for k, v in info.items() if k in accepted}, **cfg.model.args)
-    task = create_task(cfg.task.name, **cfg.task.args)
+    model = build_model(cfg, info)
+    task = build_task(cfg)
     task.setup(model, info, torch.device("cpu"))
     task.start_epoch(0)
-    for i, batch in enumerate(bundle.train.batches(cfg.data.batch_size, shuffle=True)):
+    for i, batch in enumerate(bundle.train.batches(cfg.data.train_batch, shuffle=True)):
         logs = task.training_step(model, batch, step_context(model))
         assert torch.isfinite(logs["loss"]) and int(task.count(batch)) > 0
         if i == 1:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +12,8 @@ import torch
 import archzoo
 from archzoo.config import load_config
 from archzoo.data.tokenizers import CharTokenizer, Tokenizer
-from archzoo.registry import DATASETS, MODELS, create_dataset, create_model, create_task
+from archzoo.engine.builders import build_data, build_model, build_task
+from archzoo.registry import create_dataset
 
 # Each recipe, with overrides that keep two steps quick (the data stay whole).
 SMALL = {
@@ -32,25 +32,18 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         yield
 
 
-def _accepted(fn: object) -> set[str]:
-    return set(inspect.signature(fn).parameters)
-
-
 @pytest.mark.parametrize("recipe", list(SMALL))
 def test_text_recipe_parts_fit_and_take_two_steps(recipe: str, data_root: Path, step_context: type) -> None:
     torch.manual_seed(0)
     cfg = load_config(recipe, None, [f"data.dir={data_root}", *SMALL[recipe]])
-    fn = DATASETS.get(cfg.data.name)
-    generic = {"val_fraction": cfg.data.val_fraction} if "val_fraction" in _accepted(fn) else {}
-    bundle = create_dataset(cfg.data.name, data_dir=str(data_root), **generic, **cfg.data.args)
+    bundle = build_data(cfg)  # as the engine builds them
     info = bundle.info
     assert isinstance(info["tokenizer"], Tokenizer) and info["itos"] == info["tokenizer"].itos
-    accepted = _accepted(MODELS.get(cfg.model.name))
-    model = create_model(cfg.model.name, **{k: v for k, v in info.items() if k in accepted}, **cfg.model.args)
-    task = create_task(cfg.task.name, **cfg.task.args)
+    model = build_model(cfg, info)
+    task = build_task(cfg)
     task.setup(model, info, torch.device("cpu"))
     task.start_epoch(0)
-    for i, batch in enumerate(bundle.train.batches(cfg.data.batch_size, shuffle=True)):
+    for i, batch in enumerate(bundle.train.batches(cfg.data.train_batch, shuffle=True)):
         logs = task.training_step(model, batch, step_context(model))
         assert torch.isfinite(logs["loss"]) and int(task.count(batch)) > 0
         if i == 1:
