@@ -56,6 +56,12 @@ TARGETS = {
     "shapes-gcn": {"metric": "test/acc", "target": None, "anchor": None},
     "karate-gcn": {"metric": "test/acc", "target": None, "anchor": None},
     "sine-mlp": {"metric": "test/rmse", "target": None, "anchor": None},
+    # Text: tiny Shakespeare's test split is its validation split (nanoGPT's 90/10).
+    "shakespeare-lstm": {"metric": "test/loss", "target": 1.60, "anchor": None},
+    # 114.5: Zaremba et al. 2014's small non-regularised LSTM (their code's README: 115 in about an hour).
+    "ptb-lstm": {"metric": "test/ppl", "target": 114.5, "anchor": None},
+    "names-gru": {"metric": "test/acc", "target": None, "anchor": None},
+    "sms-gru": {"metric": "test/f1", "target": None, "anchor": None},
 }
 
 
