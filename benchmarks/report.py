@@ -12,7 +12,7 @@ Where each result goes:
   ``docs/vision.md``, ``generative-*`` in ``docs/generative.md``, the speed benchmarks (``engine_overhead``, ``precision``,
   ``channels_last``, ``cnn_throughput``, ``time_to_accuracy*``) and the recipes of the
   engine's data-kind consumers (``python-lstm``, ...) in ``docs/engine.md``; ``seq2seq-*``,
-  ``forecast-*`` and ``rnn_throughput`` in ``docs/sequences.md``.
+  ``forecast-*``, ``rnn_throughput``, ``convlstm-moving`` and the text recipes in ``docs/sequences.md``.
   A result that no page claims is an error.
 * **README.** Only headlines: one row per recipe or benchmark. A result is a *detail*,
   not a headline, when its benchmark name is another result's name followed by
@@ -48,7 +48,10 @@ HEADER = [
 # Family page -> the benchmark names (exact, or a prefix ending in "-" or "*") it holds.
 # The first page that claims a name holds it.
 PAGES: dict[str, tuple[str, ...]] = {
-    "docs/sequences.md": ("seq2seq-", "forecast-", "rnn_throughput", "convlstm-moving"),
+    "docs/sequences.md": (
+        "seq2seq-", "forecast-", "rnn_throughput", "convlstm-moving",
+        "recipe-shakespeare-lstm", "recipe-ptb-lstm", "recipe-names-gru", "recipe-sms-gru",
+    ),
     # The consumers of each kind of data the engine takes, until their families have pages.
     "docs/engine.md": (
         "engine_overhead", "precision", "channels_last", "cnn_throughput", "time_to_accuracy*",
