@@ -177,3 +177,55 @@ def test_classifier_cells_backward() -> None:
     ).train()
     cells(_mixed_batch()).square().sum().backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in cells.parameters())
+
+
+# ----------------------------------------------------------------------------- a nonlinearity between layers
+
+
+def test_between_layers_is_an_affine_map_and_nonlinearity_on_each_step() -> None:
+    """The stack equals running its layers by hand with tanh(A o + a) between them."""
+    torch.manual_seed(0)
+    m = lstm_lm(vocab_size=11, embed_dim=6, hidden_size=8, num_layers=3, between="tanh").eval()
+    x = torch.randint(0, 11, (2, 7))
+    logits, (h, c) = m(x)
+    assert h.shape == c.shape == (3, 2, 8)
+    out, hs, cs = m.embed(x), [], []
+    for i, layer in enumerate(m.rnn.layers):
+        assert isinstance(layer, torch.nn.LSTM) and layer.num_layers == 1
+        if i:
+            out = torch.tanh(out @ m.rnn.maps[i - 1].weight.T + m.rnn.maps[i - 1].bias)
+        out, (hi, ci) = layer(out)
+        hs.append(hi)
+        cs.append(ci)
+    torch.testing.assert_close(logits, m.head(out), atol=1e-6, rtol=0)
+    torch.testing.assert_close(h, torch.cat(hs), atol=1e-6, rtol=0)
+    # Carried state: two halves equal one pass, as for the plain stack.
+    a, s = m(x[:, :3])
+    b, _ = m(x[:, 3:], s)
+    torch.testing.assert_close(torch.cat([a, b], 1), logits, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("pool", ["last", "mean"])
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
+def test_between_layers_cells_equal_fused_and_ignore_padding(bidirectional: bool, pool: str) -> None:
+    torch.manual_seed(0)
+    kw = dict(
+        vocab_size=9, num_classes=4, embed_dim=5, hidden_size=6, cell="gru", bidirectional=bidirectional,
+        num_layers=2, pool=pool, between="relu",
+    )  # fmt: skip
+    fused = rnn_classifier(**kw).eval()
+    cells = rnn_classifier(**kw, impl="cells").eval()
+    cells.load_state_dict(fused.state_dict(), strict=True)
+    batch = _mixed_batch()
+    torch.testing.assert_close(cells(batch), fused(batch), atol=1e-5, rtol=0)
+    # One sequence alone gives what it gives inside the padded batch.
+    n = int(batch.lengths[0])
+    alone = PaddedBatch(x=batch.x[:1, :n], lengths=batch.lengths[:1], y=batch.y[:1])
+    torch.testing.assert_close(fused(alone)[0], fused(batch)[0], atol=1e-5, rtol=0)
+
+
+def test_between_layers_refuses_bad_settings() -> None:
+    with pytest.raises(UserError, match="between must be 'none' or one of"):
+        lstm_lm(vocab_size=5, num_layers=2, between="sigmoid")
+    with pytest.raises(UserError, match="needs model.args.num_layers >= 2"):
+        rnn_classifier(vocab_size=5, num_classes=2, between="tanh")

@@ -396,3 +396,82 @@ class Recurrent(nn.Module):
         if self.mode == "rnn":
             s += f", nonlinearity={self.nonlinearity}"
         return s
+
+
+#: The nonlinearities :class:`Stacked` puts between its recurrent layers.
+BETWEEN = {"tanh": nn.Tanh, "relu": nn.ReLU, "gelu": nn.GELU}
+
+
+class Stacked(nn.Module):
+    r"""Single-layer recurrent layers one above the other, a position-wise map and nonlinearity between them.
+
+    Between layer :math:`l-1` and layer :math:`l` each step's output passes through
+    its own affine map and a nonlinearity :math:`\phi` (tanh, ReLU or GELU), then dropout:
+
+    .. math::
+        u^{(l)}_t = \mathrm{dropout}\big(\phi(A^{(l)} o^{(l-1)}_t + a^{(l)})\big), \qquad
+        o^{(l)}, h^{(l)}_T = \mathrm{RNN}^{(l)}(u^{(l)}, h^{(l)}_0)
+
+    A plain stack (``nn.LSTM(num_layers=L)``) feeds :math:`o^{(l-1)}` to layer :math:`l`
+    as it is; the map adds a learned change of basis and a nonlinearity of its own at
+    every level (the "deep transition" of Pascanu et al. 2014, *How to Construct Deep
+    Recurrent Neural Networks*, between layers instead of inside the step).
+
+    It takes and returns what the stack it replaces does: a batch-first tensor or a
+    ``PackedSequence`` (the map acts on the packed data, so padding never enters it),
+    ``lengths`` for written-out :class:`Recurrent` layers, and the state laid out
+    :math:`(L D, B, H)` (a pair for the LSTM), so a language model carries it across
+    batches unchanged.
+
+    Args:
+        layers: the recurrent layers, each with one layer (``nn.LSTM``/``nn.GRU``/``nn.RNN``
+            or :class:`Recurrent`); all have the same hidden size and directions.
+        nonlinearity: ``"tanh"``, ``"relu"`` or ``"gelu"``.
+        dropout: dropout after each map (default 0).
+    """
+
+    def __init__(self, layers: list[nn.Module], nonlinearity: str, dropout: float = 0.0) -> None:
+        super().__init__()
+        if nonlinearity not in BETWEEN:
+            raise UserError(
+                f"the nonlinearity between layers must be one of {', '.join(BETWEEN)}, got '{nonlinearity}'."
+            )
+        if len(layers) < 2:
+            raise UserError("a stack with a nonlinearity between its layers needs at least 2 layers.")
+        self.layers = nn.ModuleList(layers)
+        first = layers[0]
+        self.directions = 2 if first.bidirectional else 1
+        width = first.hidden_size * self.directions
+        self.maps = nn.ModuleList(nn.Linear(width, width) for _ in layers[1:])
+        self.act = BETWEEN[nonlinearity]()
+        self.drop = nn.Dropout(dropout)
+        self.nonlinearity = nonlinearity
+
+    def _between(self, i: int, out: Tensor | nn.utils.rnn.PackedSequence) -> Tensor | nn.utils.rnn.PackedSequence:
+        def f(t: Tensor) -> Tensor:
+            return self.drop(self.act(self.maps[i](t)))
+
+        if isinstance(out, nn.utils.rnn.PackedSequence):
+            return out._replace(data=f(out.data))
+        return f(out)
+
+    def forward(
+        self,
+        x: Tensor | nn.utils.rnn.PackedSequence,
+        state: Tensor | tuple[Tensor, Tensor] | None = None,
+        lengths: Tensor | None = None,
+    ) -> tuple[Tensor | nn.utils.rnn.PackedSequence, Tensor | tuple[Tensor, Tensor]]:
+        d = self.directions
+        pair = isinstance(state, tuple)
+        out, finals = x, []
+        for i, layer in enumerate(self.layers):
+            if i:
+                out = self._between(i - 1, out)
+            s = None
+            if state is not None:
+                s = tuple(t[i * d : (i + 1) * d] for t in state) if pair else state[i * d : (i + 1) * d]
+            out, s = layer(out, s) if lengths is None else layer(out, s, lengths=lengths)
+            finals.append(s)
+        if isinstance(finals[0], tuple):
+            return out, (torch.cat([s[0] for s in finals]), torch.cat([s[1] for s in finals]))
+        return out, torch.cat(finals)

@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from archzoo.errors import UserError
-from archzoo.layers.recurrent import Recurrent
+from archzoo.layers.recurrent import BETWEEN, Recurrent, Stacked
 from archzoo.models._variant import variant
 from archzoo.registry import register_model
 
@@ -69,15 +69,32 @@ def recurrent_layer(
     num_layers: int = 1,
     dropout: float = 0.0,
     bidirectional: bool = False,
+    between: str = "none",
 ) -> nn.Module:
     """``nn.LSTM``/``nn.GRU``/``nn.RNN`` (``impl="fused"``) or :class:`Recurrent` (``"cells"``), batch first.
 
     Both hold the same parameters under the same names. Dropout acts between layers only;
-    one layer takes none (``nn.RNNBase`` warns when given it).
+    one layer takes none (``nn.RNNBase`` warns when given it). With ``between`` a
+    nonlinearity name (``"tanh"``, ``"relu"``, ``"gelu"``), the layers are stacked one by one
+    as :class:`~archzoo.layers.recurrent.Stacked`, with an affine map and that
+    nonlinearity between them.
     """
     layer_cls = _cell(cell)
     if impl not in IMPLS:
         raise UserError(f"model.args.impl must be one of {', '.join(IMPLS)}, got '{impl}'.")
+    if between != "none":
+        if between not in BETWEEN:
+            raise UserError(f"model.args.between must be 'none' or one of {', '.join(BETWEEN)}, got '{between}'.")
+        if num_layers < 2:
+            raise UserError(f"model.args.between='{between}' needs model.args.num_layers >= 2, got {num_layers}.")
+        directions = 2 if bidirectional else 1
+        layers = [
+            recurrent_layer(
+                cell, impl, input_size if i == 0 else hidden_size * directions, hidden_size, 1, 0.0, bidirectional
+            )
+            for i in range(num_layers)
+        ]
+        return Stacked(layers, between, dropout)
     inner = dropout if num_layers > 1 else 0.0
     if impl == "cells":
         return Recurrent(cell, input_size, hidden_size, num_layers, dropout=inner, bidirectional=bidirectional)
@@ -107,6 +124,9 @@ class RNNLanguageModel(nn.Module):
             default ``"fused"``).
         bidirectional: refused: the backward direction would read the tokens the model
             predicts (default False).
+        between: ``"none"`` (default: torch's stack) or ``"tanh"``, ``"relu"``, ``"gelu"``: an
+            affine map and that nonlinearity between the recurrent layers
+            (:class:`~archzoo.layers.recurrent.Stacked`; needs ``num_layers >= 2``).
 
     Shapes:
         input ``x`` :math:`(B, T)` token ids and an optional state (as returned);
@@ -125,6 +145,7 @@ class RNNLanguageModel(nn.Module):
         tie_weights: bool = False,
         impl: str = "fused",
         bidirectional: bool = False,
+        between: str = "none",
     ) -> None:
         super().__init__()
         if bidirectional:
@@ -140,7 +161,7 @@ class RNNLanguageModel(nn.Module):
         self.impl = impl
         self.embed = nn.Embedding(vocab_size, embed_dim)
         self.drop = nn.Dropout(dropout)
-        self.rnn = recurrent_layer(cell, impl, embed_dim, hidden_size, num_layers, dropout)
+        self.rnn = recurrent_layer(cell, impl, embed_dim, hidden_size, num_layers, dropout, between=between)
         self.head = nn.Linear(hidden_size, vocab_size)
         if tie_weights:
             self.head.weight = self.embed.weight
@@ -196,6 +217,8 @@ class RNNClassifier(nn.Module):
         pool: ``"last"``, ``"mean"`` or ``"attention"`` (default ``"last"``).
         impl: ``"fused"`` (torch's layers over a packed batch) or ``"cells"``
             (:class:`~archzoo.layers.recurrent.Recurrent` over the padded batch; default ``"fused"``).
+        between: ``"none"`` (default) or ``"tanh"``, ``"relu"``, ``"gelu"``: an affine map and that
+            nonlinearity between the recurrent layers (needs ``num_layers >= 2``).
 
     Shapes:
         input a :class:`~archzoo.data.splits.PaddedBatch` with ``x`` :math:`(B, L)` and
@@ -215,6 +238,7 @@ class RNNClassifier(nn.Module):
         dropout: float = 0.0,
         pool: str = "last",
         impl: str = "fused",
+        between: str = "none",
     ) -> None:
         super().__init__()
         if pool not in POOLS:
@@ -227,7 +251,7 @@ class RNNClassifier(nn.Module):
         self.impl = impl
         width = hidden_size * self.directions
         self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
-        self.rnn = recurrent_layer(cell, impl, embed_dim, hidden_size, num_layers, dropout, bidirectional)
+        self.rnn = recurrent_layer(cell, impl, embed_dim, hidden_size, num_layers, dropout, bidirectional, between)
         if pool == "attention":
             self.attn_proj = nn.Linear(width, width)
             self.attn_query = nn.Parameter(torch.randn(width) / width**0.5)
@@ -292,7 +316,18 @@ class RNNClassifier(nn.Module):
 @register_model("lstm_lm")
 @variant(
     RNNLanguageModel,
-    ("vocab_size", "embed_dim", "hidden_size", "num_layers", "dropout", "cell", "tie_weights", "impl", "bidirectional"),
+    (
+        "vocab_size",
+        "embed_dim",
+        "hidden_size",
+        "num_layers",
+        "dropout",
+        "cell",
+        "tie_weights",
+        "impl",
+        "bidirectional",
+        "between",
+    ),  # fmt: skip
 )
 def lstm_lm(**kwargs: Any) -> RNNLanguageModel:
     """A recurrent language model (an LSTM by default; ``cell`` picks a GRU or a tanh RNN; ``impl`` fused or cells)."""
@@ -303,7 +338,7 @@ def lstm_lm(**kwargs: Any) -> RNNLanguageModel:
 @variant(
     RNNClassifier,
     ("vocab_size", "num_classes", "pad_id", "embed_dim", "hidden_size", "cell", "bidirectional", "num_layers",
-     "dropout", "pool", "impl"),
+     "dropout", "pool", "impl", "between"),
 )  # fmt: skip
 def rnn_classifier(**kwargs: Any) -> RNNClassifier:
     """A GRU (by default) over padded sequences, classified by their last valid state (or their mean, or attention)."""
