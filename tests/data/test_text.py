@@ -183,8 +183,10 @@ def test_ptb_has_mikolovs_vocabulary_and_token_counts(data_root: Path, cache: Pa
     train_words = set((data_root / "text/ptb/ptb.train.txt").read_text().split())
     assert b.info["vocab_size"] == len(train_words) + 1 == 10_000 and set(tok.itos) == train_words | {"<eos>"}
     assert b.info["tokens"] == {"train": 929_589, "val": 73_760, "test": 82_430}
-    assert len(b.test) == 82_430
-    assert tok.decode(b.test.tokens[:5].tolist()) == "no it was n't black"
+    # Val and test start with <eos>, so that one stream (batch 1) predicts every one of their tokens.
+    assert len(b.test) == 82_431 and len(b.val) == 73_761
+    assert tok.decode(b.test.tokens[:6].tolist()) == "<eos> no it was n't black"
+    assert sum(y.numel() for _, y in b.test.batches(1)) == 82_430
 
 
 def test_names_are_deduplicated_folded_and_stratified(data_root: Path, cache: Path) -> None:

@@ -38,7 +38,7 @@ import torch
 
 from archzoo.data.root import PathLike, cache_dir, data_root
 from archzoo.data.splits import DataBundle, PaddedSequences, TokenStream, write_tokens
-from archzoo.data.tokenizers import PAD, UNK, CharTokenizer, Tokenizer, WordTokenizer, make_tokenizer
+from archzoo.data.tokenizers import EOS, PAD, UNK, CharTokenizer, Tokenizer, WordTokenizer, make_tokenizer
 from archzoo.errors import DataError, UserError
 from archzoo.registry import register_dataset
 
@@ -301,6 +301,11 @@ def ptb(data_dir: PathLike | None = None, block_size: int = 35, mode: str = "str
     holds ``<unk>`` already) plus ``<eos>``: 10,000 tokens, numbered in order of
     first appearance. Token counts: 929,589 / 73,760 / 82,430.
 
+    The validation and test streams start with one ``<eos>``, the context every
+    line begins with, so that every one of their tokens is a target: perplexity
+    over all 82,430 test tokens, as the LM literature reports it (with
+    ``data.eval_batch_size=1``, one stream that drops no tail).
+
     Args:
         data_dir: the data root.
         block_size: tokens per row, the truncated-BPTT length (default 35, as Zaremba et al.).
@@ -314,7 +319,10 @@ def ptb(data_dir: PathLike | None = None, block_size: int = 35, mode: str = "str
     splits, counts = {}, {}
     for split, (text, digest) in read.items():
         file, dtype, n = cached_token_file(f"ptb-{split}", digest, tok, text)
-        splits[split] = _stream("ptb", split, np.memmap(file, dtype=dtype, mode="r"), block_size, mode)
+        tokens = np.memmap(file, dtype=dtype, mode="r")
+        if split != "train":  # small enough to hold in memory with the leading <eos>
+            tokens = np.concatenate([np.array([tok.itos.index(EOS)], dtype=dtype), tokens])
+        splits[split] = _stream("ptb", split, tokens, block_size, mode)
         counts[split] = n
     info = _stream_info(tok, block_size, mode, tokens=counts)
     return DataBundle(splits["train"], splits["val"], splits["test"], info)
