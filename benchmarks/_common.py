@@ -49,6 +49,18 @@ def machine() -> dict[str, Any]:
     return info
 
 
+def matmul_peak(n: int = 2048, repeats: int = 5) -> float:
+    """The best GFLOP/s of ``repeats`` fp32 ``n``×``n`` matmuls on the CPU at torch's current thread count."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    best = 0.0
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ b
+        best = max(best, 2 * n**3 / (time.perf_counter() - t0))
+    return best / 1e9
+
+
 def synchronizer(device: torch.device) -> Callable[[], None]:
     """Waits for the device's queued work (a no-op off CUDA): call it before reading a clock."""
     return torch.cuda.synchronize if device.type == "cuda" else (lambda: None)

@@ -49,7 +49,7 @@ HEADER = [
 # The first page that claims a name holds it.
 PAGES: dict[str, tuple[str, ...]] = {
     "docs/sequences.md": (
-        "seq2seq-", "forecast-", "rnn_throughput", "convlstm-moving",
+        "seq2seq-", "forecast-", "rnn_throughput", "convlstm-moving", "lm-",
         "recipe-shakespeare-lstm", "recipe-ptb-lstm", "recipe-names-gru", "recipe-sms-gru",
     ),
     # The consumers of each kind of data the engine takes, until their families have pages.
@@ -88,6 +88,20 @@ def row(r: dict[str, Any]) -> str:
             f"{r['epochs_run']} epochs{cut}, {r['train_seconds']:.0f} s"
         )
         return f"| {detail} | {value} | {target} | {anchor} | {_verdict(r.get('meets_target'))} | {where} |"
+    if name.startswith("lm-"):
+        metric = r["metric"]
+        cut = ", stopped by the budget" if r.get("stopped_for_time") else ""
+        detail = (
+            f"{r['recipe']}: {metric} {r['value']:.2f} ({r['parameters']:,} params, {r['epochs_run']} epochs, "
+            f"{r['train_seconds']:.0f} s{cut}) within a budget of {r['reference_budget_s'] / 60:.0f} min at "
+            f"{r['reference_gflops']:.0f} GFLOP/s, scaled to {r['budget_s'] / 60:.1f} min by this machine's "
+            f"{r['matmul_peak_gflops']:.0f} GFLOP/s matmul peak ({r['matmul_peak_after_gflops']:.0f} after); "
+            f"curve in results/{r['curve_png']}"
+        )
+        return (
+            f"| {detail} | {r['value']:.2f} | ≤ {r['target']} within budget | – "
+            f"| {_verdict(r['meets_target'])} | {where} |"
+        )
     if name == "convlstm-moving":
         m = r["mse"]
         desc = (
