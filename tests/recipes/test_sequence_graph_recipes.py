@@ -60,3 +60,20 @@ def test_recipe_trains_end_to_end(recipe: str, tmp_path: Path) -> None:
     metrics = json.loads((run / "results.json").read_text())["metrics"]
     key = "test/loss" if recipe == "python-lstm" else "test/acc"
     assert key in metrics
+
+
+#: The modules whose models recur over time: their recipes clip gradients (issue 15).
+RECURRENT = ("archzoo.models.rnn", "archzoo.models.seq2seq", "archzoo.models.forecast", "archzoo.models.convlstm")
+
+
+def test_every_recurrent_recipe_clips_its_gradients() -> None:
+    from archzoo.config import recipe_names
+    from archzoo.registry import MODELS
+
+    recurrent = []
+    for name in recipe_names():
+        cfg = load_config(name)
+        if MODELS.get(cfg.model.name).__module__.startswith(RECURRENT):
+            recurrent.append(name)
+            assert cfg.train.grad_clip and cfg.train.grad_clip > 0, f"{name} trains a recurrent model without grad_clip"
+    assert {"ptb-lstm", "parity-gru", "sort-gru", "moving-convlstm", "sunspots-lstm"} <= set(recurrent)
