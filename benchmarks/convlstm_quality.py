@@ -51,6 +51,8 @@ def main() -> None:
         "convlstm-moving",
         {
             "recipe": "moving-convlstm",
+            "overrides": a.overrides,
+            "model_args": dict(cfg.model.args),
             "epochs": tr.epoch,
             "parameters": sum(q.numel() for q in model.parameters()),
             "train_seconds": round(tr.elapsed, 1),
