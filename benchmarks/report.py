@@ -12,7 +12,7 @@ Where each result goes:
   ``docs/vision.md``, ``generative-*`` in ``docs/generative.md``, the speed benchmarks (``engine_overhead``, ``precision``,
   ``channels_last``, ``cnn_throughput``, ``time_to_accuracy*``) and the recipes of the
   engine's data-kind consumers (``python-lstm``, ...) in ``docs/engine.md``; ``seq2seq-*``,
-  ``forecast-*``, ``rnn_throughput``, ``convlstm-moving`` and the text recipes in ``docs/sequences.md``.
+  ``forecast-*``, ``ode-*``, ``rnn_throughput``, ``convlstm-moving`` and the text recipes in ``docs/sequences.md``.
   A result that no page claims is an error.
 * **README.** Only headlines: one row per recipe or benchmark. A result is a *detail*,
   not a headline, when its benchmark name is another result's name followed by
@@ -49,7 +49,7 @@ HEADER = [
 # The first page that claims a name holds it.
 PAGES: dict[str, tuple[str, ...]] = {
     "docs/sequences.md": (
-        "seq2seq-", "forecast-", "rnn_throughput", "convlstm-moving", "lm-",
+        "seq2seq-", "forecast-", "rnn_throughput", "convlstm-moving", "lm-", "ode-",
         "recipe-shakespeare-lstm", "recipe-ptb-lstm", "recipe-names-gru", "recipe-sms-gru",
     ),
     # The consumers of each kind of data the engine takes, until their families have pages.
@@ -127,6 +127,27 @@ def row(r: dict[str, Any]) -> str:
             f"| {desc} | RMSE {res['neural']['rmse']:.2f} | below naive and ARIMA | – "
             f"| {_verdict(r['meets_target'])} | {where} |"
         )
+    if name.startswith("ode-"):
+        res, st = r["results"], r["setup"]
+
+        def fit(k: str, label: str) -> str:
+            x = res[k]
+            cut = ", stopped by train.max_time" if x["stopped_for_time"] else ""
+            return (
+                f"{label} {x['interp_mse']:.3f} / {x['extrap_mse']:.3f} ({x['parameters']:,} params, "
+                f"{x['epochs_run']} epochs, {x['train_seconds']:.0f} s{cut})"
+            )
+
+        mean = res["train_mean"]
+        desc = (
+            f"ode-{r['series']}: {st['observed_min']}–{st['observed']} of {st['window']} points observed, "
+            f"{st['extrapolate']} after the window; test MSE interpolation / extrapolation ({r['scale']}): "
+            f"{fit('odernn', 'ODE-RNN')}, {fit('grudt', 'GRU-Δt')}, training mean "
+            f"{mean['interp_mse']:.3f} / {mean['extrap_mse']:.3f}"
+        )
+        ode = res["odernn"]
+        value = f"ODE-RNN {ode['interp_mse']:.3f} / {ode['extrap_mse']:.3f}"
+        return f"| {desc} | {value} | – | – | {_verdict(r.get('meets_target'))} | {where} |"
     if name.startswith("seq2seq-"):
         metric = r["metric"]
 

@@ -71,8 +71,9 @@ def test_example_input_follows_the_batch_size_and_the_model(name: str) -> None:
         assert _output_tensor(model.eval()(*args)).shape[0] == 5
 
 
-# The VQ-VAE's nearest-code search has no meta-device kernel; it is small enough to check on the CPU.
-NO_META = {"vqvae"}
+# The VQ-VAE's nearest-code search has no meta-device kernel, and torchdiffeq checks the ODE-RNN's
+# solver times with Tensor.item(); both are small enough to check on the CPU.
+NO_META = {"vqvae", "ode_rnn"}
 
 
 def _has_defaults(name: str) -> bool:
