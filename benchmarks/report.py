@@ -154,13 +154,28 @@ def row(r: dict[str, Any]) -> str:
         def shown(v: float | None) -> str:
             return "–" if v is None else (f"{v:.2f}" if metric.endswith("bleu") else _pct(v))
 
-        att, plain = r["rows"]["attention"], r["rows"]["no_attention"]
-        cut = " (stopped by train.max_time)" if att.get("stopped_for_time") or plain.get("stopped_for_time") else ""
-        detail = (
-            f"{r['recipe']}: {metric} with attention {shown(r['value'])} ({att['parameters']:,} params, "
-            f"{att['epochs_run']} epochs, {att['train_seconds']:.0f} s), without {shown(r['no_attention_value'])} "
-            f"({plain['parameters']:,} params, {plain['epochs_run']} epochs, {plain['train_seconds']:.0f} s){cut}"
-        )
+        rows, decoding, k = r["rows"], r.get("decoding", {}), r.get("beam")
+
+        def both(label: str, value: float | None) -> str:  # greedy (the row's figure) and beam search
+            b = decoding.get(label, {}).get("beam")
+            return f"greedy {shown(value)} / beam {k} {shown(b)}" if k and b is not None else shown(value)
+
+        def size(x: dict[str, Any]) -> str:
+            return f"{x['parameters']:,} params, {x['epochs_run']} epochs, {x['train_seconds']:.0f} s"
+
+        att, plain = rows["attention"], rows["no_attention"]
+        cut = " (stopped by train.max_time)" if any(x.get("stopped_for_time") for x in rows.values()) else ""
+        detail = f"{r['recipe']}: {metric} with attention {both('attention', r['value'])} ({size(att)}); "
+        cmp = r.get("comparison") or {}
+        if cmp.get("overrides"):  # the pair at a setting where the model without attention fails
+            setting = " ".join(o.split(".")[-1] for o in cmp["overrides"])
+            with_att = rows["comparison_attention"]
+            detail += (
+                f"at {setting}: with {both('comparison_attention', cmp['attention'])} ({size(with_att)}), "
+                f"without {both('no_attention', cmp['no_attention'])} ({size(plain)}){cut}"
+            )
+        else:
+            detail += f"without {both('no_attention', r['no_attention_value'])} ({size(plain)}){cut}"
         target = "–" if r.get("target") is None else f"≥ {shown(r['target'])}"
         return f"| {detail} | {shown(r['value'])} | {target} | – | {_verdict(r.get('meets_target'))} | {where} |"
     if name == "engine_overhead":

@@ -79,3 +79,21 @@ def test_every_committed_result_has_a_page(report: ModuleType) -> None:
         assert report.page_of(r["benchmark"]) in report.PAGES
     with pytest.raises(SystemExit, match="belongs to no page"):
         report.page_of("mystery_benchmark")
+
+
+def test_a_seq2seq_row_shows_greedy_and_beam_and_the_comparison_setting(report: ModuleType) -> None:
+    def trained(params: int) -> dict:
+        return {"parameters": params, "epochs_run": 6, "train_seconds": 100.0}
+
+    r = {"benchmark": "seq2seq-sort", "recipe": "sort-gru", "metric": "test/exact", "value": 1.0, "target": 1.0,
+         "meets_target": True, "no_attention_value": 0.3, "beam": 5, "date": "2026-01-01", "machine": {"cpu": "CPU"},
+         "rows": {"attention": trained(10), "comparison_attention": trained(10), "no_attention": trained(8)},
+         "decoding": {"attention": {"greedy": 1.0, "beam": 1.0}, "comparison_attention": {"greedy": 0.9, "beam": 0.95},
+                      "no_attention": {"greedy": 0.3, "beam": 0.35}},
+         "comparison": {"overrides": ["data.args.min_len=25", "train.epochs=6"], "attention": 0.9, "no_attention": 0.3}}  # fmt: skip
+    line = report.row(r)
+    assert "with attention greedy 100.00% / beam 5 100.00%" in line
+    assert "at min_len=25 epochs=6: with greedy 90.00% / beam 5 95.00%" in line
+    assert "without greedy 30.00% / beam 5 35.00%" in line and "| yes |" in line
+    del r["comparison"], r["decoding"]  # a result from before the comparison and the beam: the shipped pair
+    assert "with attention 100.00% (10 params, 6 epochs, 100 s); without 30.00% (8 params" in report.row(r)

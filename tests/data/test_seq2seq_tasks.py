@@ -47,6 +47,23 @@ def test_addition_never_trains_on_held_out_pairs() -> None:
     assert (s2s.addition_pairs(60)[1]) == held  # a fixed seed
 
 
+def test_addition_with_too_many_pairs_to_list_holds_out_by_a_fixed_hash(monkeypatch) -> None:
+    monkeypatch.setattr(s2s, "LISTED_PAIRS", 100)  # 60 * 60 pairs are then too many to list
+    b = s2s.addition(n_train=140, n_val=20, n_test=20, max_value=60)
+    train, held = _pairs(b.train, b.info), _pairs(b.val, b.info) + _pairs(b.test, b.info)
+    assert len(train) == 140 and len(held) == 40 and len({s for s, _ in train + held}) == 180
+    for src, tgt in train + held:
+        x, y = map(int, src.split("+"))
+        assert int(tgt) == x + y and max(x, y) < 60
+        assert s2s.is_held_out(x, y, 60) == ((src, tgt) in held)
+    share = sum(s2s.is_held_out(a, c, 60) for a in range(60) for c in range(60)) / 3600
+    assert 0.08 < share < 0.12
+    with pytest.raises(UserError, match="at most 180 pairs"):
+        s2s.addition(n_train=170, n_val=10, n_test=10, max_value=60)
+    b5 = s2s.addition(n_train=50, n_val=5, n_test=5, max_value=100000)  # five digits, the real threshold
+    assert b5.info["max_src_len"] <= 11 and len(_pairs(b5.train, b5.info)) == 50
+
+
 def test_every_date_input_has_one_iso_answer() -> None:
     pairs = s2s.date_pairs(3000)
     answers: dict[str, str] = {}

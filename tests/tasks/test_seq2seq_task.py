@@ -1,6 +1,9 @@
-"""The seq2seq task: loss over target tokens, exact match against a hand count, predict, a short training."""
+"""The seq2seq task: loss over target tokens, exact match against a hand count, predict, a short training;
+the helpers of benchmarks/seq2seq_quality.py."""
 
+import importlib.util
 import json
+from pathlib import Path
 
 import torch
 
@@ -8,6 +11,8 @@ from archzoo.cli import main
 from archzoo.data.splits import PaddedBatch
 from archzoo.models.seq2seq import Seq2Seq
 from archzoo.tasks.seq2seq import Seq2SeqTask, exact_matches
+
+BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "seq2seq_quality.py"
 
 INFO = {"tgt_itos": ["<pad>", "<bos>", "<eos>", "a", "b"], "src_itos": ["<pad>", "<bos>", "<eos>", "a", "b"],
         "pad_id": 0, "bos_id": 1, "eos_id": 2, "level": "char", "max_tgt_len": 4}  # fmt: skip
@@ -89,3 +94,38 @@ def test_reverse_recipe_trains_end_to_end(tmp_path, capsys) -> None:
     assert (run / "attention.png").is_file()  # the task's picture of the probe's attention
     assert main(["viz", "attention", str(run), "abcdef", "--out", str(tmp_path / "att")]) == 0
     assert (tmp_path / "att" / "attention_abcdef.png").is_file()
+    # the benchmark re-opens the run and decodes it greedily (the run's own figures) and with a beam
+    decoded = _benchmark().decoded(run, "test", [1, 3])
+    tested = json.loads((run / "results.json").read_text())["metrics"]
+    assert decoded["1"]["test/exact"] == tested["test/exact"] and 0.0 <= decoded["3"]["test/exact"] <= 1.0
+
+
+def _benchmark():
+    spec = importlib.util.spec_from_file_location("archzoo_benchmarks_seq2seq", BENCHMARK)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_benchmark_trains_the_comparison_setting_with_both_models() -> None:
+    b = _benchmark()
+    assert b.plan("reverse") == [("attention", []), ("no_attention", [b.NO_ATTENTION])]  # shipped already fails
+    compare = b.TASKS["sort"][3]
+    assert compare and b.plan("sort") == [
+        ("attention", []), ("comparison_attention", compare), ("no_attention", [*compare, b.NO_ATTENTION])
+    ]  # fmt: skip
+
+    def row(value: float, greedy: float, beam: float) -> dict:
+        return {"value": value, "decoding": {"1": {"test/exact": greedy}, "5": {"test/exact": beam}}}
+
+    rows = {"attention": row(1.0, 1.0, 1.0), "comparison_attention": row(0.97, 0.97, 0.98),
+            "no_attention": row(0.4, 0.4, 0.45)}  # fmt: skip
+    p = b.summarize("sort", rows, 5)
+    assert p["value"] == 1.0 and p["meets_target"] is True and p["no_attention_value"] == 0.4
+    assert p["comparison"] == {"overrides": compare, "is_shipped": False, "attention": 0.97, "no_attention": 0.4,
+                               "no_attention_fails": True}  # fmt: skip
+    assert p["decoding"]["comparison_attention"] == {"greedy": 0.97, "beam": 0.98}
+    shipped = b.summarize("dates", {"attention": row(0.999, 0.999, 1.0), "no_attention": row(0.98, 0.98, 0.98)}, 5)
+    assert shipped["meets_target"] is False and shipped["comparison"]["attention"] == 0.999
+    assert shipped["comparison"]["is_shipped"] and shipped["comparison"]["no_attention_fails"] is False

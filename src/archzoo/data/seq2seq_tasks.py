@@ -13,7 +13,8 @@ everywhere and independent of the run's seed:
 * ``reverse``: a random string over ``symbols`` letters → the same string reversed;
 * ``sort``: a random string → its letters in alphabetical order;
 * ``addition``: ``"123+45"`` → ``"168"`` for two numbers below ``max_value``;
-  10% of all pairs are held out for validation and test and never trained on;
+  10% of all pairs are held out for validation and test and never trained on
+  (listed and shuffled up to 10⁷ pairs, chosen by a fixed hash above);
 * ``dates``: a date written in one of many human formats → ISO 8601 ``YYYY-MM-DD``.
   Only formats that name the month in words or put the year first appear, so no
   input can be read two ways (``03/04/2020`` is never shown).
@@ -209,6 +210,10 @@ def sort(
 # ----------------------------------------------------------------------------- addition
 
 
+#: Up to this many pairs (numbers below 3162) all of them are listed and exactly 10% held out.
+LISTED_PAIRS = 10_000_000
+
+
 def addition_pairs(max_value: int = 1000, held_out: float = 0.1) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
     """All pairs ``(a, b)`` with ``0 <= a, b < max_value``, cut into (trainable, held out) by a fixed shuffle."""
     perm = torch.randperm(max_value * max_value, generator=torch.Generator().manual_seed(DATA_SEED))
@@ -217,14 +222,47 @@ def addition_pairs(max_value: int = 1000, held_out: float = 0.1) -> tuple[list[t
     return pairs[k:], pairs[:k]
 
 
+def is_held_out(a: int, b: int, max_value: int, held_out: float = 0.1) -> bool:
+    """Whether the pair ``(a, b)`` is held out when there are too many pairs to list (a fixed hash).
+
+    The pair's index ``a * max_value + b`` goes through SplitMix64's mixer; the pair is held
+    out when the result falls in the lowest ``held_out`` share of the 64-bit range.
+    """
+    m = (1 << 64) - 1
+    z = (a * max_value + b + DATA_SEED + 0x9E3779B97F4A7C15) & m
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & m
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & m
+    return (z ^ (z >> 31)) < held_out * 2.0**64
+
+
+def sampled_addition_pairs(
+    max_value: int, n_train: int, n_held: int, held_out: float = 0.1
+) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """``n_train`` distinct trainable and ``n_held`` distinct held-out pairs drawn at random (fixed seed).
+
+    For ``max_value**2`` above :data:`LISTED_PAIRS`: :func:`is_held_out` decides each pair's side.
+    """
+    rng = random.Random(DATA_SEED)
+    train: dict[tuple[int, int], None] = {}
+    held: dict[tuple[int, int], None] = {}
+    while len(train) < n_train or len(held) < n_held:
+        p = (rng.randrange(max_value), rng.randrange(max_value))
+        side, want = (held, n_held) if is_held_out(*p, max_value, held_out) else (train, n_train)
+        if len(side) < want:
+            side[p] = None
+    return list(train), list(held)
+
+
 @register_dataset("addition")
 def addition(
     n_train: int = 100000, n_val: int = 2000, n_test: int = 2000, max_value: int = 1000, bucket: bool = False
 ) -> DataBundle:
     """``"123+45"`` → ``"168"`` for numbers below ``max_value``; 10% of all pairs never trained on.
 
-    The held-out 10% (a fixed shuffle of all ``max_value**2`` pairs) gives the validation and
-    test pairs; training draws ``n_train`` of the other 90%.
+    Up to :data:`LISTED_PAIRS` pairs, a fixed shuffle of all ``max_value**2`` pairs holds out
+    exactly 10% for validation and test, and training draws ``n_train`` of the other 90%. Above
+    (five-digit numbers, ``max_value=100000``), a fixed hash of each pair holds out 10% of them
+    (:func:`is_held_out`) and the splits are drawn at random from either side.
 
     Args:
         n_train: training pairs (default 100000, at most 90% of all pairs).
@@ -235,8 +273,16 @@ def addition(
     """
     if max_value < 2:
         raise UserError(f"data.args.max_value must be at least 2, got {max_value}.")
-    trainable, held = addition_pairs(max_value)
-    if not 1 <= n_train <= len(trainable) or min(n_val, n_test) < 1 or n_val + n_test > len(held):
+    if min(n_train, n_val, n_test) < 1:
+        raise UserError(f"addition needs n_train, n_val and n_test of at least 1, got {n_train}, {n_val}, {n_test}.")
+    total = max_value * max_value
+    if total <= LISTED_PAIRS:
+        trainable, held = addition_pairs(max_value)
+    elif n_train + n_val + n_test > total // 20:  # drawing at random stays quick below 5% of the pairs
+        raise UserError(f"addition with max_value={max_value} draws at most {total // 20} pairs in all.")
+    else:
+        trainable, held = sampled_addition_pairs(max_value, n_train, n_val + n_test)
+    if n_train > len(trainable) or n_val + n_test > len(held):
         raise UserError(
             f"addition has {len(trainable)} trainable and {len(held)} held-out pairs; "
             f"n_train={n_train}, n_val + n_test = {n_val + n_test} do not fit."
