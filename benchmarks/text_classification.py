@@ -149,15 +149,18 @@ def plot_confusion(panels: dict[str, list[list[int]]], classes: Sequence[str], p
 
     k = len(classes)
     size = 1.6 + 0.26 * k
-    fig, axes = plt.subplots(1, len(panels), figsize=(size * len(panels) + 0.8, size + 0.4), squeeze=False)
-    for ax, (name, cm) in zip(axes[0], panels.items(), strict=True):
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(size * len(panels) + 1.6, size + 0.6), squeeze=False, constrained_layout=True
+    )
+    for n, (ax, (name, cm)) in enumerate(zip(axes[0], panels.items(), strict=True)):
         m = np.asarray(cm, dtype=float)
         m = m / np.maximum(m.sum(1, keepdims=True), 1)  # rows: each true class sums to 1
         im = ax.imshow(m, vmin=0, vmax=1, cmap="Blues")
         ax.set_xticks(range(k), classes, rotation=90, fontsize=7)
-        ax.set_yticks(range(k), classes, fontsize=7)
+        ax.set_yticks(range(k), classes if n == 0 else [], fontsize=7)
         ax.set_xlabel("predicted", fontsize=8)
-        ax.set_ylabel("true", fontsize=8)
+        if n == 0:
+            ax.set_ylabel("true", fontsize=8)
         ax.set_title(name, fontsize=9)
         if k <= 4:
             for i in range(k):
@@ -167,10 +170,26 @@ def plot_confusion(panels: dict[str, list[list[int]]], classes: Sequence[str], p
     fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8)
     fig.suptitle(title, fontsize=9)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80, bbox_inches="tight")
+    fig.savefig(path, dpi=80)
     plt.close(fig)
     print(f"wrote {path}")
     return path
+
+
+def draw(task: str, recipe: str, rnn: list[list[int]], base: list[list[int]], c: float, classes: list[str]) -> Path:
+    """The figure of one task: the RNN's and the baseline's test confusion matrices."""
+    panels = {f"{recipe} (best val weights)": rnn, f"TF-IDF + LR (C={c:g})": base}
+    path = RESULTS / f"textcls-{task}-confusion.png"
+    return plot_confusion(panels, classes, path, f"{task}: test confusion, rows normalised")
+
+
+def replot(task: str) -> Path:
+    """Redraw a task's figure from its results JSON, without training."""
+    r = json.loads((RESULTS / f"textcls-{task}.json").read_text())
+    classes = list(r["rnn"]["f1"])
+    return draw(
+        task, r["recipe"], r["rnn"]["confusion"], r["baseline"]["test"]["confusion"], r["baseline"]["C"], classes
+    )
 
 
 def run_task(task: str, overrides: list[str], data_dir: str | None, runs: Path) -> dict[str, Any]:
@@ -210,12 +229,7 @@ def run_task(task: str, overrides: list[str], data_dir: str | None, runs: Path) 
     base.pop("test_pred")
 
     summary = json.loads((trainer.run_dir / "results.json").read_text())
-    png = plot_confusion(
-        {f"{recipe} (best val weights)": rnn["confusion"], f"TF-IDF + LR (C={base['C']:g})": base["test"]["confusion"]},
-        classes,
-        RESULTS / f"textcls-{task}-confusion.png",
-        f"{task}: test confusion, rows normalised",
-    )
+    png = draw(task, recipe, rnn["confusion"], base["test"]["confusion"], base["C"], classes)
     positive = spec.get("positive")
     if task == "names":
         value, target = rnn["acc"], base["test"]["acc"]
@@ -257,6 +271,7 @@ def main() -> None:
     p.add_argument("tasks", nargs="+", help=f"{', '.join(TASKS)} and key=value overrides")
     p.add_argument("--data-dir")
     p.add_argument("--runs", default="runs/benchmarks")
+    p.add_argument("--replot", action="store_true", help="only redraw the figures from the results JSON")
     a, overrides = p.parse_known_args()
     tasks = [t for t in a.tasks if "=" not in t]
     overrides += [t for t in a.tasks if "=" in t]
@@ -264,7 +279,10 @@ def main() -> None:
         if t not in TASKS:
             raise SystemExit(f"Unknown task '{t}'; choose from {', '.join(TASKS)}.")
     for t in tasks:
-        run_task(t, overrides, a.data_dir, Path(a.runs))
+        if a.replot:
+            replot(t)
+        else:
+            run_task(t, overrides, a.data_dir, Path(a.runs))
 
 
 if __name__ == "__main__":
