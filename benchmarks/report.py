@@ -148,7 +148,7 @@ def row(r: dict[str, Any]) -> str:
         cut = " (stopped by train.max_time)" if r.get("stopped_for_time") else ""
         feats = "word 1-2-gram" if base["analyzer"] == "word" else f"{base['analyzer']} 1-4-gram"
         detail = (
-            f"{r['recipe']} vs {feats} TF-IDF + logistic regression (C={base['C']:g} by val) on the same "
+            f"{r['recipe']} vs {feats} TF-IDF + logistic regression (C={base['C']:.3g} by val) on the same "
             f"{r['sizes']['test']:,} test texts: acc {_pct(rnn['acc'])} vs {_pct(b['acc'])}, macro-F1 "
             f"{rnn['macro_f1']:.3f} vs {b['macro_f1']:.3f}{spam} ({r['parameters']:,} params, "
             f"{r['epochs_run']} epochs{cut}, {r['train_seconds']:.0f} s)"

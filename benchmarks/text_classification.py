@@ -178,7 +178,7 @@ def plot_confusion(panels: dict[str, list[list[int]]], classes: Sequence[str], p
 
 def draw(task: str, recipe: str, rnn: list[list[int]], base: list[list[int]], c: float, classes: list[str]) -> Path:
     """The figure of one task: the RNN's and the baseline's test confusion matrices."""
-    panels = {f"{recipe} (best val weights)": rnn, f"TF-IDF + LR (C={c:g})": base}
+    panels = {f"{recipe} (best val weights)": rnn, f"TF-IDF + LR (C={c:.3g})": base}
     path = RESULTS / f"textcls-{task}-confusion.png"
     return plot_confusion(panels, classes, path, f"{task}: test confusion, rows normalised")
 
