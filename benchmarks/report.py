@@ -51,6 +51,7 @@ PAGES: dict[str, tuple[str, ...]] = {
     "docs/sequences.md": (
         "seq2seq-", "forecast-", "rnn_throughput", "convlstm-moving", "lm-", "ode-",
         "recipe-shakespeare-lstm", "recipe-ptb-lstm", "recipe-names-gru", "recipe-sms-gru",
+        "textcls-", "recipe-sum10-lstm",
     ),
     # The consumers of each kind of data the engine takes, until their families have pages.
     "docs/engine.md": (
@@ -74,6 +75,17 @@ def row(r: dict[str, Any]) -> str:
     """The table row of one result."""
     where = f"{describe(r['machine'])}, {r['date']}"
     name = r["benchmark"]
+    if name.startswith("recipe-") and r["metric"].endswith("/nrmse"):  # RMSE as a share of the targets' std
+        split = r["metric"].split("/")[0]
+        rmse = r["metrics"][f"{split}/rmse"]
+        cut = " (stopped by train.max_time)" if r.get("stopped_for_time") else ""
+        detail = (
+            f"{r['recipe']}: {split}/rmse {rmse:.4f}, {_pct(r['value'])} of the {split} targets' std "
+            f"{rmse / r['value']:.2f}, {r['parameters']:,} params, {r['epochs_run']} epochs{cut}, "
+            f"{r['train_seconds']:.0f} s"
+        )
+        target = "–" if r.get("target") is None else f"≤ {_pct(r['target'])} of std"
+        return f"| {detail} | {_pct(r['value'])} of std | {target} | – | {_verdict(r.get('meets_target'))} | {where} |"
     if name.startswith("recipe-"):
         metric = r["metric"]
         is_acc = metric.endswith("acc")
@@ -178,6 +190,24 @@ def row(r: dict[str, Any]) -> str:
             detail += f"without {both('no_attention', r['no_attention_value'])} ({size(plain)}){cut}"
         target = "–" if r.get("target") is None else f"≥ {shown(r['target'])}"
         return f"| {detail} | {shown(r['value'])} | {target} | – | {_verdict(r.get('meets_target'))} | {where} |"
+    if name.startswith("textcls-"):
+        rnn, base = r["rnn"], r["baseline"]
+        b = base["test"]
+        pos = "spam" if r["task"] == "sms" else None
+        spam = f", spam F1 {rnn['f1'][pos]:.3f} vs {b['f1'][pos]:.3f}" if pos else ""
+        cut = " (stopped by train.max_time)" if r.get("stopped_for_time") else ""
+        feats = "word 1-2-gram" if base["analyzer"] == "word" else f"{base['analyzer']} 1-4-gram"
+        detail = (
+            f"{r['recipe']} vs {feats} TF-IDF + logistic regression (C={base['C']:.3g} by val) on the same "
+            f"{r['sizes']['test']:,} test texts: acc {_pct(rnn['acc'])} vs {_pct(b['acc'])}, macro-F1 "
+            f"{rnn['macro_f1']:.3f} vs {b['macro_f1']:.3f}{spam} ({r['parameters']:,} params, "
+            f"{r['epochs_run']} epochs{cut}, {r['train_seconds']:.0f} s)"
+        )
+        if pos:
+            value, target = f"spam F1 {r['value']:.3f}", f"≥ {r['target']}"
+        else:
+            value, target = f"acc {_pct(r['value'])}", f"> {_pct(r['target'])} (the baseline)"
+        return f"| {detail} | {value} | {target} | – | {_verdict(r['meets_target'])} | {where} |"
     if name == "engine_overhead":
         per = "; ".join(
             f"{x['recipe']} {x['archzoo_ms_per_step']} vs {x['raw_ms_per_step']} ms/step" for x in r["rows"]

@@ -44,3 +44,39 @@ def test_bad_arguments() -> None:
         create_dataset("parity_sequences", min_len=4, max_len=4)
     with pytest.raises(UserError, match="empty split"):
         create_dataset("parity_sequences", n=5)
+
+
+def _tensors(split: object) -> tuple[torch.Tensor, torch.Tensor]:
+    x, y = next(iter(split.batches(len(split))))  # type: ignore[attr-defined]
+    return x, y
+
+
+def test_sum_last_targets_are_the_sum_of_the_last_window() -> None:
+    b = create_dataset("sum_last", n=500, length=30, window=10)
+    assert (len(b.train), len(b.val), len(b.test)) == (400, 50, 50)
+    info = b.info
+    assert info["in_features"] == 30 and info["out_features"] == 1 and info["window"] == 10
+    for split in (b.train, b.val, b.test):
+        x, z = _tensors(split)
+        assert x.shape == (len(split), 30) and z.shape == (len(split), 1)
+        y = z * info["target_std"] + info["target_mean"]  # the standardised target in original units
+        assert torch.allclose(y, x[:, -10:].sum(1, keepdim=True), atol=1e-4)
+    _, z = _tensors(b.train)
+    assert abs(float(z.mean())) < 1e-5 and abs(float(z.std()) - 1) < 1e-5  # training statistics
+    assert 2.5 < info["target_std"] < 3.8  # sqrt(10) in theory
+
+
+def test_sum_last_data_are_fixed() -> None:
+    a, b = (_tensors(create_dataset("sum_last", n=100).test) for _ in range(2))
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+def test_sum_last_bad_arguments() -> None:
+    with pytest.raises(UserError, match="window"):
+        create_dataset("sum_last", length=5, window=10)
+    with pytest.raises(UserError, match="window"):
+        create_dataset("sum_last", window=0)
+    with pytest.raises(UserError, match="fewer than 2"):
+        create_dataset("sum_last", n=10)
+    with pytest.raises(UserError, match="test_fraction"):
+        create_dataset("sum_last", val_fraction=0.5, test_fraction=0.5)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -214,3 +215,27 @@ def test_sms_spam_splits_on_the_first_tab_and_keeps_duplicates_once(data_root: P
     assert sum(spam) == 653 and spam[1] == spam[2] == 65
     full = create_dataset("sms_spam", data_dir=str(data_root), dedupe=False)
     assert sum(full.info["sizes"].values()) == 5574
+
+
+@pytest.mark.parametrize("dataset", ["names", "sms_spam"])
+def test_labelled_texts_are_each_splits_texts_in_order(dataset: str, data_root: Path, cache: Path) -> None:
+    from archzoo.engine.builders import save_info
+
+    b = create_dataset(dataset, data_dir=str(data_root))
+    texts, tok = b.info["texts"], b.info["tokenizer"]
+    assert isinstance(texts, text_mod.SplitTexts)
+    pairs = {}
+    for s in ("train", "val", "test"):
+        split, got = b.split(s), texts.split(s)
+        assert len(got) == len(split) == b.info["sizes"][s]
+        batch = next(iter(split.batches(len(split))))  # the stored order
+        for i in (0, len(got) // 2, len(got) - 1):
+            ids = tok.encode(got[i]) or [tok.itos.index("<unk>")]
+            assert batch.x[i, : batch.lengths[i]].tolist() == ids
+        pairs[s] = set(zip(got, split.labels.tolist(), strict=True))
+        assert len(pairs[s]) == len(got)  # each (text, label) once
+    assert not (pairs["train"] & pairs["val"] or pairs["train"] & pairs["test"] or pairs["val"] & pairs["test"])
+    run_dir = cache.parent / "run"
+    run_dir.mkdir()
+    save_info(b.info, run_dir)  # the texts stay out of the run's info.json
+    assert "texts" not in json.loads((run_dir / "info.json").read_text())

@@ -138,3 +138,62 @@ def noisy_sine(
         "target_std": std,
     }
     return DataBundle(train, val, test, info)
+
+
+@register_dataset("sum_last")
+def sum_last(
+    n: int = 10000,
+    length: int = 20,
+    window: int = 10,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+) -> DataBundle:
+    r"""Random sequences :math:`x_1..x_L`, :math:`x_t \sim \mathcal N(0, 1)`, each with the target
+    :math:`y = \sum_{t=L-w+1}^{L} x_t`, the sum of its last ``window`` values.
+
+    A model that reads the sequence in order must count the steps, ignore all but the last
+    :math:`w` values and add those exactly; the target's standard deviation is
+    :math:`\sqrt{w}` in theory, and ``info["target_std"]`` holds the training split's own. Targets
+    are standardised with the training split's mean and standard deviation; the regression task
+    reports its metrics in the original units through ``target_mean``/``target_std``. The
+    sequences are drawn once from :data:`DATA_SEED`; the first ``1 - val - test`` share trains.
+
+    Args:
+        n: number of sequences over all splits (default 10000).
+        length: :math:`L`, values per sequence (default 20).
+        window: :math:`w`, how many of the last values are summed (default 10).
+        val_fraction: share of the sequences for validation (default 0.1).
+        test_fraction: share for the test split (default 0.1).
+
+    Shapes:
+        batches ``(x, y)``: :math:`(B, L)` and :math:`(B, 1)` (standardised).
+    """
+    from archzoo.data.splits import TensorSplit
+
+    if not 1 <= window <= length:
+        raise UserError(f"sum_last needs 1 <= window <= length, got window {window} and length {length}.")
+    if not (0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
+        raise UserError("data.val_fraction and data.args.test_fraction must be in (0, 1) and sum below 1.")
+    n_val, n_test = int(n * val_fraction), int(n * test_fraction)
+    if min(n_val, n_test, n - n_val - n_test) < 2:
+        raise UserError(f"sum_last: {n} sequences leave a split with fewer than 2; raise data.args.n.")
+    g = torch.Generator().manual_seed(DATA_SEED)
+    x = torch.randn(n, length, generator=g)  # (N, L)
+    y = x[:, -window:].sum(1, keepdim=True)  # (N, 1)
+    cut_val, cut_test = n - n_val - n_test, n - n_test
+    mean, std = float(y[:cut_val].mean()), float(y[:cut_val].std())
+    z = (y - mean) / std  # training-split statistics only
+    info = {
+        "kind": "sequence",
+        "in_features": length,
+        "out_features": 1,
+        "window": window,
+        "target_mean": mean,
+        "target_std": std,
+    }
+    return DataBundle(
+        TensorSplit(x[:cut_val], z[:cut_val]),
+        TensorSplit(x[cut_val:cut_test], z[cut_val:cut_test]),
+        TensorSplit(x[cut_test:], z[cut_test:]),
+        info,
+    )

@@ -5,7 +5,10 @@ Corpora (:class:`~archzoo.data.splits.TokenStream`): ``python_chars`` (embedded)
 BPE tokens). Labelled text (:class:`~archzoo.data.splits.PaddedSequences`):
 ``names`` (surname -> language, characters) and ``sms_spam`` (ham/spam, words).
 Every dataset puts its tokenizer (:mod:`archzoo.data.tokenizers`) in
-``info["tokenizer"]``, saved with the run, and its vocabulary in ``info["itos"]``.
+``info["tokenizer"]``, saved with the run, and its vocabulary in ``info["itos"]``;
+the labelled ones put each split's texts, as the tokenizer read them, in
+``info["texts"]`` (:class:`SplitTexts`, which the run's info.json leaves out), so a
+baseline can be fitted on exactly the texts the network saw.
 
 Files are read with :func:`read_text` (strict UTF-8 unless ``errors="replace"``),
 found under the data root (:func:`archzoo.data.root.data_root`), and each
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -425,6 +429,22 @@ def _check_fraction(dataset: str, fraction: float) -> None:
         raise UserError(f"data.val_fraction must be in (0, 0.5) for {dataset}, got {fraction}.")
 
 
+@dataclass(frozen=True)
+class SplitTexts:
+    """The texts of each split of a labelled text dataset, in the order of the split's sequences.
+
+    Not JSON, so a run's info.json leaves it out: the data rebuild it.
+    """
+
+    train: list[str]
+    val: list[str]
+    test: list[str]
+
+    def split(self, name: str) -> list[str]:
+        """The texts of ``train``, ``val`` or ``test``."""
+        return {"train": self.train, "val": self.val, "test": self.test}[name]
+
+
 def _labelled_bundle(
     texts: list[str],
     labels: list[int],
@@ -453,6 +473,7 @@ def _labelled_bundle(
         "tokenizer": tok,
         "kind": "sequence",
         "sizes": {"train": len(parts[0]), "val": len(parts[1]), "test": len(parts[2])},
+        "texts": SplitTexts(*([texts[i] for i in idx] for idx in parts)),
         **extra,
     }
     return DataBundle(*splits, info=info)

@@ -1,7 +1,8 @@
-"""Regression: MSE, L1 or Huber loss on standardised targets; RMSE, MAE and R² in original units."""
+"""Regression: MSE, L1 or Huber loss on standardised targets; RMSE, MAE, R² and RMSE / std in original units."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -24,7 +25,9 @@ class Regression(Task):
     Args:
         loss: mse, l1 or huber (default mse).
 
-    Metrics: ``loss`` (on the standardised scale), ``rmse``, ``mae``, ``r2``.
+    Metrics: ``loss`` (on the standardised scale), ``rmse``, ``mae``, ``r2`` and ``nrmse``, the RMSE over
+    the standard deviation of the split's targets, :math:`\mathrm{RMSE} / \sigma_y = \sqrt{1 - R^2}`
+    (:math:`\sigma_y` with divisor :math:`n`; 1 is the error of predicting the split's mean).
     """
 
     monitor = "val/rmse"
@@ -71,7 +74,11 @@ class Regression(Task):
             m[k].update(p.reshape(-1), t.reshape(-1))
 
     def compute(self, split: str) -> dict[str, float]:
-        return collected(self.metrics[split], split)
+        out = collected(self.metrics[split], split)
+        r2 = out[f"{split}/r2"]
+        # RMSE / std(y) = sqrt(SSE / SST) = sqrt(1 - R²), from the reduced R² (so the same under DDP).
+        out[f"{split}/nrmse"] = math.sqrt(max(0.0, 1.0 - r2)) if math.isfinite(r2) else math.nan
+        return out
 
     def predict(self, model: nn.Module, batch: Any) -> Tensor:
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
