@@ -6,7 +6,7 @@ last input frame and with predicting an empty frame. Target: at most half the be
 MSE. Writes ``results/convlstm-moving.json`` and a PNG strip (inputs, the true next frame, the
 prediction) of a few test sequences under the run directory.
 
-Usage: ``python benchmarks/convlstm_quality.py [--data-dir D] [--epochs N] [--threads T]``
+Usage: ``python benchmarks/convlstm_quality.py [--data-dir D] [--epochs N] [--threads T] [key=value ...]``
 """
 
 from __future__ import annotations
@@ -27,11 +27,12 @@ from archzoo.viz.grid import save_image_grid  # noqa: E402
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--data-dir")
-    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--epochs", type=int, help="train.epochs (default: the recipe's)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("overrides", nargs="*", help="dotted overrides of the recipe (model.args.hidden_channels=[32,32])")
     a = p.parse_args()
-    cfg = load_config("moving-convlstm", None, [f"train.epochs={a.epochs}", f"train.threads={a.threads}",
+    epochs = [] if a.epochs is None else [f"train.epochs={a.epochs}"]
+    cfg = load_config("moving-convlstm", None, [*epochs, f"train.threads={a.threads}",
                                                  "log.progress=lines", "log.dir=runs/benchmarks/convlstm",
                                                  *a.overrides])  # fmt: skip
     tr = Trainer(cfg, data_dir=a.data_dir)

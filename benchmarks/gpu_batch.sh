@@ -50,10 +50,6 @@ job tta $d bash -c "python3 benchmarks/time_to_accuracy.py train.epochs=2 data.b
   data.augment=null train.threads=2 --give-up-ratio 8 --max-epochs 10; \
   python3 benchmarks/time_to_accuracy.py --recipe fashion-resnet --threshold 0.93 train.epochs=10 \
   train.threads=2 --give-up-ratio 6 --max-epochs 12"
-# Sequences: ConvLSTM next-frame prediction at GPU size (32 channels, 3,000 sequences; the CPU recipe
-# has 16 channels and 1,000 sequences, and an epoch of it took 202 s on 2 loaded cores).
-job convlstm $d python3 benchmarks/convlstm_quality.py --epochs 8 --threads 2 model.args.hidden_channels=[32,32] \
-  data.args.n_train=3000 data.batch_size=32 train.max_time=300
 wait
 echo "all jobs done at $(($(date +%s) - start)) s"
 cat "$log/status.txt"

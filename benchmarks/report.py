@@ -116,8 +116,12 @@ def row(r: dict[str, Any]) -> str:
         )
     if name == "convlstm-moving":
         m = r["mse"]
+        args = r.get("model_args") or {}
+        size = ""
+        if args:
+            size = f"{'×'.join(map(str, args.get('hidden_channels', [])))} channels, {args.get('patch', 1)}×{args.get('patch', 1)} patches, "
         desc = (
-            f"convlstm-moving: next 32×32 frame of two bouncing Fashion-MNIST items ({r['parameters']:,} params, "
+            f"convlstm-moving: next 32×32 frame of two bouncing Fashion-MNIST items ({size}{r['parameters']:,} params, "
             f"{r['epochs']} epochs, {r['train_seconds']:.0f} s): test MSE per pixel ConvLSTM {m['convlstm']:.4f}, "
             f"copy the last frame {m['copy_last']:.4f}, empty frame {m['empty']:.4f}"
         )
