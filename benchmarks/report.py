@@ -50,7 +50,7 @@ HEADER = [
 PAGES: dict[str, tuple[str, ...]] = {
     "docs/sequences.md": (
         "seq2seq-", "forecast-", "rnn_throughput", "convlstm-moving", "lm-", "ode-",
-        "recipe-shakespeare-lstm", "recipe-ptb-lstm", "recipe-names-gru", "recipe-sms-gru",
+        "recipe-shakespeare-lstm", "recipe-ptb-lstm",
         "textcls-", "recipe-sum10-lstm",
     ),
     # The consumers of each kind of data the engine takes, until their families have pages.
