@@ -50,7 +50,7 @@ HEADER = [
 PAGES: dict[str, tuple[str, ...]] = {
     "docs/sequences.md": (
         "seq2seq-", "forecast-", "rnn_throughput", "convlstm-moving", "lm-", "ode-",
-        "recipe-shakespeare-lstm", "recipe-ptb-lstm",
+        "recipe-shakespeare-lstm", "recipe-ptb-lstm", "recipe-dates-lstm",
         "textcls-", "recipe-sum10-lstm",
     ),
     # The consumers of each kind of data the engine takes, until their families have pages.
@@ -88,7 +88,7 @@ def row(r: dict[str, Any]) -> str:
         return f"| {detail} | {_pct(r['value'])} of std | {target} | – | {_verdict(r.get('meets_target'))} | {where} |"
     if name.startswith("recipe-"):
         metric = r["metric"]
-        is_acc = metric.endswith("acc")
+        is_acc = metric.endswith(("acc", "exact"))
         value = _pct(r["value"]) if is_acc else f"{r['value']:.2f}"
         target = (f"≥ {_pct(r['target'])}" if is_acc else f"≤ {r['target']}") if r.get("target") is not None else "–"
         anchor = f"{_pct(r['anchor'])} ({r['anchor_source']})" if r.get("anchor") else "–"
