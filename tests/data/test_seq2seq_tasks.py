@@ -83,6 +83,18 @@ def test_every_date_input_has_one_iso_answer() -> None:
     assert all(len(t) == 10 for _, t in _pairs(b.val, b.info))
 
 
+def test_date_ranges_read_as_iso_intervals() -> None:
+    pairs = s2s.date_pairs(300, ranges=True)
+    assert len({t for t, _ in pairs}) == 300
+    for text, iso in pairs:
+        a, b = iso.split("/")
+        assert a <= b and len(a) == len(b) == 10
+        assert any(text.startswith(f.split("{}")[0]) for f in s2s.RANGE_FORMS)
+    b = s2s.dates(n=300, n_val=30, n_test=30, ranges=True)
+    assert all(len(t) == 21 and t[10] == "/" for _, t in _pairs(b.val, b.info))
+    assert max(len(t) for t, _ in pairs) > 40
+
+
 def test_fra_eng_reads_the_zip(tmp_path) -> None:
     folder = tmp_path / "text" / "fra-eng"
     folder.mkdir(parents=True)

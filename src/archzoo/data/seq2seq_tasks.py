@@ -341,17 +341,30 @@ def _date_formats() -> list[Callable[[dt.date], str]]:
     ]
 
 
-def date_pairs(n: int, first_year: int = 1900, last_year: int = 2099) -> list[tuple[str, str]]:
-    """``n`` distinct (human-written date, ISO date) pairs, from random days and formats (fixed seed)."""
+#: How a range of two dates is written; the ISO 8601 interval is ``start/end``.
+RANGE_FORMS = ("from {} to {}", "{} - {}", "between {} and {}", "{} until {}")
+
+
+def date_pairs(n: int, first_year: int = 1900, last_year: int = 2099, ranges: bool = False) -> list[tuple[str, str]]:
+    """``n`` distinct (human-written date, ISO date) pairs, from random days and formats (fixed seed).
+
+    With ``ranges`` each input is a range of two dates, each in its own format and joined
+    by one of :data:`RANGE_FORMS` ("from 3 March 2021 to Apr 5, 2022"), and its answer the
+    ISO 8601 interval ``2021-03-03/2022-04-05`` (the earlier date first).
+    """
     rng = random.Random(DATA_SEED)
     formats = _date_formats()
     lo, hi = dt.date(first_year, 1, 1).toordinal(), dt.date(last_year, 12, 31).toordinal()
     out: dict[str, str] = {}
     tries = 0
     while len(out) < n:
-        day = dt.date.fromordinal(rng.randint(lo, hi))
-        text = rng.choice(formats)(day)
-        out.setdefault(text, day.isoformat())
+        if ranges:
+            a, b = sorted(dt.date.fromordinal(rng.randint(lo, hi)) for _ in range(2))
+            text = rng.choice(RANGE_FORMS).format(rng.choice(formats)(a), rng.choice(formats)(b))
+            out.setdefault(text, f"{a.isoformat()}/{b.isoformat()}")
+        else:
+            day = dt.date.fromordinal(rng.randint(lo, hi))
+            out.setdefault(rng.choice(formats)(day), day.isoformat())
         tries += 1
         if tries > 50 * n:
             raise UserError(f"Could not draw {n} distinct dates; lower n.")
@@ -359,7 +372,9 @@ def date_pairs(n: int, first_year: int = 1900, last_year: int = 2099) -> list[tu
 
 
 @register_dataset("dates")
-def dates(n: int = 22000, n_val: int = 1000, n_test: int = 1000, bucket: bool = False) -> DataBundle:
+def dates(
+    n: int = 22000, n_val: int = 1000, n_test: int = 1000, bucket: bool = False, ranges: bool = False
+) -> DataBundle:
     """Dates between 1900 and 2099 written in 18 human formats → ``YYYY-MM-DD``.
 
     Args:
@@ -367,12 +382,14 @@ def dates(n: int = 22000, n_val: int = 1000, n_test: int = 1000, bucket: bool = 
         n_val: for validation (default 1000).
         n_test: for the test split (default 1000).
         bucket: batch inputs of similar length together in training.
+        ranges: ranges of two dates → ``YYYY-MM-DD/YYYY-MM-DD`` instead (inputs of 13 to
+            about 90 characters, 21 out: the longer task on which a model without attention fails).
     """
     _check_sizes(n, n_val, n_test, "dates")
-    pairs = date_pairs(n)
+    pairs = date_pairs(n, ranges=ranges)
     train, val, test = _three_way(pairs, n_val, n_test)
     return pair_bundle(
-        train, val, test, char_vocab([s for s, _ in pairs]), SPECIALS + list("-0123456789"), bucket=bucket
+        train, val, test, char_vocab([s for s, _ in pairs]), SPECIALS + list("-/0123456789" if ranges else "-0123456789"), bucket=bucket
     )
 
 
