@@ -108,7 +108,9 @@ def row(r: dict[str, Any]) -> str:
         detail = (
             f"Cora GCN epoch time, {r['recipe']} through the engine vs a plain PyG loop in the style of "
             f"examples/gcn.py ({r['epochs']} epochs, validation every epoch, median of {r['repeats']} "
-            f"repeats): {r['archzoo_ms_per_epoch']:.1f} vs {r['plain_ms_per_epoch']:.1f} ms/epoch; "
+            f"repeats): {r['archzoo_ms_per_epoch']:.1f} vs {r['plain_ms_per_epoch']:.1f} ms/epoch "
+            f"(archzoo's model in a bare loop {r['bare_ms_per_epoch']:.1f}, so the engine adds "
+            f"{r['engine_ms_per_epoch']:.1f}); "
             f"test accuracy {100 * r['archzoo_test_acc']:.2f}% vs {100 * r['plain_test_acc']:.2f}% "
             f"(mean of the repeats, gap {r['acc_gap_points']:+.2f} points)"
         )
