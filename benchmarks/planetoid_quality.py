@@ -2,8 +2,9 @@
 
 Each seed trains the shipped recipe with ``train.seed=<seed>`` (``load_config`` and
 ``Trainer(...).fit()``, as ``recipe_quality.py`` does); the engine keeps the weights of
-the epoch with the best validation accuracy (``train.monitor: val/acc``) and tests
-them. The figure is the mean ± standard deviation (over seeds, ``ddof=1``) of that
+the epoch with the best validation figure (the recipe's ``train.monitor``) and tests
+them. Overrides (``key=value``) with ``--label L`` write another setting of a recipe as
+``results/planetoid-<recipe>-L.json``, a detail row beside the recipe's own. The figure is the mean ± standard deviation (over seeds, ``ddof=1``) of that
 test accuracy, written to ``results/planetoid-<recipe>.json`` beside the issue's
 target and the paper's figure.
 
@@ -40,7 +41,7 @@ TARGETS: dict[str, dict] = {
 }
 
 
-def run(recipe: str, seeds: list[int], overrides: list[str], data_dir: str | None, runs: Path) -> dict:
+def run(recipe: str, seeds: list[int], overrides: list[str], data_dir: str | None, runs: Path, label: str = "") -> dict:
     spec = TARGETS[recipe]
     per_seed, epochs, seconds, best = [], [], [], []
     summary: dict = {}
@@ -62,6 +63,7 @@ def run(recipe: str, seeds: list[int], overrides: list[str], data_dir: str | Non
         "recipe": recipe,
         "overrides": overrides,
         "metric": "test/acc",
+        "monitor": summary["monitor"],
         "seeds": seeds,
         "per_seed": per_seed,
         "best_epochs": best,
@@ -76,7 +78,7 @@ def run(recipe: str, seeds: list[int], overrides: list[str], data_dir: str | Non
         "mean_train_seconds": round(statistics.mean(seconds), 2),
         "wall_seconds": round(time.perf_counter() - t0, 1),
     }
-    write_result(f"planetoid-{recipe}", payload)
+    write_result(f"planetoid-{recipe}" + (f"-{label}" if label else ""), payload)
     print(f"{recipe}: {mean:.2f} ± {std:.2f}% over {len(seeds)} seeds (target {target}, paper {spec['anchor']})")
     return payload
 
@@ -86,12 +88,13 @@ def main() -> None:
     p.add_argument("recipes", nargs="*")
     p.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
     p.add_argument("--data-dir")
+    p.add_argument("--label", default="", help="write results/planetoid-<recipe>-<label>.json (another setting)")
     a, overrides = p.parse_known_args()
     recipes = [r for r in a.recipes if "=" not in r] or list(TARGETS)
     overrides += [r for r in a.recipes if "=" in r]
     with tempfile.TemporaryDirectory() as tmp:
         for r in recipes:
-            run(r, a.seeds, overrides, a.data_dir, Path(tmp))
+            run(r, a.seeds, overrides, a.data_dir, Path(tmp), a.label)
 
 
 if __name__ == "__main__":

@@ -94,8 +94,11 @@ def row(r: dict[str, Any]) -> str:
         seeds = r["seeds"]
         anchor = f"{r['anchor']:.1f}% ({r['anchor_source']})" if r.get("anchor") is not None else "–"
         target = f"≥ {r['target']:.1f}%" if r.get("target") is not None else "–"
+        chosen = {"val/acc": "best validation accuracy", "val/loss": "lowest validation loss"}
+        by = chosen.get(r.get("monitor", "val/acc"), r.get("monitor"))
+        over = f" with {' '.join(r['overrides'])}" if r.get("overrides") else ""
         detail = (
-            f"{r['recipe']}: test accuracy at the epoch of best validation accuracy, mean ± std of "
+            f"{r['recipe']}{over}: test accuracy at the epoch of {by}, mean ± std of "
             f"{len(seeds)} seeds ({seeds[0]}–{seeds[-1]}): {r['mean']:.2f} ± {r['std']:.2f}% "
             f"(min {min(r['per_seed']):.1f}, max {max(r['per_seed']):.1f}), {r['parameters']:,} params, "
             f"{r['mean_epochs_run']:.0f} epochs, {r['mean_train_seconds']:.1f} s per run"
