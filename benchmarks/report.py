@@ -115,7 +115,7 @@ def row(r: dict[str, Any]) -> str:
             f"(archzoo's model in a bare loop {r['bare_ms_per_epoch']:.1f}, so the engine adds "
             f"{r['engine_ms_per_epoch']:.1f}); "
             f"test accuracy {100 * r['archzoo_test_acc']:.2f}% vs {100 * r['plain_test_acc']:.2f}% "
-            f"(mean of the repeats, gap {r['acc_gap_points']:+.2f} points)"
+            f"(mean of the repeats, gap {r['acc_gap_points'] + 0.0:+.2f} points)"
         )
         return (
             f"| {detail} | ratio {r['ratio']:.3f} | ≤ {r['target']}, accuracy within 0.5 points | – "
