@@ -12,7 +12,8 @@ Where each result goes:
   ``docs/vision.md``, ``generative-*`` in ``docs/generative.md``, the speed benchmarks (``engine_overhead``, ``precision``,
   ``channels_last``, ``cnn_throughput``, ``time_to_accuracy*``) and the recipes of the
   engine's data-kind consumers (``python-lstm``, ...) in ``docs/engine.md``; ``seq2seq-*``,
-  ``forecast-*``, ``ode-*``, ``rnn_throughput``, ``convlstm-moving`` and the text recipes in ``docs/sequences.md``.
+  ``forecast-*``, ``ode-*``, ``lm-*``, ``textcls-*``, ``rnn_throughput``, ``convlstm-moving`` and the text recipes in ``docs/sequences.md``;
+  ``planetoid-*`` and ``gnn_speed`` in ``docs/graphs.md``.
   A result that no page claims is an error.
 * **README.** Only headlines: one row per recipe or benchmark. A result is a *detail*,
   not a headline, when its benchmark name is another result's name followed by
@@ -60,6 +61,7 @@ PAGES: dict[str, tuple[str, ...]] = {
     ),
     "docs/vision.md": ("recipe-",),
     "docs/generative.md": ("generative-",),
+    "docs/graphs.md": ("planetoid-", "gnn_speed"),
 }  # fmt: skip
 
 
@@ -100,6 +102,37 @@ def row(r: dict[str, Any]) -> str:
             f"{r['epochs_run']} epochs{cut}, {r['train_seconds']:.0f} s"
         )
         return f"| {detail} | {value} | {target} | {anchor} | {_verdict(r.get('meets_target'))} | {where} |"
+    if name.startswith("planetoid-"):
+        seeds = r["seeds"]
+        anchor = f"{r['anchor']:.1f}% ({r['anchor_source']})" if r.get("anchor") is not None else "–"
+        target = f"≥ {r['target']:.1f}%" if r.get("target") is not None else "–"
+        chosen = {"val/acc": "best validation accuracy", "val/loss": "lowest validation loss"}
+        by = chosen.get(r.get("monitor", "val/acc"), r.get("monitor"))
+        over = f" with {' '.join(r['overrides'])}" if r.get("overrides") else ""
+        detail = (
+            f"{r['recipe']}{over}: test accuracy at the epoch of {by}, mean ± std of "
+            f"{len(seeds)} seeds ({seeds[0]}–{seeds[-1]}): {r['mean']:.2f} ± {r['std']:.2f}% "
+            f"(min {min(r['per_seed']):.1f}, max {max(r['per_seed']):.1f}), {r['parameters']:,} params, "
+            f"{r['mean_epochs_run']:.0f} epochs, {r['mean_train_seconds']:.1f} s per run"
+        )
+        return (
+            f"| {detail} | {r['mean']:.2f} ± {r['std']:.2f}% | {target} | {anchor} "
+            f"| {_verdict(r.get('meets_target'))} | {where} |"
+        )
+    if name == "gnn_speed":
+        detail = (
+            f"Cora GCN epoch time, {r['recipe']} through the engine vs a plain PyG loop in the style of "
+            f"examples/gcn.py ({r['epochs']} epochs, validation every epoch, median of {r['repeats']} "
+            f"repeats): {r['archzoo_ms_per_epoch']:.1f} vs {r['plain_ms_per_epoch']:.1f} ms/epoch "
+            f"(archzoo's model in a bare loop {r['bare_ms_per_epoch']:.1f}, so the engine adds "
+            f"{r['engine_ms_per_epoch']:.1f}); "
+            f"test accuracy {100 * r['archzoo_test_acc']:.2f}% vs {100 * r['plain_test_acc']:.2f}% "
+            f"(mean of the repeats, gap {r['acc_gap_points'] + 0.0:+.2f} points)"
+        )
+        return (
+            f"| {detail} | ratio {r['ratio']:.3f} | ≤ {r['target']}, accuracy within 0.5 points | – "
+            f"| {_verdict(r['meets_target'])} | {where} |"
+        )
     if name.startswith("lm-"):
         metric = r["metric"]
         cut = ", stopped by the budget" if r.get("stopped_for_time") else ""

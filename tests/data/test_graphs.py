@@ -1,9 +1,15 @@
-"""Graph datasets: the karate club as one graph with fixed masks, and synthetic shapes as graph batches."""
+"""Graph datasets: the karate club and Cora as one graph with fixed masks, synthetic shapes as graph batches, bad graphs."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
+import pytest
 import torch
 
+from archzoo.data.graphs import check_graph, planetoid
+from archzoo.errors import DataError, UserError
 from archzoo.registry import create_dataset
 
 
@@ -38,3 +44,71 @@ def test_graph_shapes_are_told_by_degree() -> None:
         shape = ["cycle", "path", "star"][int(g.y)]
         expect = {"cycle": [2] * n, "path": [1, 1] + [2] * (n - 2), "star": [1] * (n - 1) + [n - 1]}[shape]
         assert sorted(degree.tolist()) == expect
+
+
+# ----------------------------------------------------------------------------- bad graphs and Planetoid
+
+
+def _planetoid_root() -> Path:
+    root = Path(os.environ.get("ARCHZOO_DATA", ""))
+    if not (root / "planetoid" / "Cora" / "raw" / "ind.cora.graph").is_file():
+        pytest.skip("ARCHZOO_DATA has no planetoid/Cora (see ../shared/data/MANIFEST.md)")
+    return root
+
+
+@pytest.mark.parametrize(
+    ("edges", "n", "message"),
+    [
+        ([[0, 1], [1, 5]], 3, "1 edges name nodes outside 0..2"),
+        ([[0, -1], [1, 0]], 3, "outside 0..2"),
+        ([[0, 1, 2]], 3, r"must be a \(2, E\) tensor"),
+        ([[], []], 3, "3 nodes and no edges"),
+        ([[], []], 0, "empty"),
+    ],
+)
+def test_check_graph_refuses_bad_graphs_in_one_sentence(edges: list, n: int, message: str) -> None:
+    from torch_geometric.data import Data
+
+    data = Data(edge_index=torch.tensor(edges, dtype=torch.long), num_nodes=n)
+    with pytest.raises(DataError, match=message):
+        check_graph(data, "toy")
+
+
+def test_check_graph_refuses_features_of_the_wrong_length_and_float_ids() -> None:
+    from torch_geometric.data import Data
+
+    ok = torch.tensor([[0, 1], [1, 0]])
+    check_graph(Data(x=torch.ones(2, 3), edge_index=ok), "toy")
+    with pytest.raises(DataError, match="x has 2 rows for 4 nodes"):
+        check_graph(Data(x=torch.ones(2, 3), edge_index=ok, num_nodes=4), "toy")
+    with pytest.raises(DataError, match="integer node ids"):
+        check_graph(Data(edge_index=ok.float(), num_nodes=2), "toy")
+
+
+def test_planetoid_missing_raw_file_is_one_sentence_naming_the_folder(tmp_path: Path) -> None:
+    raw = tmp_path / "planetoid" / "Cora" / "raw"
+    raw.mkdir(parents=True)
+    (raw / "ind.cora.x").write_bytes(b"")
+    with pytest.raises(DataError) as e:
+        create_dataset("cora", data_dir=tmp_path)
+    msg = str(e.value)
+    assert str(raw) in msg and "ind.cora.graph" in msg and "\n" not in msg
+    with pytest.raises(UserError, match="choose one of cora, citeseer"):
+        planetoid("pubmed", data_dir=tmp_path)
+
+
+def test_cora_public_split_from_a_cache_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = _planetoid_root()
+    monkeypatch.setenv("ARCHZOO_CACHE", str(tmp_path / "cache"))
+    b = create_dataset("cora", data_dir=root)
+    assert b.info["num_node_features"] == 1433 and b.info["num_classes"] == 7
+    assert b.info["num_nodes"] == 2708 and b.info["num_edges"] == 10556
+    assert (len(b.train), len(b.val), len(b.test)) == (140, 500, 1000)
+    data = next(iter(b.train.batches(1)))
+    assert torch.equal(data.mask.nonzero().flatten(), torch.arange(140))  # the first 140 nodes
+    assert torch.bincount(data.y[data.mask]).tolist() == [20] * 7
+    rows = data.x.sum(1)
+    torch.testing.assert_close(rows[rows > 0], torch.ones(int((rows > 0).sum())))  # row-normalised
+    # PyG processed the copy in the cache; the data root is only read.
+    assert list((tmp_path / "cache" / "planetoid").glob("*/Cora/processed/data.pt"))
+    assert not (root / "planetoid" / "Cora" / "processed").exists()

@@ -1,11 +1,13 @@
-"""Graph convolutional networks: shapes and agreement with the dense GCN propagation."""
+"""Graph networks: shapes, agreement with the dense propagation, scratch vs PyG layers, sparse input dropout."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch_geometric.data import Batch, Data
 
-from archzoo.models.gnn import gcn_graph, gcn_node
+from archzoo.errors import UserError
+from archzoo.models.gnn import appnp_node, gat_node, gcn_graph, gcn_node, sage_node
 
 
 def _graph() -> Data:
@@ -60,3 +62,88 @@ def test_gcn_graph_pools_each_graph() -> None:
         torch.testing.assert_close(model(Batch.from_data_list([g]))[0], out[i], atol=1e-6, rtol=0)
     assert len(model.convs) == 3
     assert model(*model.example_input(4)).shape == (4, 3)
+
+
+# ----------------------------------------------------------------------------- node models on PyG and from scratch
+
+
+def _sparse_graph() -> Data:
+    """The graph of ``_graph`` with mostly-zero features, as bag-of-words are."""
+    data = _graph()
+    data.x = data.x * (data.x > 0.7)
+    return data
+
+
+def test_gcn_node_scratch_equals_pyg_with_the_same_weights() -> None:
+    torch.manual_seed(0)
+    pyg = gcn_node(num_node_features=4, num_classes=3, hidden=6, cached=True).eval()
+    ours = gcn_node(num_node_features=4, num_classes=3, hidden=6, impl="scratch", cached=True).eval()
+    state = {k.replace("lin.", ""): v for k, v in pyg.state_dict().items()}
+    ours.load_state_dict(state, strict=True)
+    data = _graph()
+    torch.testing.assert_close(ours(data), pyg(data), atol=1e-5, rtol=0)
+
+
+def test_gat_node_scratch_equals_pyg_with_the_same_weights() -> None:
+    torch.manual_seed(0)
+    kw = {"num_node_features": 4, "num_classes": 3, "hidden": 5, "heads": 3, "out_heads": 2}
+    pyg = gat_node(**kw).eval()
+    ours = gat_node(**kw, impl="scratch").eval()
+    ours.load_state_dict({k.replace("lin.", ""): v for k, v in pyg.state_dict().items()}, strict=True)
+    data = _graph()
+    out = pyg(data)
+    assert out.shape == (5, 3) and pyg.forward_features(data).shape == (5, 15)
+    torch.testing.assert_close(ours(data), out, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("build", [gcn_node, gat_node, appnp_node, sage_node])
+@pytest.mark.parametrize("impl", ["pyg", "scratch"])
+def test_sparse_input_gives_the_dense_output_in_eval_and_drops_only_non_zeros(build, impl: str) -> None:
+    one_impl = build in (appnp_node, sage_node)
+    if one_impl and impl == "scratch":
+        pytest.skip("one implementation")
+    kw = {} if one_impl else {"impl": impl}
+    torch.manual_seed(0)
+    dense = build(num_node_features=4, num_classes=3, **kw).eval()
+    sparse = build(num_node_features=4, num_classes=3, sparse_input=True, **kw).eval()
+    sparse.load_state_dict(dense.state_dict())
+    data = _sparse_graph()
+    torch.testing.assert_close(sparse(data), dense(data), atol=1e-5, rtol=0)
+    sparse.train()
+    dropped = sparse.input_dropout(data.x)
+    assert dropped.layout == torch.sparse_csr
+    d = dropped.to_dense()
+    assert (d[data.x == 0] == 0).all()  # zeros stay zeros
+    nz = data.x != 0
+    assert torch.all((d[nz] == 0) | torch.isclose(d[nz], data.x[nz] / (1 - sparse.input_dropout.p)))
+    out = sparse(data)
+    out.square().mean().backward()  # gradients flow through the sparse × dense first layer
+    assert all(p.grad is not None for p in sparse.parameters())
+    # The sparse copy is made once for the same feature tensor.
+    assert sparse.input_dropout.as_sparse(data.x) is sparse.input_dropout.as_sparse(data.x)
+
+
+def test_appnp_propagates_the_mlp_prediction_by_personalised_pagerank() -> None:
+    torch.manual_seed(0)
+    model = appnp_node(num_node_features=4, num_classes=3, hidden=8, K=10, alpha=0.1).eval()
+    data = _graph()
+    n = data.num_nodes
+    a = torch.zeros(n, n)
+    a[data.edge_index[1], data.edge_index[0]] = 1.0
+    a_hat = a + torch.eye(n)
+    d = a_hat.sum(1).pow(-0.5)
+    norm = d[:, None] * a_hat * d[None, :]
+    h = model.lin2(torch.relu(model.lin1(data.x)))
+    z = h
+    for _ in range(10):
+        z = 0.9 * norm @ z + 0.1 * h
+    torch.testing.assert_close(model(data), z, atol=1e-5, rtol=0)
+
+
+def test_sage_node_shapes_and_bad_options() -> None:
+    model = sage_node(num_node_features=4, num_classes=3, hidden=6)
+    assert model(_graph()).shape == (5, 3)
+    with pytest.raises(UserError, match="impl"):
+        gcn_node(num_node_features=4, num_classes=3, impl="dense")
+    with pytest.raises(UserError, match="alpha"):
+        appnp_node(num_node_features=4, num_classes=3, alpha=0.0)

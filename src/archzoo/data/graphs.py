@@ -1,4 +1,4 @@
-"""Graph datasets that need no download: Zachary's karate club and synthetic shapes.
+"""Graph datasets: Zachary's karate club and synthetic shapes (embedded), Cora and CiteSeer (Planetoid files).
 
 * ``karate``: the 34 members of a university karate club and their 78
   friendships (Zachary 1977, from ``networkx.karate_club_graph()``); each node is
@@ -8,17 +8,33 @@
 * ``graph_shapes``: cycles, paths and stars of 5–12 nodes, one class each, with
   the one-hot node degree as feature; a graph classifier must pool over nodes.
 
+* ``cora``, ``citeseer`` (one builder, :func:`planetoid`): the citation graphs of
+  Yang et al. (2016) with their public split (20 labelled nodes per class, 500
+  validation, 1000 test nodes), read from ``<data root>/planetoid/<Name>/raw`` by PyG's
+  :class:`~torch_geometric.datasets.Planetoid`. The raw files are Python pickles: they
+  are read only by PyG's reader, only from the data root, and only after being copied
+  into archzoo's writable cache (PyG writes its ``processed/`` folder beside ``raw/``,
+  and the data root may be read-only). Features are row-normalised (``NormalizeFeatures``)
+  as in Kipf & Welling (2017).
+
+:func:`check_graph` refuses, in one sentence, a graph with no nodes or edges, edge
+indices out of range, or features and labels whose rows do not match the nodes.
+
 ``networkx`` and ``torch_geometric`` are imported when a dataset is built.
 """
 
 from __future__ import annotations
 
+import hashlib
+import shutil
+from pathlib import Path
 from typing import Any
 
 import torch
 
+from archzoo.data.root import PathLike, cache_dir, find_dataset_dir
 from archzoo.data.splits import DataBundle, FullGraph, GraphBatches
-from archzoo.errors import UserError
+from archzoo.errors import DataError, UserError
 from archzoo.registry import register_dataset
 
 #: The seed of the fixed masks and of the generated graphs: they do not change with the run's seed.
@@ -29,6 +45,41 @@ def _undirected(edges: list[tuple[int, int]]) -> torch.Tensor:
     """``edge_index`` :math:`(2, 2E)` holding both directions of each edge."""
     e = torch.tensor(edges, dtype=torch.long).T  # (2, E)
     return torch.cat([e, e.flip(0)], 1)
+
+
+def check_graph(data: Any, name: str, *, require_edges: bool = True) -> None:
+    """Refuse a graph that a model cannot run on, in one sentence naming the dataset.
+
+    Checks: at least one node (and one edge, unless ``require_edges`` is false);
+    ``edge_index`` of shape ``(2, E)`` with integer node ids in ``0 .. N-1``; ``x`` and
+    ``y`` (where present) with one row per node.
+
+    Raises:
+        DataError: the first problem found.
+    """
+    n = data.num_nodes
+    if not n:
+        raise DataError(f"{name}: the graph is empty (it has no nodes).")
+    ei = getattr(data, "edge_index", None)
+    if ei is None or not isinstance(ei, torch.Tensor) or ei.dim() != 2 or ei.size(0) != 2:
+        shape = None if ei is None else tuple(getattr(ei, "shape", ()))
+        raise DataError(f"{name}: edge_index must be a (2, E) tensor of node ids, got shape {shape}.")
+    if ei.dtype.is_floating_point or ei.dtype == torch.bool:
+        raise DataError(f"{name}: edge_index must hold integer node ids, not {ei.dtype}.")
+    if ei.size(1) == 0:
+        if require_edges:
+            raise DataError(f"{name}: the graph has {n} nodes and no edges.")
+    else:
+        lo, hi = int(ei.min()), int(ei.max())
+        if lo < 0 or hi >= n:
+            bad = int(((ei < 0) | (ei >= n)).any(0).sum())
+            raise DataError(
+                f"{name}: {bad} edges name nodes outside 0..{n - 1} (edge_index spans {lo}..{hi} for {n} nodes)."
+            )
+    for attr in ("x", "y"):
+        t = getattr(data, attr, None)
+        if isinstance(t, torch.Tensor) and t.size(0) != n:
+            raise DataError(f"{name}: {attr} has {t.size(0)} rows for {n} nodes.")
 
 
 def _stratified_masks(y: torch.Tensor, train_per_class: int, val: int, seed: int) -> tuple[torch.Tensor, ...]:
@@ -78,6 +129,7 @@ def karate(train_per_class: int = 4, val_nodes: int = 10) -> DataBundle:
         val_mask=val,
         test_mask=test,
     )
+    check_graph(data, "karate")
     info: dict[str, Any] = {
         "num_node_features": n,
         "num_classes": len(clubs),
@@ -86,6 +138,101 @@ def karate(train_per_class: int = 4, val_nodes: int = 10) -> DataBundle:
         "kind": "graph_nodes",
     }
     return DataBundle(*FullGraph.splits(data), info=info)
+
+
+# ----------------------------------------------------------------------------- Planetoid
+
+#: The folder names PyG uses (``root/<Name>/raw``) for the names a recipe may give.
+PLANETOID_NAMES = {"cora": "Cora", "citeseer": "CiteSeer"}
+PLANETOID_FILES = ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")
+
+
+def _planetoid_cache(name: str, raw: Path) -> Path:
+    """A writable copy of ``raw`` for PyG's ``Planetoid``, keyed by the raw files' SHA-256; its ``root``."""
+    files = [f"ind.{name.lower()}.{f}" for f in PLANETOID_FILES]
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.encode() + b"\0" + (raw / f).read_bytes())
+    root = cache_dir("planetoid") / h.hexdigest()[:16]
+    dest = root / name / "raw"
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in files:
+        target = dest / f
+        if not target.is_file() or target.stat().st_size != (raw / f).stat().st_size:
+            tmp = target.with_suffix(target.suffix + ".tmp")
+            shutil.copyfile(raw / f, tmp)
+            tmp.replace(target)  # atomic: another process never sees half a file
+    return root
+
+
+def planetoid(name: str, data_dir: PathLike | None = None, normalize_features: bool = True) -> DataBundle:
+    """A Planetoid citation graph with its public split, as one :class:`~archzoo.data.splits.FullGraph`.
+
+    Args:
+        name: ``cora`` or ``citeseer`` (any case).
+        data_dir: the data root (see :func:`archzoo.data.root.data_root`); the files are
+            ``<root>/planetoid/<Name>/raw/ind.<name>.{x,tx,allx,y,ty,ally,graph,test.index}``.
+        normalize_features: divide each node's bag-of-words by its sum (default True).
+    """
+    key = name.lower()
+    if key not in PLANETOID_NAMES:
+        raise UserError(f"Unknown Planetoid graph '{name}'; choose one of {', '.join(PLANETOID_NAMES)}.")
+    pyg_name = PLANETOID_NAMES[key]
+    raw = find_dataset_dir(
+        pyg_name,
+        data_dir,
+        subdirs=[f"planetoid/{pyg_name}/raw"],
+        required=[f"ind.{key}.{f}" for f in PLANETOID_FILES],
+        how_to_get="copy them from the Planetoid repository (kimiyoung/planetoid, data/)",
+    )
+    from torch_geometric.datasets import Planetoid
+    from torch_geometric.transforms import NormalizeFeatures
+
+    try:
+        ds = Planetoid(str(_planetoid_cache(pyg_name, raw)), pyg_name, split="public")
+        data = ds[0]
+    except (OSError, EOFError, ValueError, IndexError, KeyError, RuntimeError) as e:
+        raise DataError(
+            f"{pyg_name}: the Planetoid files in {raw} could not be read ({type(e).__name__}: {e})."
+        ) from None
+    check_graph(data, pyg_name)
+    if normalize_features:
+        data = NormalizeFeatures()(data)
+    nnz = int((data.x != 0).sum())
+    info: dict[str, Any] = {
+        "num_node_features": int(data.num_node_features),
+        "num_classes": int(data.y.max()) + 1,
+        "num_nodes": int(data.num_nodes),
+        "num_edges": int(data.edge_index.size(1)),
+        "feature_nonzeros": nnz,
+        "kind": "graph_nodes",
+    }
+    return DataBundle(*FullGraph.splits(data), info=info)
+
+
+@register_dataset("cora")
+def cora(data_dir: PathLike | None = None, normalize_features: bool = True) -> DataBundle:
+    """Cora (Planetoid public split): 2708 papers, 10,556 directed citation links, 1433 words, 7 topics.
+
+    140 training nodes (20 per class), 500 validation, 1000 test.
+
+    Args:
+        normalize_features: row-normalise the bag-of-words features (default True).
+    """
+    return planetoid("cora", data_dir, normalize_features)
+
+
+@register_dataset("citeseer")
+def citeseer(data_dir: PathLike | None = None, normalize_features: bool = True) -> DataBundle:
+    """CiteSeer (Planetoid public split): 3327 papers, 9104 directed links, 3703 words, 6 topics.
+
+    120 training nodes (20 per class), 500 validation, 1000 test; PyG gives the 15 test
+    ids without features zero rows, as the GCN code does.
+
+    Args:
+        normalize_features: row-normalise the bag-of-words features (default True).
+    """
+    return planetoid("citeseer", data_dir, normalize_features)
 
 
 SHAPES = ("cycle", "path", "star")
