@@ -107,7 +107,29 @@ class InputDropout(nn.Module):
         return f"p={self.p}, sparse={self.sparse}"
 
 
-class GCNNodeClassifier(nn.Module):
+class _NodeClassifier(nn.Module):
+    """What the node classifiers share: dropout on the first layer's output, then ``conv2``; a ring graph as example.
+
+    A subclass sets ``num_node_features``, ``dropout`` and ``conv2`` and defines ``forward_features``
+    (the APPNP model overrides ``forward``).
+    """
+
+    num_node_features: int
+    dropout: float
+
+    def forward_features(self, data: Any) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, data: Any) -> torch.Tensor:
+        h = F.dropout(self.forward_features(data), self.dropout, self.training)
+        return self.conv2(h, data.edge_index)  # (N, C)
+
+    def example_input(self, batch_size: int = 2) -> tuple[Any, ...]:
+        """One ring graph of ``max(3, batch_size)`` nodes (a node task's batch is the whole graph)."""
+        return (_ring(max(3, batch_size), self.num_node_features, torch.Generator().manual_seed(0)),)
+
+
+class GCNNodeClassifier(_NodeClassifier):
     r"""The two-layer GCN of Kipf & Welling for node classification on one graph.
 
     .. math::
@@ -158,16 +180,8 @@ class GCNNodeClassifier(nn.Module):
         x = self.input_dropout(data.x)
         return F.relu(self.conv1(x, data.edge_index))
 
-    def forward(self, data: Any) -> torch.Tensor:
-        h = F.dropout(self.forward_features(data), self.dropout, self.training)
-        return self.conv2(h, data.edge_index)  # (N, C)
 
-    def example_input(self, batch_size: int = 2) -> tuple[Any, ...]:
-        """One ring graph of ``max(3, batch_size)`` nodes (a node task's batch is the whole graph)."""
-        return (_ring(max(3, batch_size), self.num_node_features, torch.Generator().manual_seed(0)),)
-
-
-class GATNodeClassifier(nn.Module):
+class GATNodeClassifier(_NodeClassifier):
     r"""The two-layer graph attention network of Veličković et al. (2018, https://arxiv.org/abs/1710.10903).
 
     A first layer of :math:`K` heads of width :math:`F'` whose outputs are concatenated,
@@ -224,16 +238,8 @@ class GATNodeClassifier(nn.Module):
         """The concatenated first-layer heads after ELU, :math:`(N, K F')`."""
         return F.elu(self.conv1(self.input_dropout(data.x), data.edge_index))
 
-    def forward(self, data: Any) -> torch.Tensor:
-        h = F.dropout(self.forward_features(data), self.dropout, self.training)
-        return self.conv2(h, data.edge_index)  # (N, C)
 
-    def example_input(self, batch_size: int = 2) -> tuple[Any, ...]:
-        """One ring graph of ``max(3, batch_size)`` nodes."""
-        return (_ring(max(3, batch_size), self.num_node_features, torch.Generator().manual_seed(0)),)
-
-
-class SAGENodeClassifier(nn.Module):
+class SAGENodeClassifier(_NodeClassifier):
     r"""Two GraphSAGE layers with mean aggregation (Hamilton et al. 2017, https://arxiv.org/abs/1706.02216).
 
     .. math::
@@ -295,16 +301,8 @@ class SAGENodeClassifier(nn.Module):
         """The hidden node states :math:`(N, \\text{hidden})` after the first layer."""
         return F.relu(self._first(self.input_dropout(data.x), data.edge_index))
 
-    def forward(self, data: Any) -> torch.Tensor:
-        h = F.dropout(self.forward_features(data), self.dropout, self.training)
-        return self.conv2(h, data.edge_index)  # (N, C)
 
-    def example_input(self, batch_size: int = 2) -> tuple[Any, ...]:
-        """One ring graph of ``max(3, batch_size)`` nodes."""
-        return (_ring(max(3, batch_size), self.num_node_features, torch.Generator().manual_seed(0)),)
-
-
-class APPNPNodeClassifier(nn.Module):
+class APPNPNodeClassifier(_NodeClassifier):
     r"""Predict then propagate (Klicpera et al. 2019, https://arxiv.org/abs/1810.05997).
 
     An MLP predicts from each node's own features, then :math:`K` steps of personalised
@@ -369,10 +367,6 @@ class APPNPNodeClassifier(nn.Module):
     def forward(self, data: Any) -> torch.Tensor:
         h = self.lin2(F.dropout(self.forward_features(data), self.dropout, self.training))  # (N, C): predict
         return self.prop(h, data.edge_index)  # (N, C): propagate
-
-    def example_input(self, batch_size: int = 2) -> tuple[Any, ...]:
-        """One ring graph of ``max(3, batch_size)`` nodes."""
-        return (_ring(max(3, batch_size), self.num_node_features, torch.Generator().manual_seed(0)),)
 
 
 class GCNGraphClassifier(nn.Module):
