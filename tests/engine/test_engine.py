@@ -23,19 +23,25 @@ def _train(tmp: Path, *args: str, data_dir: Path | None = None) -> int:
 def test_digits_cnn_metrics_equal_those_recorded_before_the_engine_change(tmp_path: Path) -> None:
     """digits-cnn, 2 epochs, seed 0: the metric columns of metrics.csv as recorded at commit 49192c8.
 
-    On the machine that recorded them they are equal to the printed digit; the tolerance allows for
-    another CPU's kernels (a change of batch order or of any computed figure moves them far more).
+    On the machine that recorded them (an Intel Xeon) they are equal to the printed digit. Another
+    CPU's kernels round differently and training amplifies it: on an AMD EPYC the first logged
+    loss differs by 4e-5, one of the 640 predictions behind train/acc at step 20 flips, and by
+    the first validation val/acc is 2.5 samples of 360 off (0.0069) and val/loss 0.25%. So the
+    first row is held to 0.1% and later ones to 0.5% on losses and 0.01 on the counted metrics
+    (acc, f1, top5); a change of batch order or of any computed figure moves them far more.
     """
     assert _train(tmp_path, "digits-cnn", "train.epochs=2", "train.seed=0") == 0
     want = list(csv.DictReader(open(DATA / "digits-cnn-2ep-seed0.csv")))
     got = list(csv.DictReader(open(tmp_path / "metrics.csv")))
     assert len(got) == len(want)
-    for w, g in zip(want, got, strict=True):
+    for i, (w, g) in enumerate(zip(want, got, strict=True)):
         for k, v in w.items():
             if v == "":
                 assert g[k] == "", k
             else:
-                assert float(g[k]) == pytest.approx(float(v), rel=1e-4, abs=1e-6), (k, w["step"])
+                counted = k.endswith(("acc", "f1", "top5"))
+                tol = {"abs": 0.01} if counted else {"rel": 1e-3 if i == 0 else 5e-3, "abs": 1e-6}
+                assert float(g[k]) == pytest.approx(float(v), **tol), (k, w["step"], g[k], v)
 
 
 def test_validation_every_n_steps_keeps_best_and_counts_patience_in_validations(tmp_path: Path) -> None:
