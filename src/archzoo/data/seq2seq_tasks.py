@@ -389,7 +389,12 @@ def dates(
     pairs = date_pairs(n, ranges=ranges)
     train, val, test = _three_way(pairs, n_val, n_test)
     return pair_bundle(
-        train, val, test, char_vocab([s for s, _ in pairs]), SPECIALS + list("-/0123456789" if ranges else "-0123456789"), bucket=bucket
+        train,
+        val,
+        test,
+        char_vocab([s for s, _ in pairs]),
+        SPECIALS + list("-/0123456789" if ranges else "-0123456789"),
+        bucket=bucket,
     )
 
 
