@@ -117,9 +117,6 @@ class _NodeClassifier(nn.Module):
     num_node_features: int
     dropout: float
 
-    def forward_features(self, data: Any) -> torch.Tensor:
-        raise NotImplementedError
-
     def forward(self, data: Any) -> torch.Tensor:
         h = F.dropout(self.forward_features(data), self.dropout, self.training)
         return self.conv2(h, data.edge_index)  # (N, C)
