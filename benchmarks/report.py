@@ -13,7 +13,8 @@ Where each result goes:
   ``channels_last``, ``cnn_throughput``, ``time_to_accuracy*``) and the recipes of the
   engine's data-kind consumers (``python-lstm``, ...) in ``docs/engine.md``; ``seq2seq-*``,
   ``forecast-*``, ``ode-*``, ``lm-*``, ``textcls-*``, ``rnn_throughput``, ``convlstm-moving`` and the text recipes in ``docs/sequences.md``;
-  ``planetoid-*`` and ``gnn_speed`` in ``docs/graphs.md``.
+  ``planetoid-*``, ``gnn_speed``, ``molecule-*``, ``tu-*``, ``entities-*``, ``vgae-*``, ``graphgen-*`` and
+  ``recipe-graph-*`` in ``docs/graphs.md``.
   A result that no page claims is an error.
 * **README.** Only headlines: one row per recipe or benchmark. A result is a *detail*,
   not a headline, when its benchmark name is another result's name followed by
@@ -59,9 +60,12 @@ PAGES: dict[str, tuple[str, ...]] = {
         "engine_overhead", "precision", "channels_last", "cnn_throughput", "time_to_accuracy*",
         "recipe-python-lstm", "recipe-parity-gru", "recipe-shapes-gcn", "recipe-karate-gcn", "recipe-sine-mlp",
     ),
+    # Graph benchmarks come before vision's catch-all "recipe-".
+    "docs/graphs.md": (
+        "planetoid-", "gnn_speed", "molecule-", "tu-", "entities-", "vgae-", "graphgen-", "recipe-graph-",
+    ),
     "docs/vision.md": ("recipe-",),
     "docs/generative.md": ("generative-",),
-    "docs/graphs.md": ("planetoid-", "gnn_speed"),
 }  # fmt: skip
 
 
