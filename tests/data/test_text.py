@@ -188,6 +188,13 @@ def test_ptb_has_mikolovs_vocabulary_and_token_counts(data_root: Path, cache: Pa
     assert len(b.test) == 82_431 and len(b.val) == 73_761
     assert tok.decode(b.test.tokens[:6].tolist()) == "<eos> no it was n't black"
     assert sum(y.numel() for _, y in b.test.batches(1)) == 82_430
+    # Numbered by frequency for an adaptive softmax: the same words and streams under other ids.
+    f = create_dataset("ptb", data_dir=str(data_root), vocab_order="frequency")
+    ftok = f.info["tokenizer"]
+    assert sorted(ftok.itos) == sorted(tok.itos) and ftok.itos[:3] == ["the", "<unk>", "<eos>"]
+    assert ftok.decode(f.test.tokens[:6].tolist()) == "<eos> no it was n't black"
+    counts = np.bincount(np.asarray(f.train.tokens), minlength=10_000)
+    assert (np.diff(counts) <= 0).all()
 
 
 def test_names_are_deduplicated_folded_and_stratified(data_root: Path, cache: Path) -> None:

@@ -67,6 +67,16 @@ def test_ptb_mode_is_line_split_plus_eos_over_the_corpus_vocabulary() -> None:
     assert ptb_words("a\nb") == ["a", EOS, "b", EOS] and ptb_words("") == []
 
 
+def test_ptb_mode_can_number_words_most_frequent_first() -> None:
+    corpus = " the cat <unk> sat \n the N dogs \n dogs the \n"
+    tok = WordTokenizer.train(corpus, mode="ptb", order="frequency")
+    # the: 3, <eos>: 3 (ties keep first appearance), dogs: 2, then the singletons as they appear
+    assert tok.itos == ["the", EOS, "dogs", "cat", "<unk>", "sat", "N"]
+    assert sorted(tok.itos) == sorted(WordTokenizer.train(corpus, mode="ptb").itos)
+    with pytest.raises(UserError, match="order"):
+        WordTokenizer.train(corpus, mode="ptb", order="alphabetical")
+
+
 def test_byte_level_bpe_round_trips_any_text() -> None:
     text = "To be, or not to be, that is the question.\n" * 40 + "Whether 'tis nobler in the mind to suffer\n" * 20
     tok = BPETokenizer.train(text, vocab_size=300)

@@ -42,6 +42,44 @@ def test_lm_tied_weights_share_one_matrix() -> None:
         lstm_lm(vocab_size=9, embed_dim=8, hidden_size=16, tie_weights=True)
 
 
+def test_adaptive_head_is_an_exact_distribution_and_scores_targets_alone() -> None:
+    torch.manual_seed(0)
+    m = lstm_lm(vocab_size=50, embed_dim=8, hidden_size=16, head="adaptive", cutoffs=[10, 30], div_value=2.0).eval()
+    assert m.scores_targets and not lstm_lm(vocab_size=50).scores_targets
+    x, y = torch.randint(0, 50, (3, 7)), torch.randint(0, 50, (3, 7))
+    logp, state = m(x)
+    assert logp.shape == (3, 7, 50)
+    torch.testing.assert_close(logp.exp().sum(-1), torch.ones(3, 7), atol=1e-5, rtol=0)
+    nll, state2 = m(x, targets=y)
+    assert nll.shape == (3, 7)
+    torch.testing.assert_close(nll, -logp.gather(-1, y.unsqueeze(-1)).squeeze(-1), atol=1e-5, rtol=0)
+    torch.testing.assert_close(state2[0], state[0])
+    # under bf16 autocast the NLL is still fp32
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        nll_bf16, _ = m(x, targets=y)
+    assert nll_bf16.dtype == torch.float32
+    # the adaptive head is refused where it cannot work
+    with pytest.raises(UserError, match="tie_weights"):
+        lstm_lm(vocab_size=50, embed_dim=16, hidden_size=16, head="adaptive", cutoffs=[10], tie_weights=True)
+    for bad in ([], [30, 10], [10, 50]):
+        with pytest.raises(UserError, match="cutoffs"):
+            lstm_lm(vocab_size=50, hidden_size=16, head="adaptive", cutoffs=bad)
+    with pytest.raises(UserError, match="div_value"):
+        lstm_lm(vocab_size=50, hidden_size=8, head="adaptive", cutoffs=[10, 30], div_value=4.0)
+    with pytest.raises(UserError, match="head"):
+        lstm_lm(vocab_size=50, head="hierarchical")
+
+
+def test_init_range_starts_the_embedding_and_read_out_uniform() -> None:
+    m = lstm_lm(vocab_size=400, embed_dim=32, hidden_size=32, init_range=0.1)
+    for w in (m.embed.weight, m.head.weight):
+        assert w.abs().max() <= 0.1 and w.abs().max() > 0.09
+    assert (m.head.bias == 0).all()
+    assert lstm_lm(vocab_size=400, embed_dim=32).embed.weight.abs().max() > 1  # torch's N(0, 1)
+    with pytest.raises(UserError, match="init_range"):
+        lstm_lm(vocab_size=5, init_range=-1)
+
+
 def test_unknown_cell_is_a_user_error() -> None:
     with pytest.raises(UserError, match="cell"):
         RNNLanguageModel(5, cell="transformer")

@@ -61,6 +61,29 @@ def test_eval_is_summed_nll_over_tokens(carry: bool) -> None:
     assert task.compute("val") == {} and "val" not in task.eval_states
 
 
+def test_an_adaptive_head_scores_the_same_nll_through_its_targets_path(step_context: type) -> None:
+    torch.manual_seed(0)
+    model = lstm_lm(vocab_size=len(ITOS), embed_dim=8, hidden_size=8, head="adaptive", cutoffs=[3], div_value=2.0)
+    model.eval()
+    task = _task(carry_state=True)
+    stream = _stream()
+    with torch.no_grad():
+        for b in _batches(stream, 8):
+            task.eval_step(model, b, "val")
+        got = task.compute("val")
+        logp, _ = model(stream[:, :24])  # the full log-probabilities, scored by cross-entropy
+        nll = F.cross_entropy(logp.reshape(-1, len(ITOS)), stream[:, 1:25].reshape(-1), reduction="sum")
+    assert got["val/loss"] == pytest.approx(float(nll) / (3 * 24), abs=1e-6)
+    # a training step takes the mean of the targets' NLL (no dropout here: the same numbers)
+    model.train()
+    x, y = _batches(stream, 8)[0]
+    with torch.no_grad():
+        logp, _ = model(x)
+    expected = F.cross_entropy(logp.reshape(-1, len(ITOS)), y.reshape(-1))
+    out = task.training_step(model, (x, y), step_context(model))
+    assert float(out["loss"]) == pytest.approx(float(expected), abs=1e-6)
+
+
 def test_count_is_target_tokens_without_sync() -> None:
     x, y = _batches(_stream(), 8)[0]
     assert _task().count((x, y)) == 24

@@ -297,7 +297,9 @@ PTB_FILES = {"train": "text/ptb/ptb.train.txt", "val": "text/ptb/ptb.valid.txt",
 
 
 @register_dataset("ptb")
-def ptb(data_dir: PathLike | None = None, block_size: int = 35, mode: str = "streams") -> DataBundle:
+def ptb(
+    data_dir: PathLike | None = None, block_size: int = 35, mode: str = "streams", vocab_order: str = "appearance"
+) -> DataBundle:
     """The Penn Treebank, word level (Mikolov's preprocessing, as in Zaremba et al. 2014).
 
     ``<data root>/text/ptb/ptb.{train,valid,test}.txt``, each line read as
@@ -314,12 +316,16 @@ def ptb(data_dir: PathLike | None = None, block_size: int = 35, mode: str = "str
         data_dir: the data root.
         block_size: tokens per row, the truncated-BPTT length (default 35, as Zaremba et al.).
         mode: ``"streams"`` or ``"random"``.
+        vocab_order: ``"appearance"`` (default) or ``"frequency"``: ids numbered most frequent
+            first, as an adaptive softmax head (``model.args.head=adaptive``) needs.
     """
     _check_stream_args("ptb", block_size, mode)
+    if vocab_order not in ("appearance", "frequency"):
+        raise UserError(f"data.args.vocab_order must be 'appearance' or 'frequency', got {vocab_order!r}.")
     read = {}
     for split, rel in PTB_FILES.items():
         read[split] = _read(_data_file("ptb", data_dir, rel), "strict")
-    tok = WordTokenizer.train(read["train"][0], mode="ptb", unk=UNK)
+    tok = WordTokenizer.train(read["train"][0], mode="ptb", unk=UNK, order=vocab_order)
     splits, counts = {}, {}
     for split, (text, digest) in read.items():
         file, dtype, n = cached_token_file(f"ptb-{split}", digest, tok, text)

@@ -251,6 +251,7 @@ class WordTokenizer(Tokenizer):
         pattern: str = WORD_PATTERN,
         lower: bool = True,
         max_size: int | None = None,
+        order: str = "appearance",
     ) -> WordTokenizer:
         """Build the vocabulary of ``texts``.
 
@@ -258,8 +259,12 @@ class WordTokenizer(Tokenizer):
         ``min_freq`` times, most frequent first (ties alphabetically), at most
         ``max_size`` tokens in all. PTB mode: every word in order of first
         appearance (``<eos>`` included; the corpus has its own ``<unk>``), as
-        pytorch/examples' ``Dictionary`` numbers them; ``min_freq`` still applies.
+        pytorch/examples' ``Dictionary`` numbers them, or with ``order="frequency"``
+        most frequent first (ties in order of first appearance), the order an
+        adaptive softmax's clusters need; ``min_freq`` still applies.
         """
+        if order not in ("appearance", "frequency"):
+            raise UserError(f"The word tokenizer's order must be 'appearance' or 'frequency', got {order!r}.")
         if min_freq < 1:
             raise UserError(f"The word tokenizer's min_freq must be at least 1, got {min_freq}.")
         probe = cls([], unk=None, mode=mode, pattern=pattern, lower=lower)
@@ -269,6 +274,8 @@ class WordTokenizer(Tokenizer):
             counts.update(probe.words(t))
         if mode == "ptb":
             words = [w for w, c in counts.items() if c >= min_freq]  # Counter keeps first-seen order
+            if order == "frequency":
+                words.sort(key=lambda w: -counts[w])  # stable: ties keep first-seen order
             if unk is not None and unk not in words:
                 words.append(unk)
             return cls(words, unk=unk if unk in words else None, mode=mode, pattern=pattern, lower=lower)

@@ -37,6 +37,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from archzoo.errors import UserError
+from archzoo.layers.adaptive_softmax import AdaptiveSoftmax
 from archzoo.layers.recurrent import BETWEEN, Recurrent, Stacked
 from archzoo.models._variant import variant
 from archzoo.registry import register_model
@@ -50,6 +51,9 @@ State = Tensor | tuple[Tensor, Tensor]
 
 #: The implementations ``impl`` picks between.
 IMPLS = ("fused", "cells")
+
+#: The read-outs of :class:`RNNLanguageModel`.
+HEADS = ("softmax", "adaptive")
 
 #: How :class:`RNNClassifier` pools the steps of a sequence.
 POOLS = ("last", "mean", "attention")
@@ -127,6 +131,23 @@ class RNNLanguageModel(nn.Module):
         between: ``"none"`` (default: torch's stack) or ``"tanh"``, ``"relu"``, ``"gelu"``: an
             affine map and that nonlinearity between the recurrent layers
             (:class:`~archzoo.layers.recurrent.Stacked`; needs ``num_layers >= 2``).
+        init_range: if above 0, the embedding and read-out weights start uniform in
+            :math:`[-r, r]` and the read-out bias at zero, as Zaremba et al. 2014 and
+            pytorch/examples' word language model start them (default 0: torch's own
+            initialisation, :math:`\mathcal{N}(0, 1)` for the embedding).
+        head: ``"softmax"`` (default: a linear read-out over the whole vocabulary) or
+            ``"adaptive"``: Grave et al. 2017's adaptive softmax
+            (:class:`~archzoo.layers.adaptive_softmax.AdaptiveSoftmax`, written out, equal to
+            :class:`torch.nn.AdaptiveLogSoftmaxWithLoss`; https://arxiv.org/abs/1609.04309).
+            Token ids are taken as sorted by frequency (the word tokenizer numbers them so); the
+            ``cutoffs`` split them into a head of frequent words, scored by a full softmax
+            together with one entry per tail cluster, and tail clusters of rarer words, each
+            scored through a projection ``div_value`` times narrower than the last. It is an
+            exact distribution over the vocabulary (perplexity stays exact), whose training cost
+            falls with the share of tokens that stay in the head.
+        cutoffs: the adaptive head's cluster boundaries, increasing and below the vocabulary size
+            (default ``[2000, 6000]``).
+        div_value: how much narrower each tail cluster's projection is (default 4).
 
     Shapes:
         input ``x`` :math:`(B, T)` token ids and an optional state (as returned);
@@ -146,8 +167,21 @@ class RNNLanguageModel(nn.Module):
         impl: str = "fused",
         bidirectional: bool = False,
         between: str = "none",
+        init_range: float = 0.0,
+        head: str = "softmax",
+        cutoffs: tuple[int, ...] | list[int] = (2000, 6000),
+        div_value: float = 4.0,
     ) -> None:
         super().__init__()
+        if init_range < 0:
+            raise UserError(f"model.args.init_range must be 0 or more, got {init_range}.")
+        if head not in HEADS:
+            raise UserError(f"model.args.head must be one of {', '.join(HEADS)}, got '{head}'.")
+        if head == "adaptive" and tie_weights:
+            raise UserError(
+                "model.args.tie_weights cannot share an adaptive softmax head: "
+                "its tail clusters score words through narrower projections."
+            )
         if bidirectional:
             raise UserError(
                 "A language model cannot be bidirectional: the backward direction would read the tokens it predicts."
@@ -162,7 +196,17 @@ class RNNLanguageModel(nn.Module):
         self.embed = nn.Embedding(vocab_size, embed_dim)
         self.drop = nn.Dropout(dropout)
         self.rnn = recurrent_layer(cell, impl, embed_dim, hidden_size, num_layers, dropout, between=between)
-        self.head = nn.Linear(hidden_size, vocab_size)
+        self.adaptive = head == "adaptive"
+        self.head: nn.Module
+        if self.adaptive:
+            self.head = AdaptiveSoftmax(hidden_size, vocab_size, list(cutoffs), div_value=div_value)
+        else:
+            self.head = nn.Linear(hidden_size, vocab_size)
+        if init_range > 0:
+            nn.init.uniform_(self.embed.weight, -init_range, init_range)
+            if not self.adaptive:
+                nn.init.uniform_(self.head.weight, -init_range, init_range)
+                nn.init.zeros_(self.head.bias)
         if tie_weights:
             self.head.weight = self.embed.weight
 
@@ -172,9 +216,27 @@ class RNNLanguageModel(nn.Module):
         out, state = self.rnn(e, state)  # (B, T, H)
         return out, state
 
-    def forward(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+    def forward(self, x: Tensor, state: State | None = None, targets: Tensor | None = None) -> tuple[Tensor, State]:
+        """Logits :math:`(B, T, V)` (log-probabilities with the adaptive head) and the new state.
+
+        With ``targets`` :math:`(B, T)`, the adaptive head returns each target's negative
+        log-likelihood :math:`(B, T)` instead, without scoring the clusters no target falls in
+        (:attr:`scores_targets`); the softmax head ignores ``targets``.
+        """
         out, state = self.forward_features(x, state)
-        return self.head(self.drop(out)), state  # (B, T, V)
+        out = self.drop(out)
+        if not self.adaptive:
+            return self.head(out), state  # (B, T, V)
+        b, t, h = out.shape
+        flat = out.reshape(b * t, h)  # (B*T, H)
+        if targets is not None:
+            return self.head.nll(flat, targets.reshape(-1)).view(b, t), state  # (B, T)
+        return self.head.log_prob(flat).view(b, t, -1), state  # (B, T, V)
+
+    @property
+    def scores_targets(self) -> bool:
+        """True when :meth:`forward` given ``targets`` returns their NLL (the adaptive head)."""
+        return self.adaptive
 
     def example_input(self, batch_size: int = 2) -> tuple[Any, ...]:
         """Token ids :math:`(B, 8)`, what :meth:`forward` takes."""
@@ -327,6 +389,10 @@ class RNNClassifier(nn.Module):
         "impl",
         "bidirectional",
         "between",
+        "init_range",
+        "head",
+        "cutoffs",
+        "div_value",
     ),  # fmt: skip
 )
 def lstm_lm(**kwargs: Any) -> RNNLanguageModel:

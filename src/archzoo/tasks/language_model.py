@@ -180,6 +180,10 @@ class LanguageModeling(Task):
         self.train_state = None
 
     def _nll(self, model: nn.Module, x: Tensor, y: Tensor, state: State, reduction: str) -> tuple[Tensor, State]:
+        if getattr(unwrap(model), "scores_targets", False):
+            # The model scores the targets itself (an adaptive softmax): per-token NLL (B, T).
+            nll, new_state = model(x, state, targets=y)
+            return (nll.sum() if reduction == "sum" else nll.mean()), new_state
         logits, new_state = model(x, state)  # (B, T, V)
         v = logits.shape[-1]
         nll = F.cross_entropy(logits.float().reshape(-1, v), y.reshape(-1), reduction=reduction)  # (B*T, V) vs (B*T,)
