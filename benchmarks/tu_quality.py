@@ -17,7 +17,10 @@ The figure is the mean ± standard deviation over the 10 folds (``ddof=1``) of t
 accuracy, written to ``results/tu-mutag-<model>.json`` beside the issue's target (88%) and
 the paper's figure.
 
-Usage: ``python benchmarks/tu_quality.py [mutag-gin ...] [--folds 0 1 ...] [--protocols val xu] [--data-dir D] [key=value ...]``
+Overrides (``key=value``) with ``--label L`` write another setting as ``results/tu-<recipe>-L.json``.
+
+Usage: ``python benchmarks/tu_quality.py [mutag-gin ...] [--folds 0 1 ...] [--protocols val xu] [--data-dir D]
+[--label L] [key=value ...]``
 """
 
 from __future__ import annotations
@@ -63,7 +66,13 @@ def _mean_std(xs: list[float]) -> tuple[float, float]:
 
 
 def run(
-    recipe: str, folds: list[int], protocols: list[str], overrides: list[str], data_dir: str | None, runs: Path
+    recipe: str,
+    folds: list[int],
+    protocols: list[str],
+    overrides: list[str],
+    data_dir: str | None,
+    runs: Path,
+    label: str = "",
 ) -> dict:
     spec = TARGETS[recipe]
     base = [f"log.dir={runs}", "log.progress=none", "log.plots=false", "train.threads=1", *overrides]
@@ -142,7 +151,7 @@ def run(
         "epochs": summary["epochs_run"],
         "wall_seconds": round(time.perf_counter() - t0, 1),
     }
-    write_result(f"tu-{recipe}", payload)
+    write_result(f"tu-{recipe}" + (f"-{label}" if label else ""), payload)
     print(summary_text)
     return payload
 
@@ -153,12 +162,13 @@ def main() -> None:
     p.add_argument("--folds", type=int, nargs="+", default=list(range(10)))
     p.add_argument("--protocols", nargs="+", default=["val", "xu"], choices=list(PROTOCOLS))
     p.add_argument("--data-dir")
+    p.add_argument("--label", default="", help="write results/tu-<recipe>-<label>.json (another setting)")
     a, overrides = p.parse_known_args()
     recipes = [r for r in a.recipes if "=" not in r] or ["mutag-gin"]
     overrides += [r for r in a.recipes if "=" in r]
     with tempfile.TemporaryDirectory() as tmp:
         for r in recipes:
-            run(r, a.folds, a.protocols, overrides, a.data_dir, Path(tmp))
+            run(r, a.folds, a.protocols, overrides, a.data_dir, Path(tmp), a.label)
 
 
 if __name__ == "__main__":

@@ -24,19 +24,28 @@ def karate_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return run
 
 
-def test_pca_picture_through_the_command_line(karate_run: Path, tmp_path: Path) -> None:
+def test_pca_picture_through_the_command_line(
+    karate_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "emb"
-    r = subprocess.run(
-        [sys.executable, "-m", "archzoo", "viz", "embeddings", str(karate_run), "--method", "pca", "--out", str(out)],
-        capture_output=True,
-        text=True,
-    )
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.split() == [str(out / "embeddings_pca.png")]
+    capsys.readouterr()
+    assert main(["viz", "embeddings", str(karate_run), "--method", "pca", "--out", str(out)]) == 0
+    assert capsys.readouterr().out.split() == [str(out / "embeddings_pca.png")]  # the path alone, on stdout
     with Image.open(out / "embeddings_pca.png") as im:
         assert im.format == "PNG" and im.size == (720, 600)  # 6 x 5 inches at 120 dpi
         arr = np.asarray(im.convert("RGB")).astype(float)
     assert arr.std() > 10  # points were drawn, not a blank canvas
+
+
+@pytest.mark.slow
+def test_the_installed_command_draws_in_a_fresh_process(karate_run: Path, tmp_path: Path) -> None:
+    r = subprocess.run(
+        [sys.executable, "-m", "archzoo", "viz", "embeddings", str(karate_run), "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == [str(tmp_path / "embeddings_pca.png")]
 
 
 def test_tsne_goes_to_the_run_directory_by_default(karate_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
