@@ -19,6 +19,7 @@ import torch
 from archzoo.errors import UserError
 
 METHODS = ("pca", "tsne")
+METHOD_NAMES = {"pca": "PCA", "tsne": "t-SNE"}
 
 
 def project(z: np.ndarray, method: str, seed: int = 0) -> np.ndarray:
@@ -105,6 +106,6 @@ def viz_embeddings(run: Any, method: str = "pca", out_dir: Path | None = None) -
     z, y, train = node_embeddings(run)
     xy = project(z.numpy(), method)
     out_dir = Path(out_dir) if out_dir else Path(run.run_dir) / "embeddings"
-    title = f"{run.cfg.recipe or run.cfg.model.name}: {z.size(1)}-d node states, {method.upper()}"
+    title = f"{run.cfg.recipe or run.cfg.model.name}: {z.size(1)}-d node states, {METHOD_NAMES[method]}"
     mask = None if train is None else train.numpy()
     return draw_embeddings(xy, y.numpy(), out_dir / f"embeddings_{method}.png", run.info.get("classes"), mask, title)
