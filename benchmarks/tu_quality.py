@@ -125,7 +125,7 @@ def run(
             f"epoch {x['epoch']}): {x['mean']:.2f} ± {x['std']:.2f}%"
         )
     summary_text = (
-        f"{recipe}: MUTAG test accuracy, mean ± std over {len(folds)} stratified folds; " + "; ".join(parts)
+        f"MUTAG test accuracy, mean ± std over {len(folds)} stratified folds; " + "; ".join(parts)
         + f"; {summary['parameters']:,} params, {summary['epochs_run']} epochs, "
         f"{head['mean_train_seconds']:.1f} s per fold; paper {anchor}"
     )  # fmt: skip
