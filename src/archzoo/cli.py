@@ -102,6 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("run", help="run directory")
     v.add_argument("input", help="a source text, such as 'abcdef' or 'the 3rd of March, 2021'")
     v.add_argument("--out", help="output directory (default RUN/attention)")
+    v = vsub.add_parser("embeddings", help="the node embeddings of a node-classification run in 2-D, by class")
+    v.add_argument("run", help="run directory")
+    v.add_argument("--method", default="pca", choices=["pca", "tsne"], help="the 2-D projection (default pca)")
+    v.add_argument("--out", help="output directory (default RUN/embeddings)")
 
     s = sub.add_parser("data", help="dataset utilities")
     dsub = s.add_subparsers(dest="data_cmd", parser_class=_Parser)
@@ -310,8 +314,16 @@ def cmd_viz(a: argparse.Namespace) -> int:
 
         print(viz_attention(load_run(a.run, None), a.input, Path(a.out) if a.out else None))
         return 0
+    if a.viz_cmd == "embeddings":
+        from archzoo.viz.embeddings import viz_embeddings
+
+        print(viz_embeddings(load_run(a.run, None), a.method, Path(a.out) if a.out else None))
+        return 0
     if a.viz_cmd != "features":
-        raise UserError("Use 'archzoo viz features RUN IMAGE [--out DIR]' or 'archzoo viz attention RUN INPUT'.")
+        raise UserError(
+            "Use 'archzoo viz features RUN IMAGE [--out DIR]', 'archzoo viz attention RUN INPUT' "
+            "or 'archzoo viz embeddings RUN [--method pca|tsne]'."
+        )
     from archzoo.viz.features import viz_features
 
     run = load_run(a.run, None)
