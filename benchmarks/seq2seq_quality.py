@@ -57,18 +57,13 @@ TASKS: dict[str, tuple[str, str, float | None, list[str]]] = {
         ],
     ),  # fmt: skip
     # Five-digit numbers: an 11-character source the fixed summary must hold digit by digit.
+    # Trained as the shipped recipe trains (100,000 sums, 4 epochs): 20,000 sums taught neither model.
     "addition": (
         "addition-gru",
         "test/exact",
         0.99,
-        [
-            "data.args.max_value=100000",
-            "data.args.n_train=20000",
-            "data.args.n_val=1000",
-            "data.args.n_test=1000",
-            "train.epochs=4",
-        ],
-    ),  # fmt: skip
+        ["data.args.max_value=100000", "data.args.n_val=1000", "data.args.n_test=1000"],
+    ),
     # A single date is at most 29 characters, which a fixed summary holds (98%); a range of two
     # dates (up to about 90 characters in, a 21-character ISO interval out) is the longer form.
     "dates": ("dates-gru", "test/exact", 1.0, ["data.args.ranges=true", "data.args.n=12000", "train.epochs=4"]),
