@@ -63,6 +63,7 @@ def test_dropout_acts_between_layers_in_training_only() -> None:
         ({"layers": 0}, "at least 1"),
         ({"num_bases": -1}, ">= 0"),
         ({"dropout": 1.0}, r"\[0, 1\)"),
+        ({"dropout": 0.5, "layers": 1}, "dropout acts between layers"),
     ],
 )
 def test_bad_options_are_refused_in_one_sentence(args: dict, message: str) -> None:

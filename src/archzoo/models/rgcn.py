@@ -110,6 +110,8 @@ class RGCNNodeClassifier(nn.Module):
             )
         if not 0.0 <= dropout < 1.0:
             raise UserError(f"model.args.dropout must be in [0, 1), got {dropout}.")
+        if dropout and layers == 1:
+            raise UserError("model.args.dropout acts between layers: set layers >= 2.")
         self.num_nodes, self.num_relations, self.dropout, self.impl = num_nodes, num_relations, dropout, impl
         widths = [num_nodes] + [hidden] * (layers - 1) + [num_classes]
         self.convs = nn.ModuleList()
