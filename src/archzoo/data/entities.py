@@ -148,7 +148,7 @@ def parse_entities(raw: Path, name: str) -> dict[str, Any]:
     edge_index = torch.stack([src[order], dst[order]])  # (2, 2T)
     edge_type = rel[order]  # (2T,)
 
-    all_nodes, all_labels = _read_tsv(raw / "completeDataset.tsv", node_col, label_col)
+    _, all_labels = _read_tsv(raw / "completeDataset.tsv", node_col, label_col)
     classes = sorted(set(all_labels))
     class_id = {c: i for i, c in enumerate(classes)}
     out: dict[str, Any] = {
