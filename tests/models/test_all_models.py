@@ -28,6 +28,8 @@ SMALL = {
     "pad_id": 0,
     "src_vocab_size": 11,  # sequence-to-sequence models: two vocabularies
     "tgt_vocab_size": 9,
+    "num_nodes": 6,  # featureless graph models (R-GCN) have a row per node
+    "num_relations": 4,
 }
 
 
