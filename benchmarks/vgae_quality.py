@@ -10,7 +10,7 @@ deviation (``ddof=1``) over the seeds of test AUC and AP, written to
 target and the paper's Table 1 (VGAE 91.4 / 92.6, GAE 91.0 / 92.0, with features).
 
 Usage: ``python benchmarks/vgae_quality.py [cora-vgae|cora-gae ...] [--seeds 0 1 ...] [--data-dir D] [key=value ...]``
-(default: both recipes, 10 seeds each; about a minute per recipe on one thread).
+(default: both recipes, 10 seeds each; about a minute per seed on one busy thread).
 """
 
 from __future__ import annotations

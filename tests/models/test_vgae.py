@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from archzoo.errors import UserError
 from archzoo.registry import create_model
 
 
@@ -91,3 +92,26 @@ def test_encoder_is_two_gcn_layers():
     h = torch.relu(norm @ enc.conv1.lin(data.x) + enc.conv1.bias)
     mu = norm @ enc.conv_mu.lin(h) + enc.conv_mu.bias
     assert torch.allclose(model(data), mu, atol=1e-5)
+
+
+def test_full_reconstruction_is_the_papers_weighted_cross_entropy():
+    from archzoo.models.vgae import full_recon_loss
+
+    torch.manual_seed(0)
+    data = _tiny()
+    z = torch.randn(5, 2)
+    a = torch.eye(5)
+    a[data.edge_index[0], data.edge_index[1]] = 1.0  # A + I: 10 + 5 ones of 25
+    w, c = (25 - 15) / 15, 25 / (2 * (25 - 15))
+    total = 0.0
+    for i in range(5):
+        for j in range(5):
+            p = _sigmoid(float(z[i] @ z[j]))
+            total += w * math.log(p) if a[i, j] else math.log(1 - p)
+    assert float(full_recon_loss(z, data.edge_index)) == pytest.approx(-c * total / 25, abs=1e-5)
+    model = create_model("vgae", num_node_features=3, hidden=4, latent=2, recon="full").train()
+    zz = model(data)
+    loss, logs = model.loss(zz, POS, NEG, data.edge_index)
+    assert float(logs["recon"]) == pytest.approx(float(full_recon_loss(zz, data.edge_index)), abs=1e-6)
+    with pytest.raises(UserError):
+        create_model("vgae", num_node_features=3, recon="all")
