@@ -89,6 +89,8 @@ def run(recipe: str, seeds: list[int], overrides: list[str], data_dir: str | Non
             f"{torch.get_num_threads()} thread"
         ),
     }
+    if target is None:
+        del payload["target"]  # the table shows "–"
     write_result(spec["name"], payload)
     print(f"{recipe}: {payload['value']} over {len(seeds)} seeds (target {payload['target']})")
     return payload

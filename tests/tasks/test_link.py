@@ -163,6 +163,7 @@ def test_cora_links_sizes(data_root):
     assert next(bundle.test.batches(1)).edge_index.size(1) == 2 * 4488
 
 
+@pytest.mark.slow  # about 20 s on two busy cores: 40 epochs on Cora
 def test_cora_vgae_trains_end_to_end(data_root, tmp_path, monkeypatch):
     import json
 
