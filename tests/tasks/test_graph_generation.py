@@ -155,3 +155,34 @@ def test_archzoo_sample_writes_edge_lists_and_a_drawing(tmp_path: Path):
         i, j = map(int, line.split())
         assert 0 <= i < j < n
     assert main(["sample", str(run), "--n", "0", "--out", str(out)]) == 2
+
+
+def test_graph_vae_mixture_prior_and_random_features():
+    from torch_geometric.data import Batch
+
+    from archzoo.registry import create_model
+
+    torch.manual_seed(0)
+    model = create_model("graph_vae", num_node_features=3, max_nodes=6, hidden=8, layers=2, components=3,
+                         random_features=2).train()  # fmt: skip
+    batch = Batch.from_data_list(model.example_input(3)[0].to_data_list())
+    out = model(batch)
+    assert out.prior_mu.shape == (batch.num_nodes, 3, 16) and out.prior_logits.shape == (batch.num_nodes, 3)
+    terms = model.neg_elbo(out, batch)
+    assert all(torch.isfinite(v).all() and v.shape == (3,) for v in terms.values())
+    # The node KL estimate is log q(z) - log p(z) at the decoded latents, summed over graph 0's nodes.
+    normal = lambda x, m, s: torch.distributions.Normal(m, s.exp()).log_prob(x).sum()  # noqa: E731
+    want = 0.0
+    for i in (batch.batch == 0).nonzero().flatten().tolist():
+        z = out.z[i]
+        log_p = torch.logsumexp(
+            torch.stack([normal(z, out.prior_mu[i, k], out.prior_logstd[i, k]) for k in range(3)])
+            + out.prior_logits[i].log_softmax(0),
+            0,
+        )
+        want += float(normal(z, out.mu[i], out.logstd[i]) - log_p)
+    assert float(terms["kl_nodes"][0]) == pytest.approx(want, abs=1e-4)
+    adj, counts = model.sample(5, torch.tensor([4, 6]), generator=torch.Generator().manual_seed(0))
+    assert adj.shape == (5, 6, 6) and torch.equal(adj, adj.transpose(1, 2))
+    with pytest.raises(UserError):
+        create_model("graph_vae", num_node_features=3, components=0)

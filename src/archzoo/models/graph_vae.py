@@ -36,6 +36,7 @@ the MMD of their degree and clustering distributions against held-out graphs
 
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple
 
 import torch
@@ -56,8 +57,10 @@ class GraphVAEOutput(NamedTuple):
     logstd: Tensor  # (N, d)
     graph_mu: Tensor  # (G, d_G)
     graph_logstd: Tensor  # (G, d_G)
-    prior_mu: Tensor  # (N, d) p(z_i | z_G) of each node's graph
-    prior_logstd: Tensor  # (N, d)
+    prior_mu: Tensor  # (N, K, d) p(z_i | z_G) of each node's graph: K components
+    prior_logstd: Tensor  # (N, K, d)
+    prior_logits: Tensor  # (N, K) mixture weights (unnormalised)
+    z: Tensor  # (N, d) the node latents decoded (a sample in training, the means in eval)
 
 
 def gaussian_kl(mu: Tensor, logstd: Tensor, mu_p: Tensor | None = None, logstd_p: Tensor | None = None) -> Tensor:
@@ -73,6 +76,11 @@ def gaussian_kl(mu: Tensor, logstd: Tensor, mu_p: Tensor | None = None, logstd_p
     return (logstd_p - logstd + 0.5 * (var_ratio + (mu - mu_p).pow(2) * torch.exp(-2 * logstd_p)) - 0.5).sum(-1)
 
 
+def _log_normal(z: Tensor, mu: Tensor, logstd: Tensor) -> Tensor:
+    """:math:`\\log \\mathcal N(z; \\mu, \\sigma^2)` summed over the last dim."""
+    return (-0.5 * ((z - mu) * torch.exp(-logstd)).pow(2) - logstd - 0.5 * math.log(2 * math.pi)).sum(-1)
+
+
 class GraphVAE(nn.Module):
     r"""Graph VAE with a graph latent and node latents, decoding node pairs (see the module docstring).
 
@@ -84,6 +92,15 @@ class GraphVAE(nn.Module):
         latent: node latent width :math:`d` (default 16).
         graph_latent: graph latent width :math:`d_G` (default 16).
         readout: the encoder's graph readout, one of :data:`~archzoo.layers.readout.READOUTS` (default ``sum``).
+        components: Gaussians :math:`K` in the node prior :math:`p(z_i \mid z_G)` (default 1: the closed-form
+            KL above); with :math:`K > 1` the prior is a mixture
+            :math:`\sum_k \pi_k(z_G)\, \mathcal N(\mu_{p,k}(z_G), \sigma_{p,k}(z_G)^2)` (nodes of different
+            communities may come from different components) and the node KL is estimated at the
+            posterior sample, :math:`\log q(z_i \mid G) - \log p(z_i \mid z_G)`.
+        random_features: standard-normal columns appended to the node features at every pass
+            (default 0). A GCN gives nodes that look alike from degree features alone the same state, so
+            the two communities of a graph cannot get different latents; random features break the tie
+            (random node initialisation, Sato et al. 2021, https://arxiv.org/abs/2002.03155).
 
     Shapes:
         input a PyG ``Batch`` of :math:`G` graphs (``x`` :math:`(N, F)`, ``edge_index``, ``batch``);
@@ -99,20 +116,27 @@ class GraphVAE(nn.Module):
         latent: int = 16,
         graph_latent: int = 16,
         readout: str = "sum",
+        components: int = 1,
+        random_features: int = 0,
     ) -> None:
         super().__init__()
         from torch_geometric.nn import GCNConv
 
+        if components < 1:
+            raise UserError(f"graph_vae needs components >= 1, got {components}.")
+        self.components = components
+        self.random_features = random_features
         if layers < 1 or max_nodes < 2:
             raise UserError(f"graph_vae needs layers >= 1 and max_nodes >= 2, got {layers} and {max_nodes}.")
         self.num_node_features, self.max_nodes, self.latent = num_node_features, max_nodes, latent
         self.graph_latent = graph_latent
-        dims = [num_node_features] + [hidden] * layers
+        dims = [num_node_features + random_features] + [hidden] * layers
         self.convs = nn.ModuleList(GCNConv(a, b) for a, b in zip(dims[:-1], dims[1:], strict=True))
         self.readout = Readout(readout, hidden)
         self.node_post = nn.Linear(hidden + graph_latent, 2 * latent)  # q(z_i | G): node state and z_G's mean
         self.graph_post = nn.Linear(self.readout.out_dim, 2 * graph_latent)  # q(z_G | G)
-        self.prior = nn.Sequential(nn.Linear(graph_latent, hidden), nn.ReLU(), nn.Linear(hidden, 2 * latent))
+        width = 2 * latent if components == 1 else components * (2 * latent + 1)  # means, log-stds (, logits)
+        self.prior = nn.Sequential(nn.Linear(graph_latent, hidden), nn.ReLU(), nn.Linear(hidden, width))
         self.edge_mlp = nn.Sequential(
             nn.Linear(2 * latent, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1)
         )
@@ -121,14 +145,22 @@ class GraphVAE(nn.Module):
 
     def node_states(self, data: Any) -> Tensor:
         h = data.x
+        if self.random_features:  # fresh N(0, 1) columns: lets the encoder tell apart nodes that look alike
+            h = torch.cat([h, torch.randn(h.size(0), self.random_features, device=h.device, dtype=h.dtype)], 1)
         for conv in self.convs:
             h = F.relu(conv(h, data.edge_index))
         return h  # (N, hidden)
 
-    def prior_params(self, z_graph: Tensor) -> tuple[Tensor, Tensor]:
-        """:math:`\\mu_p(z_G), \\log\\sigma_p(z_G)` :math:`(\\ldots, d)`."""
-        mu, logstd = self.prior(z_graph).chunk(2, -1)
-        return mu, logstd.clamp(-6.0, 3.0)
+    def prior_params(self, z_graph: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """:math:`\\mu_{p,k}(z_G), \\log\\sigma_{p,k}(z_G)` :math:`(\\ldots, K, d)` and mixture logits :math:`(\\ldots, K)`."""
+        out = self.prior(z_graph)
+        k, d = self.components, self.latent
+        if k == 1:
+            mu, logstd = out.chunk(2, -1)
+            return mu.unsqueeze(-2), logstd.clamp(-6.0, 3.0).unsqueeze(-2), out.new_zeros(*out.shape[:-1], 1)
+        logits, rest = out[..., :k], out[..., k:].reshape(*out.shape[:-1], k, 2 * d)
+        mu, logstd = rest.chunk(2, -1)
+        return mu, logstd.clamp(-6.0, 3.0), logits
 
     def pair_logits(self, z: Tensor) -> Tensor:
         """Edge logits of all pairs of padded node latents ``z`` :math:`(G, M, d)`: :math:`(G, M, M)`, symmetric."""
@@ -157,9 +189,9 @@ class GraphVAE(nn.Module):
             zg = gmu + torch.randn_like(gmu) * glogstd.exp()
         else:
             z, zg = mu, gmu
-        pmu, plogstd = self.prior_params(zg[batch])  # (N, d) each
+        pmu, plogstd, plogits = self.prior_params(zg[batch])  # (N, K, d) each, (N, K)
         dense, mask = to_dense_batch(z, batch)  # (G, M, d), (G, M)
-        return GraphVAEOutput(self.pair_logits(dense), mask, mu, logstd, gmu, glogstd, pmu, plogstd)
+        return GraphVAEOutput(self.pair_logits(dense), mask, mu, logstd, gmu, glogstd, pmu, plogstd, plogits, z)
 
     def forward_features(self, data: Any) -> Tensor:
         """The node posterior means :math:`(N, d)`."""
@@ -177,7 +209,13 @@ class GraphVAE(nn.Module):
         bce = F.binary_cross_entropy_with_logits(out.edge_logits, adj, reduction="none")  # (G, M, M)
         recon = (bce * pairs).flatten(1).sum(1)  # (G,)
         kl_graph = gaussian_kl(out.graph_mu, out.graph_logstd)  # (G,)
-        kl_node = gaussian_kl(out.mu, out.logstd, out.prior_mu, out.prior_logstd)  # (N,)
+        if self.components == 1:
+            kl_node = gaussian_kl(out.mu, out.logstd, out.prior_mu[:, 0], out.prior_logstd[:, 0])  # (N,)
+        else:  # log q(z_i) - log p(z_i | z_G) at the decoded latents
+            log_q = _log_normal(out.z, out.mu, out.logstd)  # (N,)
+            log_pk = _log_normal(out.z.unsqueeze(1), out.prior_mu, out.prior_logstd)  # (N, K)
+            log_p = torch.logsumexp(log_pk + out.prior_logits.log_softmax(-1), -1)  # (N,)
+            kl_node = log_q - log_p
         kl_nodes = scatter(kl_node, batch, 0, dim_size=g, reduce="sum")  # (G,)
         return {"recon": recon, "kl_graph": kl_graph, "kl_nodes": kl_nodes}
 
@@ -204,9 +242,16 @@ class GraphVAE(nn.Module):
             )
         m = int(counts.max())
         zg = torch.randn(n, self.graph_latent, generator=generator).to(device)  # (n, d_G)
-        pmu, plogstd = self.prior_params(zg)  # (n, d)
+        pmu, plogstd, plogits = self.prior_params(zg)  # (n, K, d) each, (n, K)
+        if self.components == 1:
+            comp = torch.zeros(n, m, dtype=torch.long, device=device)
+        else:
+            probs = plogits.softmax(-1).cpu()
+            comp = torch.multinomial(probs, m, replacement=True, generator=generator).to(device)  # (n, M)
+        pick = comp.unsqueeze(-1).expand(-1, -1, self.latent)  # (n, M, d)
+        cmu, clogstd = pmu.gather(1, pick), plogstd.gather(1, pick)  # (n, M, d): each node's component
         eps = torch.randn(n, m, self.latent, generator=generator).to(device)
-        z = pmu.unsqueeze(1) + eps * plogstd.exp().unsqueeze(1)  # (n, M, d)
+        z = cmu + eps * clogstd.exp()  # (n, M, d)
         prob = torch.sigmoid(self.pair_logits(z))  # (n, M, M)
         u = torch.rand(n, m, m, generator=generator).to(device)
         upper = torch.ones(m, m, dtype=torch.bool, device=device).triu(1)
@@ -234,6 +279,10 @@ def graph_vae(
     latent: int = 16,
     graph_latent: int = 16,
     readout: str = "sum",
+    components: int = 1,
+    random_features: int = 0,
 ) -> GraphVAE:
     """A VGAE-style generator of small graphs: GCN encoder, graph and node latents, pairwise MLP edge decoder."""
-    return GraphVAE(num_node_features, max_nodes, hidden, layers, latent, graph_latent, readout)
+    return GraphVAE(
+        num_node_features, max_nodes, hidden, layers, latent, graph_latent, readout, components, random_features
+    )
