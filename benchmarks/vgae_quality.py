@@ -9,7 +9,9 @@ deviation (``ddof=1``) over the seeds of test AUC and AP, written to
 ``results/vgae-cora.json`` (``results/vgae-cora-gae.json`` for the GAE) beside the issue's
 target and the paper's Table 1 (VGAE 91.4 / 92.6, GAE 91.0 / 92.0, with features).
 
-Usage: ``python benchmarks/vgae_quality.py [cora-vgae|cora-gae ...] [--seeds 0 1 ...] [--data-dir D] [key=value ...]``
+Overrides (``key=value``) with ``--label L`` write another setting as ``results/vgae-cora-L.json``.
+
+Usage: ``python benchmarks/vgae_quality.py [cora-vgae|cora-gae ...] [--seeds 0 1 ...] [--data-dir D] [--label L] [key=value ...]``
 (default: both recipes, 10 seeds each; about a minute per seed on one busy thread).
 """
 
@@ -42,7 +44,7 @@ def _ms(values: list[float]) -> tuple[float, float]:
     return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def run(recipe: str, seeds: list[int], overrides: list[str], data_dir: str | None, runs: Path) -> dict:
+def run(recipe: str, seeds: list[int], overrides: list[str], data_dir: str | None, runs: Path, label: str = "") -> dict:
     spec = TARGETS[recipe]
     auc, ap, best, seconds = [], [], [], []
     summary: dict = {}
@@ -82,7 +84,7 @@ def run(recipe: str, seeds: list[int], overrides: list[str], data_dir: str | Non
         "mean_train_seconds": round(statistics.mean(seconds), 2),
         "wall_seconds": round(time.perf_counter() - t0, 1),
         "summary": (
-            f"{recipe}: Cora link prediction, test ROC-AUC and AP at the epoch of best validation AUC, "
+            f"{recipe}{' with ' + ' '.join(overrides) if overrides else ''}: Cora link prediction, test ROC-AUC and AP at the epoch of best validation AUC, "
             f"mean ± std of {len(seeds)} seeds ({seeds[0]}–{seeds[-1]}), each with its own 85/5/10 edge split; "
             f"paper ({PAPER}) AUC {anchor['auc']:.3f}, AP {anchor['ap']:.3f}; "
             f"{summary['parameters']:,} params, {statistics.mean(seconds):.1f} s per run, "
@@ -91,7 +93,7 @@ def run(recipe: str, seeds: list[int], overrides: list[str], data_dir: str | Non
     }
     if target is None:
         del payload["target"]  # the table shows "–"
-    write_result(spec["name"], payload)
+    write_result(spec["name"] + (f"-{label}" if label else ""), payload)
     print(f"{recipe}: {payload['value']} over {len(seeds)} seeds (target {payload['target']})")
     return payload
 
@@ -101,13 +103,14 @@ def main() -> None:
     p.add_argument("recipes", nargs="*")
     p.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
     p.add_argument("--data-dir")
+    p.add_argument("--label", default="", help="write results/<name>-<label>.json (another setting of the recipe)")
     a, overrides = p.parse_known_args()
     recipes = [r for r in a.recipes if "=" not in r] or list(TARGETS)
     overrides += [r for r in a.recipes if "=" in r]
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         for r in recipes:
-            run(r, a.seeds, overrides, a.data_dir, Path(tmp))
+            run(r, a.seeds, overrides, a.data_dir, Path(tmp), a.label)
 
 
 if __name__ == "__main__":
