@@ -27,6 +27,8 @@ The kinds:
   ``torch_geometric.data.Batch.from_data_list``.
 * :class:`FullGraph`: one PyG graph with boolean node masks; every pass is the
   whole graph with the split's mask.
+* :class:`LinkSplit`: one PyG graph with a split's positive and negative node
+  pairs for link prediction (training negatives drawn afresh each epoch).
 * :class:`SeriesWindows`: sliding ``(input, horizon)`` windows over a time
   series, with chronological spans (:func:`chronological_spans`).
 
@@ -928,6 +930,106 @@ class FullGraph:
             return
         out = copy.copy(self.data)
         out.mask = self.mask
+        yield out
+
+
+def _seeded_negatives(edge_index: Tensor, num_nodes: int, count: int, seed: int) -> Tensor:
+    """``count`` node pairs that are not in ``edge_index`` (PyG's ``negative_sampling``), fixed by ``seed``.
+
+    PyG draws the pairs with Python's ``random``; its state and torch's are saved and restored
+    around the draw, so the pairs depend on ``seed`` alone and the run's own streams are untouched.
+    """
+    import random
+
+    from torch_geometric.utils import negative_sampling
+
+    state = random.getstate()
+    try:
+        random.seed(seed)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            neg = negative_sampling(edge_index, num_nodes=num_nodes, num_neg_samples=count)
+    finally:
+        random.setstate(state)
+    return neg  # (2, <= count): PyG gives fewer only when the graph is nearly complete
+
+
+class LinkSplit:
+    r"""One split of a link-prediction problem on a single graph: positive node pairs and negative ones.
+
+    Each pass yields one PyG ``Data``: the graph's node features ``x``, the message-passing
+    edges ``edge_index`` (the *training* edges, in both directions, for every split, so
+    no validation or test edge is ever propagated over), and this split's labelled pairs:
+    ``pos_edge_label_index`` (edges of the graph, one direction each) and
+    ``neg_edge_label_index`` (non-edges). With ``resample=True`` (the training split) the
+    negatives are drawn afresh each epoch with ``torch_geometric.utils.negative_sampling``
+    as non-edges of the message-passing graph, as many as the positives, from a seed made
+    of ``(seed, epoch)``; otherwise the negatives given are used on every pass (validation
+    and test: fixed, seeded when the data was built). Like :class:`FullGraph`, every rank
+    gets the whole split and nothing is sharded; ``batch_size`` has no effect and
+    ``start >= 1`` yields nothing.
+
+    Args:
+        data (torch_geometric.data.Data): ``x`` and the message-passing ``edge_index``.
+        pos (Tensor): positive pairs :math:`(2, P)`.
+        neg (Tensor, optional): fixed negative pairs :math:`(2, Q)`; required unless ``resample``.
+        resample (bool, optional): draw ``P`` new negatives each epoch (default False).
+
+    Shapes:
+        - **batch:** ``Data`` with ``x`` :math:`(N, F)`, ``edge_index`` :math:`(2, E_{train})`,
+          ``pos_edge_label_index`` :math:`(2, P)` and ``neg_edge_label_index`` :math:`(2, Q)`.
+    """
+
+    options = frozenset({"on_device"})
+
+    def __init__(self, data: Data, pos: Tensor, neg: Tensor | None = None, *, resample: bool = False) -> None:
+        if pos.dim() != 2 or pos.size(0) != 2 or pos.size(1) == 0:
+            raise UserError(f"A link split needs positive pairs of shape (2, P) with P > 0, got {tuple(pos.shape)}.")
+        if neg is None and not resample:
+            raise ValueError("a link split without resampling needs fixed negatives")
+        self.data, self.pos, self.neg, self.resample = data, pos, neg, resample
+
+    def __len__(self) -> int:
+        """The labelled pairs of one pass: positives and negatives."""
+        return self.pos.size(1) * 2 if self.neg is None else self.pos.size(1) + self.neg.size(1)
+
+    def to(self, device: torch.device) -> LinkSplit:
+        device = torch.device(device)
+        if self.pos.device == device:
+            return self
+        neg = None if self.neg is None else self.neg.to(device)
+        return LinkSplit(_moved(self.data, device), self.pos.to(device), neg, resample=self.resample)
+
+    def num_batches(self, batch_size: int, drop_last: bool = False) -> int:
+        return 1
+
+    def negatives(self, seed: int, epoch: int) -> Tensor:
+        """This pass's negative pairs: the fixed ones, or (``resample``) ones drawn from ``(seed, epoch)``."""
+        if not self.resample:
+            assert self.neg is not None
+            return self.neg
+        s = int(epoch_generator(seed, epoch, stream=5).initial_seed())
+        return _seeded_negatives(self.data.edge_index, self.data.num_nodes, self.pos.size(1), s)
+
+    def batches(
+        self,
+        batch_size: int,
+        *,
+        shuffle: bool = False,
+        seed: int = 0,
+        epoch: int = 0,
+        start: int = 0,
+        rank: int = 0,
+        world: int = 1,
+        drop_last: bool = False,
+        augment: bool = False,
+    ) -> Iterator[Data]:
+        """Yield the graph with this split's positive and negative pairs, once (nothing when ``start >= 1``)."""
+        if start >= 1:
+            return
+        out = copy.copy(self.data)
+        out.pos_edge_label_index = self.pos
+        out.neg_edge_label_index = self.negatives(seed, epoch)
         yield out
 
 

@@ -64,8 +64,8 @@ class Picture:
     """A picture a task asks for, as data: the engine (or ``archzoo sample``) draws it with :mod:`archzoo.viz`.
 
     Tasks do not import viz; they say what to draw. ``kind`` is ``grid`` (images ``(N, C, H, W)`` in
-    ``value_range``, ``nrow`` per row), ``points`` (``(N, 2)`` samples) or ``latents`` (``(N, >=2)``
-    codes, coloured by ``labels``).
+    ``value_range``, ``nrow`` per row), ``points`` (``(N, 2)`` samples), ``latents`` (``(N, >=2)``
+    codes, coloured by ``labels``) or ``graphs`` (0/1 adjacency matrices ``(G, M, M)``, node counts in ``labels``).
     """
 
     path: Path

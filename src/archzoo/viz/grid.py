@@ -86,6 +86,10 @@ def draw(picture: Picture) -> Path:
         return save_point_scatter(picture.data, picture.path, title=picture.title or "samples")
     if picture.kind == "latents":
         return save_latent_points(picture.data, picture.labels, picture.path, title=picture.title)
+    if picture.kind == "graphs":  # adjacency matrices (G, M, M), node counts in labels
+        from archzoo.viz.graphs import save_graph_drawings
+
+        return save_graph_drawings(picture.data, picture.labels, picture.path, title=picture.title)
     raise ValueError(f"unknown picture kind '{picture.kind}'")
 
 
