@@ -1,0 +1,56 @@
+"""``archzoo predict RUN SMILES...`` on a tiny trained tpsa-mpnn run: one value per SMILES, one sentence for a bad one."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from archzoo.cli import main
+
+
+@pytest.fixture(scope="module")
+def tpsa_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import os
+
+    tmp = tmp_path_factory.mktemp("molecules")
+    old = os.environ.get("ARCHZOO_CACHE")
+    os.environ["ARCHZOO_CACHE"] = str(tmp / "cache")
+    try:
+        run = tmp / "tpsa-mpnn"
+        args = ["train", "tpsa-mpnn", "train.epochs=1", "data.args.max_molecules=60", "model.args.hidden=16"]
+        args += ["log.progress=none", "log.plots=false", "train.threads=1", "--run-dir", str(run)]
+        assert main(args) == 0
+    finally:
+        if old is None:
+            os.environ.pop("ARCHZOO_CACHE")
+        else:
+            os.environ["ARCHZOO_CACHE"] = old
+    return run
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "archzoo", *args], capture_output=True, text=True)
+
+
+def test_predict_prints_a_value_per_smiles(tpsa_run: Path) -> None:
+    results = json.loads((tpsa_run / "results.json").read_text())["metrics"]
+    assert {"test/rmse", "test/mae", "test/r2"} <= set(results)
+    r = _cli("predict", str(tpsa_run), "CCO", "c1ccccc1O")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.strip().splitlines()
+    assert [ln.split("\t")[0] for ln in lines] == ["CCO", "c1ccccc1O"]
+    values = [float(ln.split("\t")[1]) for ln in lines]
+    assert all(v == v for v in values)  # finite numbers, in TPSA's units
+
+
+def test_predict_names_an_unparseable_smiles(tpsa_run: Path) -> None:
+    r = _cli("predict", str(tpsa_run), "CCO", "C1CC")
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "'C1CC'" in lines[0]
+    assert r.stdout == ""
