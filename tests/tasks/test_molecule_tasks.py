@@ -86,6 +86,17 @@ def test_graph_classification_reports_roc_auc() -> None:
     assert m["test/acc"] == pytest.approx(sum((s > 0) == bool(y) for s, y in zip(scores, ys, strict=True)) / 6)
 
 
+def test_roc_auc_of_a_split_with_one_class_is_nan() -> None:
+    import math
+
+    task = create_task("molecule_classification")
+    model = GraphSum(logits=True)
+    task.setup(model, {"num_classes": 2}, torch.device("cpu"))
+    task.eval_step(model, _batch([[0.1], [0.4]], [1, 1], long=True), "val")
+    m = task.compute("val")
+    assert math.isnan(m["val/roc_auc"]) and m["val/acc"] == 1.0
+
+
 def test_graph_classification_is_binary_only() -> None:
     task = create_task("molecule_classification")
     with pytest.raises(UserError, match="binary"):

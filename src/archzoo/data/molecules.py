@@ -201,15 +201,18 @@ def random_split(n: int, seed: int) -> tuple[list[int], list[int], list[int]]:
 
 
 def scaffold_split(scaffolds: Sequence[str]) -> tuple[list[int], list[int], list[int]]:
-    """80/10/10 by scaffold: groups sorted by size (largest first, ties by first index) fill train, then val, then test.
+    """80/10/10 by scaffold: groups sorted by size, largest first, fill train, then val, then test.
 
-    A group goes to train unless it would take train past 80%, then to validation unless
-    that would pass 90%, else to test; no scaffold is in two splits.
+    Groups of one size are ordered by their first molecule's index, the later first, as
+    DeepChem's ``ScaffoldSplitter`` orders them (``sorted(..., key=(len, first index),
+    reverse=True)``): the test split then holds the singleton scaffolds that come earliest in
+    the file. A group goes to train unless it would take train past 80%, then to validation
+    unless that would pass 90%, else to test; no scaffold is in two splits.
     """
     groups: dict[str, list[int]] = {}
     for i, s in enumerate(scaffolds):
         groups.setdefault(s, []).append(i)
-    ordered = sorted(groups.values(), key=lambda g: (-len(g), g[0]))
+    ordered = sorted(groups.values(), key=lambda g: (len(g), g[0]), reverse=True)
     n = len(scaffolds)
     train_cut, val_cut = FRACTIONS[0] * n, (FRACTIONS[0] + FRACTIONS[1]) * n
     train: list[int] = []

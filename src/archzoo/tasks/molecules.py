@@ -18,6 +18,7 @@ parse stops it with one sentence naming it.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -66,7 +67,8 @@ class MoleculeClassification(Classification):
     Args:
         label_smoothing: :math:`\\varepsilon` (default 0).
 
-    Metrics: ``loss``, ``acc``, ``f1`` and ``roc_auc`` (of the probability of class 1).
+    Metrics: ``loss``, ``acc``, ``f1`` and ``roc_auc`` (of the probability of class 1; NaN for a
+    split whose molecules are all of one class, where the AUC is undefined).
     """
 
     monitor = "val/roc_auc"
@@ -91,8 +93,11 @@ class MoleculeClassification(Classification):
 
     def compute(self, split: str) -> dict[str, float]:
         out = collected(self.metrics[split], split)
-        out[f"{split}/roc_auc"] = float(self.auroc[split].compute())
-        self.auroc[split].reset()
+        auroc = self.auroc[split]
+        seen = torch.cat(auroc.target) if auroc.target else torch.empty(0)  # the labels of the split
+        # With one class only, the AUC is undefined (torchmetrics would return 0): NaN says so.
+        out[f"{split}/roc_auc"] = float(auroc.compute()) if seen.unique().numel() == 2 else math.nan
+        auroc.reset()
         return out
 
     def read_inputs(self, inputs: list[str], info: dict[str, Any]) -> Any:
