@@ -12,12 +12,16 @@ from torch import Tensor, nn
 from archzoo.errors import UserError
 from archzoo.registry import register_task
 from archzoo.tasks.base import Task, collected
+from archzoo.tasks.classification import unpack
 
 LOSSES = {"mse": F.mse_loss, "l1": F.l1_loss, "huber": F.smooth_l1_loss}
 
 
 class Regression(Task):
-    r"""Regression of ``(x, y)`` batches with ``y`` of shape ``(B,)`` or ``(B, D)``.
+    r"""Regression of ``(x, y)`` batches with ``y`` of shape ``(B,)`` or ``(B, D)``, or of PyG graph batches.
+
+    A PyG ``Batch`` (graph regression: molecules) is handed to the model whole, its graph-level
+    targets are ``batch.y`` :math:`(G,)` or :math:`(G, D)`, and it counts its graphs, not its nodes.
 
     If the dataset standardised its targets (``info["target_mean"]``, ``info["target_std"]``),
     metrics are reported in the original units: :math:`\hat y = \mu + \sigma f(x)`.
@@ -60,12 +64,18 @@ class Regression(Task):
         out = model(x)
         return out.reshape(y.shape) if out.numel() == y.numel() else out
 
+    def count(self, batch: Any) -> int:
+        """The number of examples: samples of a tuple, graphs of a PyG batch."""
+        if isinstance(getattr(batch, "y", None), Tensor):
+            return int(getattr(batch, "num_graphs", batch.y.shape[0]))
+        return super().count(batch)
+
     def loss(self, model: nn.Module, batch: Any) -> tuple[Tensor, dict[str, Tensor]]:
-        x, y = batch[0], batch[1]
+        x, y = unpack(batch)
         return self.loss_fn(self._pred(model, x, y), y), {}
 
     def eval_step(self, model: nn.Module, batch: Any, split: str) -> None:
-        x, y = batch[0], batch[1]
+        x, y = unpack(batch)
         pred = self._pred(model, x, y).float()
         m = self.metrics[split]
         m["loss"].update(self.loss_fn(pred, y), weight=y.shape[0])
