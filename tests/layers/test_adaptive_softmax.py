@@ -49,6 +49,21 @@ def test_is_a_distribution_and_runs_under_bf16_autocast() -> None:
     assert ours.nll(x, torch.zeros(7, dtype=torch.long)).shape == (7,)
 
 
+def test_a_tied_shortlist_equals_the_untied_head_holding_the_same_rows() -> None:
+    ours, _ = _pair()
+    tied = AdaptiveSoftmax(16, 50, [10, 30], div_value=2.0, tie_shortlist=True)
+    shared = ours.head.weight[:10].detach().clone()  # (10, 16): the rows an embedding would hold
+    with torch.no_grad():
+        tied.head.weight.copy_(ours.head.weight[10:])  # the 2 cluster rows
+        for a, b in zip(tied.tail.parameters(), ours.tail.parameters(), strict=True):
+            a.copy_(b)
+    x, y = torch.randn(9, 16), torch.tensor([0, 9, 10, 29, 30, 49, 5, 12, 40])
+    torch.testing.assert_close(tied.nll(x, y, shared), ours.nll(x, y), atol=1e-6, rtol=0)
+    torch.testing.assert_close(tied.log_prob(x, shared), ours.log_prob(x), atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="shortlist_weight"):
+        tied.nll(x, y)
+
+
 def test_bad_cutoffs_and_widths_are_refused() -> None:
     for bad in ([], [30, 10], [10, 50], [0, 10]):
         with pytest.raises(UserError, match="cutoffs"):

@@ -58,9 +58,19 @@ def test_adaptive_head_is_an_exact_distribution_and_scores_targets_alone() -> No
     with torch.autocast("cpu", dtype=torch.bfloat16):
         nll_bf16, _ = m(x, targets=y)
     assert nll_bf16.dtype == torch.float32
+    # tied, the head's shortlist rows are the embeddings of the 10 most frequent ids
+    tied = lstm_lm(vocab_size=50, embed_dim=16, hidden_size=16, head="adaptive", cutoffs=[10], tie_weights=True).eval()
+    assert tied.head.head.weight.shape == (1, 16)  # the one cluster row alone
+    out = tied.drop(tied.forward_features(x)[0]).reshape(-1, 16)
+    logits = torch.cat([out @ tied.embed.weight[:10].T, tied.head.head(out)], 1)  # (N, 10 + 1)
+    want = logits.log_softmax(-1)[:, :10].view(3, 7, 10)
+    torch.testing.assert_close(tied(x)[0][..., :10], want, atol=1e-5, rtol=0)
+    nll, _ = tied(x, targets=y)
+    nll.sum().backward()
+    assert tied.embed.weight.grad[:10].abs().sum() > 0  # the read-out trains the shared rows
     # the adaptive head is refused where it cannot work
     with pytest.raises(UserError, match="tie_weights"):
-        lstm_lm(vocab_size=50, embed_dim=16, hidden_size=16, head="adaptive", cutoffs=[10], tie_weights=True)
+        lstm_lm(vocab_size=50, embed_dim=8, hidden_size=16, head="adaptive", cutoffs=[10], tie_weights=True)
     for bad in ([], [30, 10], [10, 50]):
         with pytest.raises(UserError, match="cutoffs"):
             lstm_lm(vocab_size=50, hidden_size=16, head="adaptive", cutoffs=bad)

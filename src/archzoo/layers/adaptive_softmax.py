@@ -20,6 +20,12 @@ in it. The parameters are named as in :class:`torch.nn.AdaptiveLogSoftmaxWithLos
 load each other's state_dicts, and a test shows they agree. Unlike torch's module this one
 runs under autocast: its matmuls take the autocast dtype (bf16 on CPU), its log-softmaxes
 and the NLL stay fp32.
+
+**Tying the shortlist.** With ``tie_shortlist=True`` the head holds only the :math:`K`
+cluster rows; the :math:`c_1` shortlist rows are passed in at every call
+(``shortlist_weight``), so a language model can share them with the first :math:`c_1`
+rows of its input embedding (Press & Wolf 2017's tying, for the frequent words the head
+scores; the tail clusters, scored through projections, keep their own weights).
 """
 
 from __future__ import annotations
@@ -39,13 +45,16 @@ class AdaptiveSoftmax(nn.Module):
         n_classes: vocabulary size :math:`V`, ids sorted by falling frequency.
         cutoffs: the cluster boundaries :math:`c_1 < \\dots < c_K`, all in :math:`(0, V)`.
         div_value: how much narrower each tail cluster's projection is than the last (default 4).
+        tie_shortlist: the shortlist rows are not held here but given to each call (default False).
 
     Shapes:
         input :math:`(N, H)`; targets :math:`(N,)`; :meth:`nll` :math:`(N,)`,
         :meth:`log_prob` :math:`(N, V)`.
     """
 
-    def __init__(self, in_features: int, n_classes: int, cutoffs: list[int], div_value: float = 4.0) -> None:
+    def __init__(
+        self, in_features: int, n_classes: int, cutoffs: list[int], div_value: float = 4.0, tie_shortlist: bool = False
+    ) -> None:
         super().__init__()
         cutoffs = [int(c) for c in cutoffs]
         if not cutoffs or any(b <= a for a, b in zip([0, *cutoffs], cutoffs, strict=False)) or cutoffs[-1] >= n_classes:
@@ -63,15 +72,26 @@ class AdaptiveSoftmax(nn.Module):
         self.in_features, self.n_classes = in_features, n_classes
         self.bounds = [*cutoffs, n_classes]  # cluster k holds ids [bounds[k], bounds[k + 1])
         self.shortlist = cutoffs[0]
-        self.head = nn.Linear(in_features, self.shortlist + len(cutoffs), bias=False)
+        self.tie_shortlist = tie_shortlist
+        # tied: only the K cluster rows live here, after the shortlist rows given to each call
+        self.head = nn.Linear(in_features, (0 if tie_shortlist else self.shortlist) + len(cutoffs), bias=False)
         self.tail = nn.ModuleList(
             nn.Sequential(nn.Linear(in_features, w, bias=False), nn.Linear(w, hi - lo, bias=False))
             for w, lo, hi in zip(widths, self.bounds[:-1], self.bounds[1:], strict=True)
         )
 
-    def nll(self, x: Tensor, target: Tensor) -> Tensor:
+    def _head(self, x: Tensor, shortlist_weight: Tensor | None) -> Tensor:
+        """Log-probabilities of the head's :math:`c_1 + K` entries, :math:`(N, c_1 + K)`, fp32."""
+        if self.tie_shortlist != (shortlist_weight is not None):
+            raise ValueError("shortlist_weight is needed exactly when the shortlist is tied")
+        logits = self.head(x)  # (N, c1 + K), or (N, K) tied
+        if shortlist_weight is not None:
+            logits = torch.cat([F.linear(x, shortlist_weight.to(logits.dtype)), logits], dim=-1)  # (N, c1 + K)
+        return F.log_softmax(logits.float(), dim=-1)
+
+    def nll(self, x: Tensor, target: Tensor, shortlist_weight: Tensor | None = None) -> Tensor:
         """:math:`-\\log p(y_n \\mid x_n)` of each target, :math:`(N,)`, fp32."""
-        head = F.log_softmax(self.head(x).float(), dim=-1)  # (N, c1 + K)
+        head = self._head(x, shortlist_weight)  # (N, c1 + K)
         # A shortlist word reads its own head entry; a tail word reads its cluster's entry ...
         cluster = torch.bucketize(target, torch.tensor(self.bounds, device=target.device), right=True) - 1
         slot = torch.where(target < self.shortlist, target, self.shortlist + cluster)  # (N,)
@@ -87,9 +107,9 @@ class AdaptiveSoftmax(nn.Module):
             )
         return -logp
 
-    def log_prob(self, x: Tensor) -> Tensor:
+    def log_prob(self, x: Tensor, shortlist_weight: Tensor | None = None) -> Tensor:
         """:math:`\\log p(w \\mid x_n)` for every word, :math:`(N, V)`, fp32."""
-        head = F.log_softmax(self.head(x).float(), dim=-1)  # (N, c1 + K)
+        head = self._head(x, shortlist_weight)  # (N, c1 + K)
         parts = [head[:, : self.shortlist]]
         for k in range(len(self.tail)):
             within = F.log_softmax(self.tail[k](x).float(), dim=-1)  # (N, cluster size)

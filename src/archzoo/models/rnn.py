@@ -114,7 +114,8 @@ class RNNLanguageModel(nn.Module):
 
     With ``tie_weights`` the read-out shares the embedding matrix, :math:`W = E`
     (Press & Wolf 2017, https://arxiv.org/abs/1608.05859; Inan et al. 2017), which
-    needs ``hidden_size == embed_dim``.
+    needs ``hidden_size == embed_dim``; with the adaptive head it shares the shortlist
+    rows, the first ``cutoffs[0]`` rows of :math:`E` (the tail clusters keep their own).
 
     Args:
         vocab_size: number of token ids :math:`V`.
@@ -177,11 +178,6 @@ class RNNLanguageModel(nn.Module):
             raise UserError(f"model.args.init_range must be 0 or more, got {init_range}.")
         if head not in HEADS:
             raise UserError(f"model.args.head must be one of {', '.join(HEADS)}, got '{head}'.")
-        if head == "adaptive" and tie_weights:
-            raise UserError(
-                "model.args.tie_weights cannot share an adaptive softmax head: "
-                "its tail clusters score words through narrower projections."
-            )
         if bidirectional:
             raise UserError(
                 "A language model cannot be bidirectional: the backward direction would read the tokens it predicts."
@@ -199,7 +195,9 @@ class RNNLanguageModel(nn.Module):
         self.adaptive = head == "adaptive"
         self.head: nn.Module
         if self.adaptive:
-            self.head = AdaptiveSoftmax(hidden_size, vocab_size, list(cutoffs), div_value=div_value)
+            self.head = AdaptiveSoftmax(
+                hidden_size, vocab_size, list(cutoffs), div_value=div_value, tie_shortlist=tie_weights
+            )
         else:
             self.head = nn.Linear(hidden_size, vocab_size)
         if init_range > 0:
@@ -207,7 +205,8 @@ class RNNLanguageModel(nn.Module):
             if not self.adaptive:
                 nn.init.uniform_(self.head.weight, -init_range, init_range)
                 nn.init.zeros_(self.head.bias)
-        if tie_weights:
+        self.tie_weights = tie_weights
+        if tie_weights and not self.adaptive:
             self.head.weight = self.embed.weight
 
     def forward_features(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
@@ -229,9 +228,11 @@ class RNNLanguageModel(nn.Module):
             return self.head(out), state  # (B, T, V)
         b, t, h = out.shape
         flat = out.reshape(b * t, h)  # (B*T, H)
+        # tied: the head's shortlist rows are the embeddings of the most frequent words
+        shortlist = self.embed.weight[: self.head.shortlist] if self.tie_weights else None
         if targets is not None:
-            return self.head.nll(flat, targets.reshape(-1)).view(b, t), state  # (B, T)
-        return self.head.log_prob(flat).view(b, t, -1), state  # (B, T, V)
+            return self.head.nll(flat, targets.reshape(-1), shortlist).view(b, t), state  # (B, T)
+        return self.head.log_prob(flat, shortlist).view(b, t, -1), state  # (B, T, V)
 
     @property
     def scores_targets(self) -> bool:
