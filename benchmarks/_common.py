@@ -86,3 +86,30 @@ def write_result(name: str, payload: dict[str, Any]) -> Path:
     path.write_text(json.dumps(payload, indent=2) + "\n")
     print(f"wrote {path}")
     return path
+
+
+def seeded_main(doc: str, known: dict[str, Any], run: Callable[..., Any], label_help: str) -> None:
+    """The command line of a benchmark that trains recipes over seeds.
+
+    ``benchmark.py [RECIPE ...] [--seeds S ...] [--data-dir D] [--label L] [key=value ...]``:
+    the recipes (default: every key of ``known``; another name is refused), seeds 0-9 by default,
+    and dotted overrides for every training. Calls ``run(recipe, seeds, overrides, data_dir,
+    runs, label)`` for each recipe, with ``runs`` a temporary directory for the run folders.
+    """
+    import argparse
+    import tempfile
+
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    p.add_argument("recipes", nargs="*")
+    p.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
+    p.add_argument("--data-dir")
+    p.add_argument("--label", default="", help=label_help)
+    a, overrides = p.parse_known_args()
+    recipes = [r for r in a.recipes if "=" not in r] or list(known)
+    overrides += [r for r in a.recipes if "=" in r]
+    unknown = [r for r in recipes if r not in known]
+    if unknown:
+        raise SystemExit(f"unknown recipe {unknown[0]!r}; this benchmark runs {', '.join(known)}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in recipes:
+            run(r, a.seeds, overrides, a.data_dir, Path(tmp), a.label)

@@ -17,18 +17,16 @@ Usage: ``python benchmarks/vgae_quality.py [cora-vgae|cora-gae ...] [--seeds 0 1
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import write_result  # noqa: E402
+from _common import seeded_main, write_result  # noqa: E402
 from archzoo.config import load_config  # noqa: E402
 from archzoo.engine.trainer import Trainer  # noqa: E402
 
@@ -99,18 +97,8 @@ def run(recipe: str, seeds: list[int], overrides: list[str], data_dir: str | Non
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("recipes", nargs="*")
-    p.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
-    p.add_argument("--data-dir")
-    p.add_argument("--label", default="", help="write results/<name>-<label>.json (another setting of the recipe)")
-    a, overrides = p.parse_known_args()
-    recipes = [r for r in a.recipes if "=" not in r] or list(TARGETS)
-    overrides += [r for r in a.recipes if "=" in r]
     torch.set_num_threads(1)
-    with tempfile.TemporaryDirectory() as tmp:
-        for r in recipes:
-            run(r, a.seeds, overrides, a.data_dir, Path(tmp), a.label)
+    seeded_main(__doc__, TARGETS, run, "write results/<name>-<label>.json (another setting of the recipe)")
 
 
 if __name__ == "__main__":

@@ -147,13 +147,16 @@ PLANETOID_NAMES = {"cora": "Cora", "citeseer": "CiteSeer"}
 PLANETOID_FILES = ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")
 
 
-def _planetoid_cache(name: str, raw: Path) -> Path:
-    """A writable copy of ``raw`` for PyG's ``Planetoid``, keyed by the raw files' SHA-256; its ``root``."""
-    files = [f"ind.{name.lower()}.{f}" for f in PLANETOID_FILES]
+def raw_copy(kind: str, name: str, raw: Path, files: list[str]) -> Path:
+    """A writable copy of ``files`` in ``raw`` laid out as ``root/<name>/raw``, keyed by their SHA-256; its ``root``.
+
+    PyG's dataset classes write ``processed/`` beside ``raw/``, and the data root is read-only;
+    the copy lives under the cache (``cache_dir(kind)``), one folder per content.
+    """
     h = hashlib.sha256()
     for f in files:
         h.update(f.encode() + b"\0" + (raw / f).read_bytes())
-    root = cache_dir("planetoid") / h.hexdigest()[:16]
+    root = cache_dir(kind) / h.hexdigest()[:16]
     dest = root / name / "raw"
     dest.mkdir(parents=True, exist_ok=True)
     for f in files:
@@ -163,6 +166,11 @@ def _planetoid_cache(name: str, raw: Path) -> Path:
             shutil.copyfile(raw / f, tmp)
             tmp.replace(target)  # atomic: another process never sees half a file
     return root
+
+
+def _planetoid_cache(name: str, raw: Path) -> Path:
+    """A writable copy of ``raw`` for PyG's ``Planetoid`` (:func:`raw_copy`); its ``root``."""
+    return raw_copy("planetoid", name, raw, [f"ind.{name.lower()}.{f}" for f in PLANETOID_FILES])
 
 
 def planetoid(name: str, data_dir: PathLike | None = None, normalize_features: bool = True) -> DataBundle:

@@ -35,16 +35,14 @@ The splits do not change with ``train.seed``.
 
 from __future__ import annotations
 
-import hashlib
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from archzoo.data.graphs import DATA_SEED, check_graph
-from archzoo.data.root import PathLike, cache_dir, find_dataset_dir
+from archzoo.data.graphs import DATA_SEED, check_graph, raw_copy
+from archzoo.data.root import PathLike, find_dataset_dir
 from archzoo.data.splits import DataBundle, GraphBatches
 from archzoo.errors import DataError, UserError
 from archzoo.registry import register_dataset
@@ -56,21 +54,8 @@ CLASSES = {"MUTAG": ["non-mutagenic", "mutagenic"]}  # labels -1 and 1
 
 
 def _tu_cache(name: str, raw: Path) -> Path:
-    """A writable copy of ``raw``'s ``<name>_*.txt`` for PyG's ``TUDataset``, keyed by their SHA-256; its ``root``."""
-    files = sorted(p.name for p in raw.glob(f"{name}_*.txt"))
-    h = hashlib.sha256()
-    for f in files:
-        h.update(f.encode() + b"\0" + (raw / f).read_bytes())
-    root = cache_dir("tudataset") / h.hexdigest()[:16]
-    dest = root / name / "raw"
-    dest.mkdir(parents=True, exist_ok=True)
-    for f in files:
-        target = dest / f
-        if not target.is_file() or target.stat().st_size != (raw / f).stat().st_size:
-            tmp = target.with_suffix(target.suffix + ".tmp")
-            shutil.copyfile(raw / f, tmp)
-            tmp.replace(target)  # atomic: another process never sees half a file
-    return root
+    """A writable copy of ``raw``'s ``<name>_*.txt`` for PyG's ``TUDataset`` (:func:`raw_copy`); its ``root``."""
+    return raw_copy("tudataset", name, raw, sorted(p.name for p in raw.glob(f"{name}_*.txt")))
 
 
 def stratified_folds(y: torch.Tensor, folds: int, seed: int = DATA_SEED) -> list[torch.Tensor]:
