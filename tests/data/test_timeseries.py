@@ -63,3 +63,9 @@ def test_airline_direct_forecast_window(data_root: Path) -> None:
     assert x.shape == (1, 24) and y.shape == (1, 24)  # one 24-month forecast of 1959-1960 from 1957-1958
     first = math.exp(float(y[0, 0]) * b.info["target_std"] + b.info["target_mean"])
     assert first == pytest.approx(360, abs=0.5)  # January 1959
+
+
+@pytest.mark.parametrize("val_len", [0, 23])
+def test_a_validation_span_without_a_window_is_refused(data_root: Path, val_len: int) -> None:
+    with pytest.raises(UserError, match="val_len must be at least the horizon"):
+        series("airline", data_dir=str(data_root), input_len=24, horizon=24, val_len=val_len, test_len=24)

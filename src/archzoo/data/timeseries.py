@@ -130,7 +130,7 @@ def series(
         column: the CSV's value column (default: the named series', else the second column).
         input_len: past steps a forecast sees (default 12).
         horizon: steps forecast at once, directly (default 1).
-        val_len: steps of validation targets before the test span (default 30).
+        val_len: steps of validation targets before the test span, at least ``horizon`` (default 30).
         test_len: the last steps, the test targets (default 30).
         log: forecast :math:`\\log y` (a multiplicative seasonality becomes additive).
         fill: ``none`` refuses missing values; ``interpolate`` or ``ffill`` fills them.
@@ -161,8 +161,13 @@ def series(
             raise UserError(f"Series '{name}' has values ≤ 0, so data.args.log=true cannot take their logarithm.")
         s = s.log()
     n = len(s)
-    if min(input_len, horizon, test_len) < 1 or val_len < 0:
-        raise UserError("data.args.input_len, horizon and test_len must be at least 1, val_len at least 0.")
+    if min(input_len, horizon, test_len) < 1:
+        raise UserError("data.args.input_len, horizon and test_len must be at least 1.")
+    if val_len < horizon:
+        raise UserError(
+            f"data.args.val_len must be at least the horizon ({horizon}), got {val_len}: "
+            "every run validates on at least one window of targets."
+        )
     spans = chronological_spans(n, val_len, test_len)
     train_end = spans[0][1]
     if train_end - input_len - horizon + 1 < 2:
