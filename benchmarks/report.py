@@ -284,10 +284,28 @@ def row(r: dict[str, Any]) -> str:
         )
         return f"| {detail} | {sp} | ≥ {r['target']}× | – | {_verdict(r['meets_target'])} | {where} |"
     summary = r.get("summary", "")
-    return (
-        f"| {name}: {summary} | {r.get('value', '–')} | {r.get('target', '–')} | – "
-        f"| {_verdict(r.get('meets_target'))} | {where} |"
-    )
+    value, target = r.get("value", "–"), r.get("target", "–")
+    if r.get("unit") == "percent":  # a mean ± std of accuracies (entities-*)
+        if isinstance(value, (int, float)) and "std" in r:
+            value = f"{r['mean']:.2f} ± {r['std']:.2f}%"
+        if isinstance(target, (int, float)):
+            target = f"≥ {target:.2f}%"
+    return f"| {name}: {summary} | {value} | {target} | {_anchor(r)} | {_verdict(r.get('meets_target'))} | {where} |"
+
+
+def _anchor(r: dict[str, Any]) -> str:
+    """The published figure a result stands beside, with its source, or "–"."""
+    src = r.get("anchor_source")
+    a = r.get("anchor", r.get("anchor_acc"))
+    if a is None or not src:
+        return "–"
+    if isinstance(a, dict):  # several metrics: {"auc": 0.914, "ap": 0.926}
+        shown = ", ".join(f"{k.upper()} {v}" for k, v in a.items())
+    elif r.get("unit") == "percent" or "anchor_acc" in r:
+        shown = f"{a:.2f}%" + (f" ± {r['anchor_std']}" if "anchor_std" in r else "")
+    else:
+        shown = f"{a}"
+    return f"{shown} ({src})"
 
 
 def load(results_dir: Path = RESULTS) -> list[dict[str, Any]]:
