@@ -34,6 +34,7 @@ def test_mutag_has_188_graphs_of_two_classes_with_one_hot_atoms(mutag_root: Path
     b = mutag(data_dir=mutag_root)
     info = b.info
     assert (info["num_graphs"], info["num_node_features"], info["num_classes"]) == (188, 7, 2)
+    assert info["num_edge_features"] == 4  # one-hot bond types, for edge-aware models (mpnn_graph)
     assert info["classes"] == ["non-mutagenic", "mutagenic"]
     graphs = [*b.train.data_list, *b.val.data_list, *b.test.data_list]
     assert len(graphs) == 188
@@ -124,6 +125,7 @@ def _write_toy(root: Path, edges: list[tuple[int, int]] | None = None, node_labe
 def test_a_hand_built_tudataset(tmp_path: Path) -> None:
     b = tudataset("TOY", data_dir=_write_toy(tmp_path), fold=1, folds=3)
     assert (b.info["num_graphs"], b.info["num_node_features"], b.info["num_classes"]) == (6, 2, 2)
+    assert b.info["num_edge_features"] == 0  # no TOY_edge_labels.txt
     assert (len(b.train), len(b.val), len(b.test)) == (2, 2, 2)
     for split in (b.train, b.val, b.test):
         assert sorted(int(g.y) for g in split.data_list) == [0, 1]  # stratified: one of each class

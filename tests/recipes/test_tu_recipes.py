@@ -1,4 +1,4 @@
-"""The MUTAG recipes: data, model and task fit and step; mutag-gin trains end to end; the scratch GIN swaps in."""
+"""The MUTAG recipes (GIN, GCN, the edge-aware MPNN): data, model and task fit and step; mutag-gin trains end to end; the scratch GIN swaps in."""
 
 from __future__ import annotations
 
@@ -31,12 +31,14 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         yield
 
 
-@pytest.mark.parametrize("recipe", ["mutag-gin", "mutag-gcn"])
+@pytest.mark.parametrize("recipe", ["mutag-gin", "mutag-gcn", "mutag-mpnn"])
 def test_mutag_recipe_parts_fit_and_take_two_steps(recipe: str, mutag_root: Path, step_context: type) -> None:
     torch.manual_seed(0)
     cfg = load_config(recipe, None, [f"data.dir={mutag_root}"])
     bundle = build_data(cfg)
     model = build_model(cfg, bundle.info)
+    if recipe == "mutag-mpnn":  # the bond types reach the edge-aware messages
+        assert model.num_edge_features == bundle.info["num_edge_features"] == 4
     task = build_task(cfg)
     task.setup(model, bundle.info, torch.device("cpu"))
     batches = bundle.train.batches(cfg.data.train_batch, shuffle=True)

@@ -154,6 +154,8 @@ def tudataset(
     num_classes = int(y.max()) + 1
     info: dict[str, Any] = {
         "num_node_features": int(graphs[0].x.size(1)),
+        # MUTAG's 4 one-hot bond types; 0 for a dataset without edge labels or attributes.
+        "num_edge_features": int(graphs[0].edge_attr.size(1)) if graphs[0].edge_attr is not None else 0,
         "num_classes": num_classes,
         "classes": CLASSES.get(name, [str(c) for c in range(num_classes)]),
         "num_graphs": len(graphs),
