@@ -24,6 +24,14 @@ def data_root() -> Path:
 
 
 @pytest.fixture(scope="session")
+def mutag_root(data_root: Path) -> Path:
+    """The data root, holding TUDataset MUTAG's raw files (a skip when they are absent)."""
+    if not (data_root / "tudataset" / "MUTAG" / "raw" / "MUTAG_A.txt").is_file():
+        pytest.skip("the data root has no tudataset/MUTAG (see ../shared/data/MANIFEST.md)")
+    return data_root
+
+
+@pytest.fixture(scope="session")
 def digits_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A short digits-cnn run, trained once for the CLI tests."""
     from archzoo.cli import main

@@ -19,13 +19,6 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         yield
 
 
-@pytest.fixture(scope="module")
-def mutag_root(data_root: Path) -> Path:
-    if not (data_root / "tudataset" / "MUTAG" / "raw" / "MUTAG_A.txt").is_file():
-        pytest.skip("the data root has no tudataset/MUTAG (see ../shared/data/MANIFEST.md)")
-    return data_root
-
-
 def _ids(split) -> list[int]:
     return [int(g.graph_id) for g in split.data_list]
 

@@ -17,13 +17,6 @@ from archzoo.errors import UserError
 QUICK = ["log.progress=none", "log.plots=false", "log.tensorboard=false", "train.threads=1"]
 
 
-@pytest.fixture(scope="module")
-def mutag_root(data_root: Path) -> Path:
-    if not (data_root / "tudataset" / "MUTAG" / "raw" / "MUTAG_A.txt").is_file():
-        pytest.skip("the data root has no tudataset/MUTAG (see ../shared/data/MANIFEST.md)")
-    return data_root
-
-
 @pytest.fixture(scope="module", autouse=True)
 def cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     with pytest.MonkeyPatch.context() as mp:  # one cache for the module: MUTAG is processed once

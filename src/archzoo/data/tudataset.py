@@ -104,6 +104,7 @@ def fold_split(
     return train.sort().values, val, test
 
 
+@register_dataset("tudataset")
 def tudataset(
     name: str = "MUTAG",
     data_dir: PathLike | None = None,
@@ -165,25 +166,6 @@ def tudataset(
         "kind": "graphs",
     }
     return DataBundle(*(GraphBatches([graphs[i] for i in s.tolist()]) for s in (train, val, test)), info=info)
-
-
-@register_dataset("tudataset")
-def tudataset_by_name(
-    name: str = "MUTAG",
-    data_dir: PathLike | None = None,
-    fold: int = 0,
-    folds: int = 10,
-    validation: str = "fold",
-) -> DataBundle:
-    """Any TUDataset by folder name (``data.args.name``), split for one fold of stratified cross-validation.
-
-    Args:
-        name: the folder under ``<data root>/tudataset`` (default ``MUTAG``).
-        fold: the test fold (default 0 of 10).
-        folds: number of folds (default 10).
-        validation: ``fold`` (the previous fold, default) or ``test`` (Xu et al.'s protocol).
-    """
-    return tudataset(name, data_dir, fold, folds, validation)
 
 
 @register_dataset("mutag")

@@ -45,6 +45,7 @@ from torch import Tensor, nn
 
 from archzoo.errors import UserError
 from archzoo.layers.readout import Readout
+from archzoo.models._variant import variant
 from archzoo.registry import register_model
 
 
@@ -271,18 +272,11 @@ class GraphVAE(nn.Module):
 
 
 @register_model("graph_vae")
-def graph_vae(
-    num_node_features: int,
-    max_nodes: int = 20,
-    hidden: int = 64,
-    layers: int = 3,
-    latent: int = 16,
-    graph_latent: int = 16,
-    readout: str = "sum",
-    components: int = 1,
-    random_features: int = 0,
-) -> GraphVAE:
+@variant(
+    GraphVAE,
+    ("num_node_features", "max_nodes", "hidden", "layers", "latent", "graph_latent", "readout", "components",
+     "random_features"),
+)  # fmt: skip
+def graph_vae(**kwargs: Any) -> GraphVAE:
     """A VGAE-style generator of small graphs: GCN encoder, graph and node latents, pairwise MLP edge decoder."""
-    return GraphVAE(
-        num_node_features, max_nodes, hidden, layers, latent, graph_latent, readout, components, random_features
-    )
+    return GraphVAE(**kwargs)
