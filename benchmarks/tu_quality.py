@@ -142,7 +142,8 @@ def run(
         f"{spec['model']} MUTAG test accuracy, mean ± std over {len(folds)} stratified folds; " + "; ".join(parts)
         + f"; {summary['parameters']:,} params, {summary['epochs_run']} epochs, "
         f"{head['mean_train_seconds']:.1f} s per fold" + (f"; {label}" if label else "")
-        + ("; paper none" if anchor == "none" else f"; {anchor}" if spec.get("beside") else f"; paper {anchor}")
+        + ("; no published figure beside it" if anchor == "none" else f"; {anchor}" if spec.get("beside")
+           else f"; paper {anchor}")
     )  # fmt: skip
     payload = {
         "recipe": recipe,
