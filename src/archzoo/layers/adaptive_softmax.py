@@ -72,6 +72,8 @@ class AdaptiveSoftmax(nn.Module):
         self.in_features, self.n_classes = in_features, n_classes
         self.bounds = [*cutoffs, n_classes]  # cluster k holds ids [bounds[k], bounds[k + 1])
         self.shortlist = cutoffs[0]
+        # on the module's device, not built from the list at every call (not in the state_dict)
+        self.register_buffer("_bounds", torch.tensor(self.bounds), persistent=False)
         self.tie_shortlist = tie_shortlist
         # tied: only the K cluster rows live here, after the shortlist rows given to each call
         self.head = nn.Linear(in_features, (0 if tie_shortlist else self.shortlist) + len(cutoffs), bias=False)
@@ -93,7 +95,7 @@ class AdaptiveSoftmax(nn.Module):
         """:math:`-\\log p(y_n \\mid x_n)` of each target, :math:`(N,)`, fp32."""
         head = self._head(x, shortlist_weight)  # (N, c1 + K)
         # A shortlist word reads its own head entry; a tail word reads its cluster's entry ...
-        cluster = torch.bucketize(target, torch.tensor(self.bounds, device=target.device), right=True) - 1
+        cluster = torch.bucketize(target, self._bounds, right=True) - 1
         slot = torch.where(target < self.shortlist, target, self.shortlist + cluster)  # (N,)
         logp = head.gather(1, slot.unsqueeze(1)).squeeze(1)  # (N,)
         # ... plus the word's log-probability within the cluster, for the tokens in it only.
