@@ -14,7 +14,9 @@ Where each result goes:
   engine's data-kind consumers (``python-lstm``, ...) in ``docs/engine.md``; ``seq2seq-*``,
   ``forecast-*``, ``ode-*``, ``lm-*``, ``textcls-*``, ``rnn_throughput``, ``convlstm-moving`` and the text recipes in ``docs/sequences.md``;
   ``planetoid-*``, ``gnn_speed``, ``molecule-*``, ``tu-*``, ``entities-*``, ``vgae-*``, ``graphgen-*`` and
-  ``recipe-graph-*`` in ``docs/graphs.md``.
+  ``recipe-graph-*`` in ``docs/graphs.md``; ``gpt-*``, ``gpt_generation*``, ``gpt_throughput*``,
+  ``nanogpt-*``, ``bert-*``, ``minilm-*``, ``vit-*``, ``long_attention*`` and ``tfseq2seq-*`` in
+  ``docs/transformers.md``.
   A result that no page claims is an error.
 * **README.** Only headlines: one row per recipe or benchmark. A result is a *detail*,
   not a headline, when its benchmark name is another result's name followed by
@@ -50,6 +52,10 @@ HEADER = [
 # Family page -> the benchmark names (exact, or a prefix ending in "-" or "*") it holds.
 # The first page that claims a name holds it.
 PAGES: dict[str, tuple[str, ...]] = {
+    "docs/transformers.md": (
+        "gpt-", "gpt_generation*", "gpt_throughput*", "nanogpt-", "bert-", "minilm-", "vit-",
+        "long_attention*", "tfseq2seq-",
+    ),
     "docs/sequences.md": (
         "seq2seq-", "forecast-", "rnn_throughput", "convlstm-moving", "lm-", "ode-",
         "recipe-shakespeare-lstm", "recipe-ptb-lstm", "recipe-dates-lstm",
