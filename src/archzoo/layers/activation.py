@@ -14,6 +14,7 @@ _ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "leaky_relu": lambda: nn.LeakyReLU(0.2, inplace=True),
     "elu": lambda: nn.ELU(inplace=True),
     "gelu": nn.GELU,
+    "gelu_tanh": lambda: nn.GELU(approximate="tanh"),  # GPT-2's "gelu_new"
     "silu": lambda: nn.SiLU(inplace=True),
     "swish": lambda: nn.SiLU(inplace=True),
     "hardswish": lambda: nn.Hardswish(inplace=True),
@@ -29,7 +30,8 @@ def get_activation(name: str | nn.Module | None) -> nn.Module:
     """Return a fresh activation module for ``name`` (case-insensitive).
 
     Args:
-        name: one of relu, relu6, leaky_relu, elu, gelu, silu/swish, hardswish,
+        name: one of relu, relu6, leaky_relu, elu, gelu, gelu_tanh (the tanh
+            approximation, GPT-2's), silu/swish, hardswish,
             mish, tanh, sigmoid, identity/none; an ``nn.Module`` is returned as is.
     """
     if isinstance(name, nn.Module):

@@ -282,7 +282,9 @@ class LanguageModeling(Task):
     def sample(self, run: Any, out_dir: Path, **options: Any) -> list[Path]:
         """Continue ``prompt`` by ``tokens`` draws, each one step of ``run.model`` from the carried state.
 
-        The prompt is read once; every further token costs one step of length 1. An empty prompt
+        A model with a ``generate`` method (a GPT) decodes itself with the same options and seed
+        (its KV cache; a prompt longer than its context is cropped to the last ``block_size``
+        tokens). Otherwise the prompt is read once; every further token costs one step of length 1. An empty prompt
         starts from a newline (or token 0 when the vocabulary has none), which is not written.
         """
         model, info = run.model, run.info
@@ -305,6 +307,12 @@ class LanguageModeling(Task):
         net.eval()
         device = next(net.parameters()).device
         gen = torch.Generator(device=device).manual_seed(int(o["seed"]))
+        if callable(getattr(net, "generate", None)):
+            # The model decodes itself (a GPT with its KV cache); the same draws, options and seed.
+            prompt_ids = torch.tensor([ids], device=device)  # (1, P)
+            out = net.generate(prompt_ids, n, temperature=temperature, top_k=top_k, top_p=top_p, generator=gen)
+            net.train(was_training)
+            return self._write(out[0, prompt_ids.shape[1] :].tolist(), prompt, info, out_dir)
         logits, state = net(torch.tensor([ids], device=device))  # (1, P, V): the prompt, once
         drawn: list[Tensor] = []
         for i in range(n):
@@ -318,7 +326,11 @@ class LanguageModeling(Task):
             if i + 1 < n:
                 logits, state = net(nxt, state)  # one step from the carried state
         net.train(was_training)
-        new = torch.cat(drawn, 1)[0].tolist() if drawn else []
+        return self._write(torch.cat(drawn, 1)[0].tolist() if drawn else [], prompt, info, out_dir)
+
+    @staticmethod
+    def _write(new: list[int], prompt: str, info: dict[str, Any], out_dir: Path) -> list[Path]:
+        """``sample.txt``: the prompt and the decoded new tokens."""
         continuation = _decode(new, info)
         sep = getattr(info.get("tokenizer"), "separator", "")
         if sep and prompt and continuation and not prompt[-1].isspace() and not continuation[0].isspace():
