@@ -71,7 +71,8 @@ class TransformerBlock(nn.Module):
 
     Shapes:
         ``x`` :math:`(B, T, D)`, ``memory`` :math:`(B, S, D)`, ``key_mask`` :math:`(B, T)` and
-        ``memory_mask`` :math:`(B, S)` true at real tokens. Returns :math:`(B, T, D)` and a dict of
+        ``memory_mask`` :math:`(B, S)` true at real tokens; ``attn_mask`` a boolean self-attention mask
+        broadcastable to :math:`(B, h, T, T_{cache})`, true where attending is allowed. Returns :math:`(B, T, D)` and a dict of
         attention weights (``"self"``, ``"cross"``) when ``need_weights``, else None.
     """
 
@@ -119,6 +120,7 @@ class TransformerBlock(nn.Module):
         *,
         key_mask: Tensor | None = None,
         memory_mask: Tensor | None = None,
+        attn_mask: Tensor | None = None,
         causal: bool = False,
         cache: tuple[KVCache, KVCache | None] | None = None,
         need_weights: bool = False,
@@ -127,7 +129,9 @@ class TransformerBlock(nn.Module):
         x, w_self = self._sub(
             x,
             self.norm1,
-            lambda h: self.attn(h, key_mask=key_mask, causal=causal, cache=self_cache, need_weights=need_weights),
+            lambda h: self.attn(
+                h, key_mask=key_mask, attn_mask=attn_mask, causal=causal, cache=self_cache, need_weights=need_weights
+            ),
         )
         w_cross = None
         if self.cross_attn is not None:
