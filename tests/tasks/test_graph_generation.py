@@ -237,7 +237,9 @@ def test_random_molecules_match_density_and_marginals():
     graphs = random_molecules([15] * 200, 0.2, p_node, p_edge, g)
     assert edge_density([a for a, _, _ in graphs]) == pytest.approx(0.2, abs=0.01)
     nodes = torch.cat([nt for _, nt, _ in graphs])
-    assert torch.bincount(nodes, minlength=3).double().div(len(nodes)).tolist() == pytest.approx([0.7, 0.2, 0.1], abs=0.02)
+    assert torch.bincount(nodes, minlength=3).double().div(len(nodes)).tolist() == pytest.approx(
+        [0.7, 0.2, 0.1], abs=0.02
+    )
     for a, _, bt in graphs:
         assert torch.equal(bt, bt.T) and ((bt > 0) <= (a > 0)).all()  # types only on edges
     kinds = torch.cat([bt[torch.triu(a, 1) > 0] for a, _, bt in graphs])
