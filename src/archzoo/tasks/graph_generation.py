@@ -29,7 +29,8 @@ implicit) and kekulised bonds (:func:`to_molecule`), and is scored by
 
 * **validity**: the share of sampled graphs that ``Chem.SanitizeMol`` accepts **and** that are
   connected. A disconnected graph counts invalid, as in MolGAN's evaluation (De Cao & Kipf
-  2018, https://arxiv.org/abs/1805.11973, whose validity rejects a SMILES holding a ``.``);
+  2018, https://arxiv.org/abs/1805.11973; its ``MolecularMetrics.valid_lambda_special``
+  rejects a SMILES holding a ``.``);
   we do not keep the largest fragment, which would call a sample valid that the model did
   not draw as one molecule;
 * **uniqueness**: distinct canonical SMILES over the valid ones;
