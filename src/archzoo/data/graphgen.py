@@ -186,6 +186,8 @@ def molecule_graphs(source: str = "esol", max_atoms: int = 20, max_molecules: in
     smiles = _molgen_smiles(source)
     graphs, seen = [], set()
     for s in smiles:
+        if max_molecules is not None and len(graphs) >= max_molecules:
+            break  # the first kept ones only: no need to parse the rest
         mol = _parse(s)
         if mol is None or not 2 <= mol.GetNumAtoms() <= max_atoms:  # a lone atom is no graph
             continue
@@ -195,8 +197,6 @@ def molecule_graphs(source: str = "esol", max_atoms: int = 20, max_molecules: in
         seen.add(d.smiles)
         check_graph(d, "molecule_graphs")
         graphs.append(d)
-    if max_molecules is not None:
-        graphs = graphs[:max_molecules]
     if len(graphs) < 10:
         raise UserError(f"molecule_graphs: {len(graphs)} molecules are kept, too few to split; raise max_atoms.")
     perm = torch.randperm(len(graphs), generator=torch.Generator().manual_seed(DATA_SEED)).tolist()
