@@ -186,3 +186,112 @@ def test_graph_vae_mixture_prior_and_random_features():
     assert adj.shape == (5, 6, 6) and torch.equal(adj, adj.transpose(1, 2))
     with pytest.raises(UserError):
         create_model("graph_vae", num_node_features=3, components=0)
+
+
+# ----------------------------------------------------------------------------- molecules
+
+BONDS = ("SINGLE", "DOUBLE", "TRIPLE")
+
+
+def _mol(atoms: list[str], bonds: list[tuple[int, int, int]]):
+    from archzoo.tasks.graph_generation import to_molecule
+
+    n = len(atoms)
+    a, t = torch.zeros(n, n), torch.zeros(n, n, dtype=torch.long)
+    for i, j, k in bonds:
+        a[i, j] = a[j, i] = 1.0
+        t[i, j] = t[j, i] = k
+    return to_molecule(a, atoms, t, BONDS)
+
+
+def test_molecule_smiles_accepts_a_ring_and_rejects_overvalence_and_fragments():
+    from archzoo.tasks.graph_generation import molecule_smiles
+
+    benzene = _mol(["C"] * 6, [(i, (i + 1) % 6, i % 2) for i in range(6)])  # kekulé: alternating 1 and 2
+    assert molecule_smiles(benzene) == "c1ccccc1"  # sanitising perceives the aromatic ring
+    assert molecule_smiles(_mol(["C", "C", "O"], [(0, 1, 0), (1, 2, 0)])) == "CCO"
+    five = _mol(["C"] * 6, [(0, j, 0) for j in range(1, 6)])  # a carbon with five bonds
+    assert molecule_smiles(five) is None
+    assert molecule_smiles(_mol(["C", "O"], [(0, 1, 2)])) is None  # C#O without charges: O over-valent
+    assert molecule_smiles(_mol(["C", "C", "O"], [(0, 1, 0)])) is None  # ethane and a lone water: two fragments
+    assert benzene.GetNumAtoms() == 6 and not benzene.GetAtomWithIdx(0).GetIsAromatic()  # a copy was sanitised
+
+
+def test_molecule_scores_count_valid_unique_and_novel():
+    from archzoo.tasks.graph_generation import molecule_scores
+
+    s = molecule_scores(["CCO", "CCO", None, "c1ccccc1", None], train_smiles=["CCO"])
+    assert s["validity"] == pytest.approx(3 / 5)
+    assert s["uniqueness"] == pytest.approx(2 / 3)
+    assert s["novelty"] == pytest.approx(1 / 2)
+    assert molecule_scores([None], [])["uniqueness"] == 0.0
+    with pytest.raises(UserError):
+        molecule_scores([], [])
+
+
+def test_random_molecules_match_density_and_marginals():
+    from archzoo.tasks.graph_generation import random_molecules
+
+    g = torch.Generator().manual_seed(0)
+    p_node, p_edge = torch.tensor([0.7, 0.2, 0.1]), torch.tensor([0.8, 0.2, 0.0])
+    graphs = random_molecules([15] * 200, 0.2, p_node, p_edge, g)
+    assert edge_density([a for a, _, _ in graphs]) == pytest.approx(0.2, abs=0.01)
+    nodes = torch.cat([nt for _, nt, _ in graphs])
+    assert torch.bincount(nodes, minlength=3).double().div(len(nodes)).tolist() == pytest.approx(
+        [0.7, 0.2, 0.1], abs=0.02
+    )
+    for a, _, bt in graphs:
+        assert torch.equal(bt, bt.T) and ((bt > 0) <= (a > 0)).all()  # types only on edges
+    kinds = torch.cat([bt[torch.triu(a, 1) > 0] for a, _, bt in graphs])
+    assert float((kinds == 1).double().mean()) == pytest.approx(0.2, abs=0.02) and not (kinds == 2).any()
+
+
+def test_molecule_graphs_labels_and_split():
+    from rdkit import Chem
+
+    from archzoo.data.graphgen import MOLGEN_BONDS, MOLGEN_ELEMENTS, molecule_graphs
+    from archzoo.tasks.graph_generation import molecule_smiles, to_molecule
+
+    bundle = molecule_graphs(source="tpsa", max_atoms=12, max_molecules=60)
+    assert (len(bundle.train), len(bundle.val), len(bundle.test)) == (48, 6, 6)
+    info = bundle.info
+    assert info["node_types"] == len(MOLGEN_ELEMENTS) and info["edge_types"] == len(MOLGEN_BONDS) == 3
+    assert info["train_sizes"] == [d.num_nodes for d in bundle.train.data_list]
+    for d in bundle.train.data_list:
+        assert 2 <= d.num_nodes <= 12 and d.node_type.shape == (d.num_nodes,)
+        a = torch.zeros(d.num_nodes, d.num_nodes)
+        t = torch.zeros(d.num_nodes, d.num_nodes, dtype=torch.long)
+        a[d.edge_index[0], d.edge_index[1]] = 1.0
+        t[d.edge_index[0], d.edge_index[1]] = d.edge_type
+        mol = to_molecule(a, [MOLGEN_ELEMENTS[i] for i in d.node_type], t, MOLGEN_BONDS)
+        assert molecule_smiles(mol) == d.smiles == Chem.MolToSmiles(Chem.MolFromSmiles(d.smiles))  # labels round-trip
+    assert sorted(d.smiles for d in bundle.train.data_list) == info["train_smiles"]
+    again = molecule_graphs(source="tpsa", max_atoms=12, max_molecules=60)
+    assert [d.smiles for d in again.test.data_list] == [d.smiles for d in bundle.test.data_list]
+    with pytest.raises(UserError):
+        molecule_graphs(source="qm9")
+
+
+def test_archzoo_sample_writes_smiles_for_molecules(tmp_path: Path):
+    from archzoo.cli import main
+
+    run = tmp_path / "run"
+    rc = main(
+        ["train", "molecules-graph-vae", "data.args.source=tpsa", "data.args.max_atoms=10", "data.args.max_molecules=40",
+         "train.epochs=1", "log.progress=none", "log.plots=false", "train.threads=1", "--run-dir", str(run)]
+    )  # fmt: skip
+    assert rc == 0
+    out = tmp_path / "samples"
+    assert main(["sample", str(run), "--n", "5", "--seed", "0", "--out", str(out)]) == 0
+    assert (out / "graphs.png").is_file() and len(list(out.glob("graph_*.txt"))) == 5
+    lines = (out / "smiles.txt").read_text().splitlines()
+    assert [ln.split("\t")[0] for ln in lines] == [f"graph_{i:03d}" for i in range(5)]
+    for ln in lines:
+        parts = ln.split("\t")
+        assert len(parts) == 2 or (len(parts) == 3 and parts[1] == "INVALID")
+    edges = (out / "graph_000.txt").read_text().splitlines()
+    n = int(edges[0].split()[-1])
+    assert edges[1].startswith("# atoms ") and len(edges[1].split()) == 2 + n
+    for line in edges[2:]:
+        i, j, kind = line.split()
+        assert 0 <= int(i) < int(j) < n and kind in ("SINGLE", "DOUBLE", "TRIPLE")

@@ -29,6 +29,19 @@ the node pairs of the graph's own nodes), no node order and no graph matching is
 needed. Sampling draws :math:`n` (from the training graphs' sizes), :math:`z_G`, then
 :math:`n` node latents and each edge :math:`A_{ij} \sim \mathrm{Bernoulli}`.
 
+With labelled nodes and edges (molecules: ``node_types`` atom types, ``edge_types`` bond
+types) the decoder also gives each node a categorical over its type from its latent and
+each pair a categorical over the bond type, and the reconstruction adds their negative
+log-likelihoods, of every node's type and of the type of every true edge:
+
+.. math::
+    p(t_i \mid z_i) = \operatorname{softmax}(g(z_i)), \qquad
+    p(b_{ij} \mid z_i, z_j, A_{ij} = 1) = \operatorname{softmax}(h([z_i \odot z_j,\; |z_i - z_j|])),
+    \qquad
+    -\log p(G \mid z) = -\sum_{i<j} \log p(A_{ij}) - \sum_i \log p(t_i) - \sum_{i<j:\,A_{ij}=1} \log p(b_{ij})
+
+Sampling then draws each node's type and each sampled edge's type from these categoricals.
+
 Sampled graphs are scored as in GraphRNN (You et al. 2018, https://arxiv.org/abs/1802.08773):
 the MMD of their degree and clustering distributions against held-out graphs
 (:mod:`archzoo.tasks.graph_generation`).
@@ -62,6 +75,17 @@ class GraphVAEOutput(NamedTuple):
     prior_logstd: Tensor  # (N, K, d)
     prior_logits: Tensor  # (N, K) mixture weights (unnormalised)
     z: Tensor  # (N, d) the node latents decoded (a sample in training, the means in eval)
+    node_type_logits: Tensor | None = None  # (G, M, T) with node_types, else None
+    bond_logits: Tensor | None = None  # (G, M, M, B) with edge_types, else None
+
+
+class TypedGraphs(NamedTuple):
+    """Graphs drawn by :meth:`GraphVAE.sample` with ``types=True``."""
+
+    adj: Tensor  # (n, M, M) uint8 0/1, symmetric
+    counts: Tensor  # (n,) node counts
+    node_types: Tensor  # (n, M) long, type index per node (0 in the padding); zeros without node_types
+    bond_types: Tensor  # (n, M, M) long, type index per sampled edge (0 elsewhere); zeros without edge_types
 
 
 def gaussian_kl(mu: Tensor, logstd: Tensor, mu_p: Tensor | None = None, logstd_p: Tensor | None = None) -> Tensor:
@@ -102,10 +126,13 @@ class GraphVAE(nn.Module):
             (default 0). A GCN gives nodes that look alike from degree features alone the same state, so
             the two communities of a graph cannot get different latents; random features break the tie
             (random node initialisation, Sato et al. 2021, https://arxiv.org/abs/2002.03155).
+        node_types: node labels :math:`T` to decode (default 0: none); the data's ``node_type`` :math:`(N,)`.
+        edge_types: edge labels :math:`B` to decode (default 0: none); the data's ``edge_type`` :math:`(E,)`.
 
     Shapes:
         input a PyG ``Batch`` of :math:`G` graphs (``x`` :math:`(N, F)`, ``edge_index``, ``batch``);
-        output :class:`GraphVAEOutput` (``edge_logits`` :math:`(G, M, M)`, :math:`M` the largest graph).
+        output :class:`GraphVAEOutput` (``edge_logits`` :math:`(G, M, M)`, :math:`M` the largest graph;
+        ``node_type_logits`` :math:`(G, M, T)` and ``bond_logits`` :math:`(G, M, M, B)` when typed).
     """
 
     def __init__(
@@ -119,12 +146,19 @@ class GraphVAE(nn.Module):
         readout: str = "sum",
         components: int = 1,
         random_features: int = 0,
+        node_types: int = 0,
+        edge_types: int = 0,
     ) -> None:
         super().__init__()
         from torch_geometric.nn import GCNConv
 
         if components < 1:
             raise UserError(f"graph_vae needs components >= 1, got {components}.")
+        if node_types < 0 or edge_types < 0 or node_types == 1 or edge_types == 1:
+            raise UserError(
+                f"graph_vae needs node_types and edge_types of 0 (none) or >= 2, got {node_types}, {edge_types}."
+            )
+        self.node_types, self.edge_types = node_types, edge_types
         self.components = components
         self.random_features = random_features
         if layers < 1 or max_nodes < 2:
@@ -140,6 +174,15 @@ class GraphVAE(nn.Module):
         self.prior = nn.Sequential(nn.Linear(graph_latent, hidden), nn.ReLU(), nn.Linear(hidden, width))
         self.edge_mlp = nn.Sequential(
             nn.Linear(2 * latent, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1)
+        )
+        # Built after the untyped modules, so an untyped model initialises exactly as before.
+        self.node_head = (
+            nn.Sequential(nn.Linear(latent, hidden), nn.ReLU(), nn.Linear(hidden, node_types)) if node_types else None
+        )
+        self.bond_head = (
+            nn.Sequential(nn.Linear(2 * latent, hidden), nn.ReLU(), nn.Linear(hidden, edge_types))
+            if edge_types
+            else None
         )
 
     # ------------------------------------------------------------------ pieces
@@ -163,11 +206,23 @@ class GraphVAE(nn.Module):
         mu, logstd = rest.chunk(2, -1)
         return mu, logstd.clamp(-6.0, 3.0), logits
 
+    @staticmethod
+    def _pairs(z: Tensor) -> Tensor:
+        zi, zj = z.unsqueeze(2), z.unsqueeze(1)  # (G, M, 1, d), (G, 1, M, d)
+        return torch.cat([(zi * zj), (zi - zj).abs()], -1)  # (G, M, M, 2d): symmetric in i, j
+
     def pair_logits(self, z: Tensor) -> Tensor:
         """Edge logits of all pairs of padded node latents ``z`` :math:`(G, M, d)`: :math:`(G, M, M)`, symmetric."""
-        zi, zj = z.unsqueeze(2), z.unsqueeze(1)  # (G, M, 1, d), (G, 1, M, d)
-        pair = torch.cat([(zi * zj), (zi - zj).abs()], -1)  # (G, M, M, 2d): symmetric in i, j
-        return self.edge_mlp(pair).squeeze(-1)  # (G, M, M)
+        return self.edge_mlp(self._pairs(z)).squeeze(-1)  # (G, M, M)
+
+    def type_logits(self, z: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        """Node type logits :math:`(G, M, T)` and bond type logits :math:`(G, M, M, B)` (symmetric) of ``z`` :math:`(G, M, d)`.
+
+        Each is None when the model decodes no such type.
+        """
+        nodes = self.node_head(z) if self.node_head is not None else None  # (G, M, T)
+        bonds = self.bond_head(self._pairs(z)) if self.bond_head is not None else None  # (G, M, M, B)
+        return nodes, bonds
 
     def encode(self, data: Any) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Posterior parameters: node :math:`\\mu, \\log\\sigma` :math:`(N, d)`, graph ones :math:`(G, d_G)`."""
@@ -192,14 +247,22 @@ class GraphVAE(nn.Module):
             z, zg = mu, gmu
         pmu, plogstd, plogits = self.prior_params(zg[batch])  # (N, K, d) each, (N, K)
         dense, mask = to_dense_batch(z, batch)  # (G, M, d), (G, M)
-        return GraphVAEOutput(self.pair_logits(dense), mask, mu, logstd, gmu, glogstd, pmu, plogstd, plogits, z)
+        nodes, bonds = self.type_logits(dense)
+        return GraphVAEOutput(
+            self.pair_logits(dense), mask, mu, logstd, gmu, glogstd, pmu, plogstd, plogits, z, nodes, bonds
+        )
 
     def forward_features(self, data: Any) -> Tensor:
         """The node posterior means :math:`(N, d)`."""
         return self.encode(data)[0]
 
     def neg_elbo(self, out: GraphVAEOutput, data: Any) -> dict[str, Tensor]:
-        """Per-graph terms :math:`(G,)` of the loss: ``recon`` (edge NLL over pairs i<j), ``kl_graph``, ``kl_nodes``."""
+        """Per-graph terms :math:`(G,)` of the loss: ``recon`` (edge NLL over pairs i<j), ``kl_graph``, ``kl_nodes``.
+
+        A typed model's ``recon`` also holds the node type NLL (``recon_nodes``, from ``data.node_type``) and
+        the bond type NLL of the true edges (``recon_bonds``, from ``data.edge_type``), both also returned;
+        ``recon_edges`` is then the edge NLL alone.
+        """
         from torch_geometric.utils import scatter, to_dense_adj
 
         g, m = out.node_mask.shape
@@ -209,6 +272,27 @@ class GraphVAE(nn.Module):
         pairs = pairs & torch.ones(m, m, dtype=torch.bool, device=adj.device).triu(1)  # i < j only
         bce = F.binary_cross_entropy_with_logits(out.edge_logits, adj, reduction="none")  # (G, M, M)
         recon = (bce * pairs).flatten(1).sum(1)  # (G,)
+        typed: dict[str, Tensor] = {}
+        if out.node_type_logits is not None:
+            if getattr(data, "node_type", None) is None:
+                raise UserError("graph_vae with node_types needs graphs with a node_type attribute.")
+            from torch_geometric.utils import to_dense_batch
+
+            want, _ = to_dense_batch(data.node_type, batch, max_num_nodes=m, batch_size=g)  # (G, M)
+            nll = F.cross_entropy(out.node_type_logits.transpose(1, 2), want, reduction="none")  # (G, M)
+            typed["recon_nodes"] = (nll * out.node_mask).sum(1)  # (G,)
+        if out.bond_logits is not None:
+            if getattr(data, "edge_type", None) is None:
+                raise UserError("graph_vae with edge_types needs graphs with an edge_type attribute.")
+            kind = to_dense_adj(data.edge_index, batch, edge_attr=data.edge_type.float() + 1, max_num_nodes=m,
+                                batch_size=g)  # (G, M, M): type + 1 on edges, 0 elsewhere  # fmt: skip
+            on = pairs & (kind > 0)  # true edges i < j
+            want = (kind.long() - 1).clamp(min=0)  # (G, M, M)
+            nll = F.cross_entropy(out.bond_logits.permute(0, 3, 1, 2), want, reduction="none")  # (G, M, M)
+            typed["recon_bonds"] = (nll * on).flatten(1).sum(1)  # (G,)
+        if typed:
+            typed["recon_edges"] = recon
+            recon = recon + sum(v for k, v in typed.items() if k != "recon_edges")
         kl_graph = gaussian_kl(out.graph_mu, out.graph_logstd)  # (G,)
         if self.components == 1:
             kl_node = gaussian_kl(out.mu, out.logstd, out.prior_mu[:, 0], out.prior_logstd[:, 0])  # (N,)
@@ -218,18 +302,20 @@ class GraphVAE(nn.Module):
             log_p = torch.logsumexp(log_pk + out.prior_logits.log_softmax(-1), -1)  # (N,)
             kl_node = log_q - log_p
         kl_nodes = scatter(kl_node, batch, 0, dim_size=g, reduce="sum")  # (G,)
-        return {"recon": recon, "kl_graph": kl_graph, "kl_nodes": kl_nodes}
+        return {"recon": recon, "kl_graph": kl_graph, "kl_nodes": kl_nodes, **typed}
 
     @torch.no_grad()
     def sample(
-        self, n: int, sizes: Tensor | None = None, generator: torch.Generator | None = None
-    ) -> tuple[Tensor, Tensor]:
+        self, n: int, sizes: Tensor | None = None, generator: torch.Generator | None = None, types: bool = False
+    ) -> tuple[Tensor, Tensor] | TypedGraphs:
         """``n`` graphs: adjacency matrices :math:`(n, M, M)` (0/1, symmetric, zero diagonal) and node counts :math:`(n,)`.
 
         Args:
             n: graphs to draw.
             sizes: the node counts to draw from (uniformly, with replacement); default ``max_nodes`` each.
             generator: a CPU generator for the noise (default the global one).
+            types: also draw node and bond types and return :class:`TypedGraphs` (the adjacency and
+                counts are the same draw as without: the type noise comes after).
         """
         device = next(self.parameters()).device
         if sizes is None or len(sizes) == 0:
@@ -259,7 +345,20 @@ class GraphVAE(nn.Module):
         alive = torch.arange(m, device=device) < counts.to(device).unsqueeze(1)  # (n, M)
         a = (u < prob) & upper & alive.unsqueeze(2) & alive.unsqueeze(1)
         a = a | a.transpose(1, 2)  # symmetric
-        return a.to(torch.uint8).cpu(), counts
+        adj = a.to(torch.uint8).cpu()
+        if not types:
+            return adj, counts
+        nodes_l, bonds_l = self.type_logits(z)  # (n, M, T), (n, M, M, B)
+        node_t = torch.zeros(n, m, dtype=torch.long)
+        bond_t = torch.zeros(n, m, m, dtype=torch.long)
+        if nodes_l is not None:
+            p = nodes_l.softmax(-1).reshape(n * m, -1).cpu()  # (n M, T)
+            node_t = torch.multinomial(p, 1, generator=generator).reshape(n, m) * alive.cpu()  # (n, M)
+        if bonds_l is not None:
+            p = bonds_l.softmax(-1).reshape(n * m * m, -1).cpu()  # (n M M, B)
+            draw = torch.multinomial(p, 1, generator=generator).reshape(n, m, m).triu(1)  # (n, M, M): i < j
+            bond_t = (draw + draw.transpose(1, 2)) * adj.long()  # symmetric, on the sampled edges only
+        return TypedGraphs(adj, counts, node_t, bond_t)
 
     def example_input(self, batch_size: int = 2) -> tuple[Any, ...]:
         """A PyG ``Batch`` of ``batch_size`` rings of 4 and 5 nodes with random features."""
@@ -268,14 +367,18 @@ class GraphVAE(nn.Module):
         from archzoo.models.gnn import _ring
 
         g = torch.Generator().manual_seed(0)
-        return (Batch.from_data_list([_ring(4 + i % 2, self.num_node_features, g) for i in range(batch_size)]),)
+        graphs = [_ring(4 + i % 2, self.num_node_features, g) for i in range(batch_size)]
+        for d in graphs:  # labels for a typed model's likelihood terms
+            d.node_type = torch.randint(max(self.node_types, 1), (d.num_nodes,), generator=g)
+            d.edge_type = torch.randint(max(self.edge_types, 1), (d.edge_index.size(1),), generator=g)
+        return (Batch.from_data_list(graphs),)
 
 
 @register_model("graph_vae")
 @variant(
     GraphVAE,
     ("num_node_features", "max_nodes", "hidden", "layers", "latent", "graph_latent", "readout", "components",
-     "random_features"),
+     "random_features", "node_types", "edge_types"),
 )  # fmt: skip
 def graph_vae(**kwargs: Any) -> GraphVAE:
     """A VGAE-style generator of small graphs: GCN encoder, graph and node latents, pairwise MLP edge decoder."""

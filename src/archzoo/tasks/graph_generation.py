@@ -22,6 +22,25 @@ squared) maximum mean discrepancy
 
 with :math:`\sigma = 1` for degrees and :math:`\sigma = 0.1` for clustering. It is 0 for
 two equal sets and grows as the distributions part (at most 2).
+
+Molecules (data with ``info["elements"]`` and ``info["bond_types"]``, e.g. ``molecule_graphs``):
+each sampled graph becomes an RDKit molecule of its sampled atoms (heavy atoms; hydrogens
+implicit) and kekulised bonds (:func:`to_molecule`), and is scored by
+
+* **validity**: the share of sampled graphs that ``Chem.SanitizeMol`` accepts **and** that are
+  connected. A disconnected graph counts invalid, as in MolGAN's evaluation (De Cao & Kipf
+  2018, https://arxiv.org/abs/1805.11973; its ``MolecularMetrics.valid_lambda_special``
+  rejects a SMILES holding a ``.``);
+  we do not keep the largest fragment, which would call a sample valid that the model did
+  not draw as one molecule;
+* **uniqueness**: distinct canonical SMILES over the valid ones;
+* **novelty**: the share of the distinct valid ones whose canonical SMILES is not a training
+  molecule's (GraphVAE, Simonovsky & Komodakis 2018, https://arxiv.org/abs/1802.03480, and
+  JT-VAE report the same three).
+
+A random baseline draws graphs of the training sizes with the training edge density
+(Erdős–Rényi), atoms from the training atom-type marginal and bond types from the
+training bond-type marginal (:func:`random_molecules`).
 """
 
 from __future__ import annotations
@@ -150,19 +169,163 @@ def edge_density(adjs: list[Tensor]) -> float:
     return edges / max(pairs, 1.0)
 
 
-def write_edge_list(adj: Tensor, path: Path) -> Path:
-    """One graph as text: ``# nodes N``, then ``i j`` per undirected edge (``i < j``)."""
+def write_edge_list(
+    adj: Tensor, path: Path, atoms: list[str] | None = None, bonds: Tensor | None = None, names: Any = None
+) -> Path:
+    """One graph as text: ``# nodes N``, then ``i j`` per undirected edge (``i < j``).
+
+    With ``atoms`` (one symbol per node) an ``# atoms C C O ...`` line follows the first, and with
+    ``bonds`` (type indices :math:`(n, n)`) and ``names`` each edge line ends in its bond type's name.
+    """
     n = adj.size(0)
     edges = torch.triu(adj, 1).nonzero().tolist()
-    path.write_text(f"# nodes {n}\n" + "".join(f"{i} {j}\n" for i, j in edges))
+    head = f"# nodes {n}\n" + (f"# atoms {' '.join(atoms)}\n" if atoms is not None else "")
+    if bonds is not None and names is not None:
+        lines = "".join(f"{i} {j} {names[int(bonds[i, j])]}\n" for i, j in edges)
+    else:
+        lines = "".join(f"{i} {j}\n" for i, j in edges)
+    path.write_text(head + lines)
     return path
+
+
+# ----------------------------------------------------------------------------- molecules
+
+
+def to_molecule(adj: Tensor, atoms: list[str], bonds: Tensor, bond_names: Any) -> Any:
+    """An (unsanitised) RDKit ``RWMol`` of one graph: atom ``i`` the element ``atoms[i]``, edge ``i<j`` of bond type
+    ``bond_names[bonds[i, j]]`` (``"SINGLE"``, ``"DOUBLE"``, ``"TRIPLE"``, ``"AROMATIC"``)."""
+    from rdkit import Chem
+
+    if len(atoms) != adj.size(0):
+        raise UserError(f"to_molecule got {len(atoms)} atoms for a graph of {adj.size(0)} nodes.")
+    mol = Chem.RWMol()
+    for sym in atoms:
+        mol.AddAtom(Chem.Atom(sym))
+    for i, j in torch.triu(_check_adj(adj), 1).nonzero().tolist():
+        mol.AddBond(i, j, getattr(Chem.BondType, str(bond_names[int(bonds[i, j])])))
+    return mol
+
+
+def molecule_smiles(mol: Any) -> str | None:
+    """Canonical SMILES of a molecule that sanitises and is one fragment, else None (RDKit's log silenced).
+
+    Works on a copy: ``mol`` is not changed.
+    """
+    from rdkit import Chem, RDLogger
+
+    if mol.GetNumAtoms() == 0:
+        return None
+    m = Chem.Mol(mol)
+    RDLogger.DisableLog("rdApp.*")
+    try:
+        Chem.SanitizeMol(m)
+    except Exception:  # RDKit raises several kinds (valence, kekulisation, ...): each means invalid
+        return None
+    finally:
+        RDLogger.EnableLog("rdApp.*")
+    if len(Chem.GetMolFrags(m)) != 1:  # disconnected counts invalid (MolGAN's convention)
+        return None
+    return Chem.MolToSmiles(m)
+
+
+def invalid_reasons(mols: list[Any]) -> dict[str, float]:
+    """Why samples are invalid: the share that are ``connected`` (one fragment) and that ``sanitise`` (valences
+    and kekulisation pass, connected or not)."""
+    from rdkit import Chem, RDLogger
+
+    connected = sanitise = 0
+    RDLogger.DisableLog("rdApp.*")
+    try:
+        for mol in mols:
+            connected += len(Chem.GetMolFrags(mol)) == 1
+            m = Chem.Mol(mol)
+            try:
+                Chem.SanitizeMol(m)
+                sanitise += 1
+            except Exception:  # any RDKit sanitisation error
+                pass
+    finally:
+        RDLogger.EnableLog("rdApp.*")
+    n = max(len(mols), 1)
+    return {"connected": connected / n, "sanitises": sanitise / n}
+
+
+def raw_smiles(mol: Any) -> str:
+    """A SMILES of a molecule as drawn, without sanitising (for marking the invalid ones)."""
+    from rdkit import Chem
+
+    try:
+        return Chem.MolToSmiles(mol, canonical=False)
+    except Exception:  # a molecule RDKit cannot even write
+        return "?"
+
+
+def molecule_scores(smiles: list[str | None], train_smiles: Any) -> dict[str, float]:
+    """``validity``, ``uniqueness`` and ``novelty`` (module docstring) of sampled canonical SMILES (None: invalid)."""
+    if not smiles:
+        raise UserError("Molecule scores need at least one sampled graph.")
+    valid = [s for s in smiles if s is not None]
+    unique = set(valid)
+    train = set(train_smiles)
+    return {
+        "validity": len(valid) / len(smiles),
+        "uniqueness": len(unique) / len(valid) if valid else 0.0,
+        "novelty": len(unique - train) / len(unique) if unique else 0.0,
+        "valid": len(valid),
+        "unique": len(unique),
+        "novel": len(unique - train),
+    }
+
+
+def typed_graphs(adj: Tensor, counts: Tensor, node_types: Tensor, bond_types: Tensor) -> list[tuple]:
+    """Padded typed samples as ``(adjacency (n, n), node types (n,), bond types (n, n))`` per graph."""
+    return [(adj[g, :n, :n].float(), node_types[g, :n], bond_types[g, :n, :n]) for g, n in enumerate(counts.tolist())]
+
+
+def molecules_of(graphs: list[tuple], elements: Any, bond_names: Any) -> list[Any]:
+    """RDKit molecules of typed graphs (:func:`typed_graphs`)."""
+    return [to_molecule(a, [elements[int(t)] for t in nt], bt, bond_names) for a, nt, bt in graphs]
+
+
+def type_marginals(data_list: list[Any], node_types: int, edge_types: int) -> tuple[Tensor, Tensor]:
+    """The training share of each node type :math:`(T,)` and of each bond type over the edges :math:`(B,)`."""
+    nodes = torch.cat([d.node_type for d in data_list])
+    edges = torch.cat([d.edge_type for d in data_list])
+    p_node = torch.bincount(nodes, minlength=node_types).double()
+    p_edge = torch.bincount(edges, minlength=edge_types).double()
+    return p_node / p_node.sum(), p_edge / p_edge.sum().clamp_min(1.0)
+
+
+def random_molecules(
+    sizes: list[int], density: float, p_node: Tensor, p_edge: Tensor, generator: torch.Generator
+) -> list[tuple]:
+    """The random baseline: Erdős–Rényi graphs of ``sizes`` and edge probability ``density``, atom types drawn
+    from ``p_node`` and each edge's bond type from ``p_edge`` (independently), as :func:`typed_graphs` tuples."""
+    out = []
+    for a in erdos_renyi(sizes, density, generator):
+        n = a.size(0)
+        nt = torch.multinomial(p_node.float(), n, replacement=True, generator=generator)  # (n,)
+        bt = torch.multinomial(p_edge.float(), n * n, replacement=True, generator=generator).reshape(n, n).triu(1)
+        out.append((a, nt, (bt + bt.T) * a.long()))
+    return out
+
+
+def write_smiles(mols: list[Any], path: Path) -> tuple[Path, list[str | None]]:
+    """``smiles.txt``: per graph ``graph_000<TAB>SMILES`` (canonical) or ``graph_000<TAB>INVALID<TAB>raw SMILES``."""
+    smiles = [molecule_smiles(m) for m in mols]
+    lines = [
+        f"graph_{i:03d}\t{s}\n" if s is not None else f"graph_{i:03d}\tINVALID\t{raw_smiles(m)}\n"
+        for i, (m, s) in enumerate(zip(mols, smiles, strict=True))
+    ]
+    path.write_text("".join(lines))
+    return path, smiles
 
 
 # ----------------------------------------------------------------------------- the task
 
 
 class GraphGeneration(Task):
-    """Negative ELBO per graph for training; sampled graphs written as edge lists and drawings.
+    r"""Negative ELBO per graph for training; sampled graphs written as edge lists and drawings.
 
     Training minimises :math:`\text{recon} + \beta\,\text{KL}` (Higgins et al. 2017's :math:`\beta`; a
     :math:`\beta < 1` keeps the node latents from collapsing onto the prior); evaluation reports the
@@ -224,12 +387,23 @@ class GraphGeneration(Task):
             raise UserError(f"--n must be at least 1, got {n}.")
         model = unwrap(run.model).eval()
         sizes = torch.tensor(list(run.info.get("train_sizes") or []), dtype=torch.long)
-        adj, counts = model.sample(n, sizes if len(sizes) else None, generator=torch.Generator().manual_seed(seed))
+        elements, bond_names = run.info.get("elements"), run.info.get("bond_types")
+        molecules = bool(elements and bond_names)
+        drawn = model.sample(
+            n, sizes if len(sizes) else None, generator=torch.Generator().manual_seed(seed), types=molecules
+        )
+        adj, counts = drawn[0], drawn[1]
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        written: list[Path | Picture] = [
-            write_edge_list(a, out_dir / f"graph_{i:03d}.txt") for i, a in enumerate(unpad(adj, counts))
-        ]
+        written: list[Path | Picture] = []
+        if molecules:
+            graphs = typed_graphs(*drawn)
+            for i, (a, nt, bt) in enumerate(graphs):
+                atoms = [elements[int(t)] for t in nt]
+                written.append(write_edge_list(a, out_dir / f"graph_{i:03d}.txt", atoms, bt, bond_names))
+            written.append(write_smiles(molecules_of(graphs, elements, bond_names), out_dir / "smiles.txt")[0])
+        else:
+            written += [write_edge_list(a, out_dir / f"graph_{i:03d}.txt") for i, a in enumerate(unpad(adj, counts))]
         written.append(Picture(out_dir / "graphs.png", "graphs", adj, labels=counts, title=f"{n} sampled graphs"))
         return written
 
