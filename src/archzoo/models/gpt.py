@@ -299,6 +299,7 @@ class GPT(nn.Module):
             config = json.loads(cfg_file.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise UserError(f"{cfg_file} is not valid JSON ({e.msg if hasattr(e, 'msg') else e}).") from None
+        gpt2_args(config, str(path))  # refuse an unsupported config before reading any weights
         index = path / "model.safetensors.index.json"
         if (path / "model.safetensors").is_file():
             files = [path / "model.safetensors"]
