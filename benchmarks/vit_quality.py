@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -20,7 +21,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import write_result  # noqa: E402
+from _common import RESULTS, write_result  # noqa: E402
 from archzoo.config import load_config  # noqa: E402
 from archzoo.engine.trainer import Trainer  # noqa: E402
 
@@ -35,6 +36,24 @@ RECIPES = {
 }
 
 
+def summarize(p: dict, threads: int, load: float) -> str:
+    """One sentence from the measured figures of a result ``p``: accuracy, size, length, time, threads, load."""
+    shortened = [o for o in p["overrides"] if o.startswith(("train.epochs=", "train.max_steps=", "train.max_time="))]
+    length = f"shortened by {' '.join(shortened)}" if shortened else f"the recipe's {p['recipe_epochs']} epochs"
+    if p["stopped_for_time"]:
+        length += ", stopped by its time limit"
+    text = (
+        f"{p['recipe']}: {100 * p['value']:.2f}% test accuracy with {p['parameters']:,} parameters after "
+        f"{p['epochs_run']} epochs ({length}) in {p['train_seconds'] / 60:.1f} min of training at {threads} "
+        f"thread{'s' if threads > 1 else ''} (15-minute load average {load:.1f} on {os.cpu_count()} cores)"
+    )
+    if p["target"] is not None:
+        text += f"; target {100 * p['target']:.1f}% {'met' if p['value'] >= p['target'] else 'not met'}"
+    return (
+        text + f"; s-chh's ViT reports {100 * p['anchor']:.1f}%; timed on a shared machine, so the minutes are noisy."
+    )
+
+
 def run(recipe: str, overrides: list[str], data_dir: str | None, runs: Path) -> dict:
     spec = RECIPES[recipe]
     cfg = load_config(recipe, None, [f"log.dir={runs}", "log.progress=lines", *overrides])
@@ -46,16 +65,6 @@ def run(recipe: str, overrides: list[str], data_dir: str | None, runs: Path) -> 
     value = float(results["test/acc"])
     target = spec["target"]
     full = cfg.train.epochs
-    shortened = [o for o in overrides if o.startswith(("train.epochs=", "train.max_time="))]
-    threads = torch.get_num_threads()
-    text = (
-        f"{recipe}: {100 * value:.2f}% test accuracy with {summary['parameters']:,} parameters after "
-        f"{summary['epochs_run']} epochs in {summary['train_seconds'] / 60:.1f} min of training at {threads} "
-        f"thread{'s' if threads > 1 else ''}"
-        + (f" (shortened by {' '.join(shortened)})" if shortened else f" (the recipe's {full} epochs)")
-        + (f"; target {100 * target:.1f}% {'met' if value >= target else 'not met'}" if target else "")
-        + f"; s-chh's ViT reports {100 * spec['anchor']:.1f}%; timed on a shared machine, so the seconds are noisy."
-    )
     payload = {
         "recipe": recipe,
         "overrides": overrides,
@@ -66,7 +75,6 @@ def run(recipe: str, overrides: list[str], data_dir: str | None, runs: Path) -> 
         "meets_target": None if target is None else value >= target,
         "anchor": spec["anchor"],
         "anchor_source": spec["anchor_source"],
-        "summary": text,
         "parameters": summary["parameters"],
         "epochs_run": summary["epochs_run"],
         "recipe_epochs": full,
@@ -76,8 +84,10 @@ def run(recipe: str, overrides: list[str], data_dir: str | None, runs: Path) -> 
         "metrics": summary["metrics"],
         "run_dir": str(trainer.run_dir),
     }
+    payload["load_average_15min"] = round(os.getloadavg()[2], 2)  # over the last part of the training
+    payload["summary"] = summarize(payload, torch.get_num_threads(), payload["load_average_15min"])
     write_result(spec["benchmark"], payload)
-    print(text)
+    print(payload["summary"])
     return payload
 
 
@@ -86,12 +96,26 @@ def main() -> None:
     p.add_argument("recipes", nargs="*")
     p.add_argument("--data-dir")
     p.add_argument("--runs", default="runs/benchmarks")
+    p.add_argument(
+        "--resummarize",
+        action="store_true",
+        help="rebuild the summary of the named recipes' results from their figures",
+    )
     a, overrides = p.parse_known_args()
     recipes = [r for r in a.recipes if "=" not in r] or ["fashion-vit", "fashion-hybrid"]
     overrides += [r for r in a.recipes if "=" in r]
     for r in recipes:
         if r not in RECIPES:
             raise SystemExit(f"unknown recipe {r!r}; this benchmark runs {', '.join(RECIPES)}")
+        if a.resummarize:
+            path = RESULTS / f"{RECIPES[r]['benchmark']}.json"
+            result = json.loads(path.read_text())
+            m = result["machine"]
+            load = result.get("load_average_15min", m["load_average_1min"])
+            result["summary"] = summarize(result, m["torch_threads"], load)
+            path.write_text(json.dumps(result, indent=2) + "\n")
+            print(result["summary"])
+            continue
         run(r, overrides, a.data_dir, Path(a.runs))
 
 
