@@ -36,7 +36,7 @@ RECIPES = {
 }
 
 
-def summarize(p: dict, threads: int, load: float) -> str:
+def summarize(p: dict, threads: int, load: float, load_span: str = "15-minute") -> str:
     """One sentence from the measured figures of a result ``p``: accuracy, size, length, time, threads, load."""
     shortened = [o for o in p["overrides"] if o.startswith(("train.epochs=", "train.max_steps=", "train.max_time="))]
     length = f"shortened by {' '.join(shortened)}" if shortened else f"the recipe's {p['recipe_epochs']} epochs"
@@ -45,7 +45,7 @@ def summarize(p: dict, threads: int, load: float) -> str:
     text = (
         f"{p['recipe']}: {100 * p['value']:.2f}% test accuracy with {p['parameters']:,} parameters after "
         f"{p['epochs_run']} epochs ({length}) in {p['train_seconds'] / 60:.1f} min of training at {threads} "
-        f"thread{'s' if threads > 1 else ''} (15-minute load average {load:.1f} on {os.cpu_count()} cores)"
+        f"thread{'s' if threads > 1 else ''} ({load_span} load average {load:.1f} on {os.cpu_count()} cores)"
     )
     if p["target"] is not None:
         text += f"; target {100 * p['target']:.1f}% {'met' if p['value'] >= p['target'] else 'not met'}"
@@ -111,8 +111,10 @@ def main() -> None:
             path = RESULTS / f"{RECIPES[r]['benchmark']}.json"
             result = json.loads(path.read_text())
             m = result["machine"]
-            load = result.get("load_average_15min", m["load_average_1min"])
-            result["summary"] = summarize(result, m["torch_threads"], load)
+            if "load_average_15min" in result:
+                result["summary"] = summarize(result, m["torch_threads"], result["load_average_15min"])
+            else:  # a result written before the 15-minute figure was recorded
+                result["summary"] = summarize(result, m["torch_threads"], m["load_average_1min"], "1-minute")
             path.write_text(json.dumps(result, indent=2) + "\n")
             print(result["summary"])
             continue
