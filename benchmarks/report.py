@@ -291,6 +291,7 @@ def row(r: dict[str, Any]) -> str:
         return f"| {detail} | {sp} | ≥ {r['target']}× | – | {_verdict(r['meets_target'])} | {where} |"
     summary = r.get("summary", "")
     value, target = r.get("value", "–"), r.get("target", "–")
+    target = "–" if target is None else target  # a result reported beside a target-less figure
     if r.get("unit") == "percent":  # a mean ± std of accuracies (entities-*)
         if isinstance(value, (int, float)) and "std" in r:
             value = f"{r['mean']:.2f} ± {r['std']:.2f}%"

@@ -98,9 +98,15 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("run", help="run directory")
     v.add_argument("image", help="an image file (PNG, JPEG, ...)")
     v.add_argument("--out", help="output directory (default RUN/features)")
-    v = vsub.add_parser("attention", help="the attention weights of a seq2seq run decoding INPUT")
+    v = vsub.add_parser(
+        "attention", help="the attention weights of a seq2seq run decoding INPUT, or of a ViT run on image INPUT"
+    )
     v.add_argument("run", help="run directory")
-    v.add_argument("input", help="a source text, such as 'abcdef' or 'the 3rd of March, 2021'")
+    v.add_argument(
+        "input",
+        help="a source text, such as 'abcdef' or 'the 3rd of March, 2021'; for an image run (ViT), "
+        "an image file or the index of a test image such as 0",
+    )
     v.add_argument("--out", help="output directory (default RUN/attention)")
     v = vsub.add_parser("embeddings", help="the node embeddings of a node-classification run in 2-D, by class")
     v.add_argument("run", help="run directory")
@@ -310,9 +316,14 @@ def cmd_score(a: argparse.Namespace) -> int:
 
 def cmd_viz(a: argparse.Namespace) -> int:
     if a.viz_cmd == "attention":
-        from archzoo.viz.attention import viz_attention
+        from archzoo.viz.attention import viz_attention, viz_image_attention
 
-        print(viz_attention(load_run(a.run, None), a.input, Path(a.out) if a.out else None))
+        run = load_run(a.run, None)
+        if run.info.get("kind") == "image":  # a ViT: the class token's attention per layer and head
+            for p in viz_image_attention(run, a.input, Path(a.out) if a.out else None):
+                print(p)
+            return 0
+        print(viz_attention(run, a.input, Path(a.out) if a.out else None))
         return 0
     if a.viz_cmd == "embeddings":
         from archzoo.viz.embeddings import viz_embeddings

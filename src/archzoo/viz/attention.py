@@ -94,3 +94,103 @@ def draw_layer_maps(run: Any, text: str, src: list[str], out: list[str], out_dir
                 title = f"{kind.replace('_', ' ')}, layer {i}, head {h}"
                 paths.append(draw_attention(w[0, h], cols, rows, out_dir / f"{kind}_l{i}_h{h}.png", title=title))
     return paths
+
+
+def image_attention_input(run: Any, image: str) -> tuple[Tensor, str]:
+    """The model input ``(1, C, H, W)`` that ``image`` names, and a label for titles and file names.
+
+    ``image`` is an image file (read as :func:`~archzoo.data.imagefolder.load_image` reads it for
+    ``predict``) or, when no such file exists and it is a whole number, the index of an image of the
+    run's test split.
+    """
+    info = run.info
+    path = Path(image)
+    if path.is_file():
+        from archzoo.data.imagefolder import load_image
+
+        x = load_image(path, info["image_size"], info.get("mean", 0.0), info.get("std", 1.0), info["in_channels"])
+        return x, re.sub(r"[^A-Za-z0-9]+", "_", path.stem).strip("_")[:40] or "image"
+    if not image.isdigit():
+        raise UserError(f"'{image}' is neither an image file nor the index of a test image.")
+    test = run.data.split("test")
+    n = len(test)
+    i = int(image)
+    if i >= n:
+        raise UserError(f"Test image {i} does not exist: the test split holds {n} images (0 to {n - 1}).")
+    x = test.tensors[0][i : i + 1]  # (1, C, H, W), normalised
+    y = int(test.tensors[1][i])
+    classes = info.get("classes")
+    label = classes[y] if classes and y < len(classes) else str(y)
+    return x, f"test{i}_{re.sub(r'[^A-Za-z0-9]+', '_', label)}"
+
+
+def draw_image_attention(image: Tensor, maps: Tensor, path: Path, title: str | None = None) -> Path:
+    """The image and, beside it, each head's map ``maps`` :math:`(h, g, g)` overlaid on it, in one row."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    img = image.detach().float().cpu()  # (C, H, W) in [0, 1]
+    img = img[0].numpy() if img.shape[0] == 1 else img.permute(1, 2, 0).numpy()
+    h, w = img.shape[:2]
+    heads = maps.shape[0]
+    fig, axes = plt.subplots(1, heads + 1, figsize=(1.8 * (heads + 1), 2.2))
+    axes[0].imshow(img, cmap="gray", vmin=0.0, vmax=1.0)
+    axes[0].set_title("image", fontsize=8)
+    for k in range(heads):
+        m = maps[k].detach().float().cpu().numpy()
+        ax = axes[k + 1]
+        ax.imshow(img, cmap="gray", vmin=0.0, vmax=1.0)
+        # Each map cell covers its patch (or stem position): stretch the g x g grid over the image.
+        ax.imshow(m, cmap="inferno", alpha=0.6, extent=(-0.5, w - 0.5, h - 0.5, -0.5), interpolation="nearest")
+        ax.set_title(f"head {k}", fontsize=8)
+    for ax in axes:
+        ax.set_axis_off()
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def viz_image_attention(run: Any, image: str, out_dir: Path | None = None) -> list[Path]:
+    """Where a ViT's class token looks: one PNG per layer, the image beside each head's attention over patches.
+
+    For layer :math:`\\ell` and head :math:`k` the map is row 0 (the class token) of the attention
+    weights without its own column, :math:`\\alpha^{\\ell k}_{0j}` for the :math:`N = g^2` patch
+    tokens :math:`j`, laid out on the :math:`g \\times g` patch grid and scaled to the image's
+    colour range per head. ``image``: an image file, or the index of a test image (see
+    :func:`image_attention_input`). Writes ``RUN/attention/<image>_layer<l>.png`` (or under
+    ``out_dir``) and returns the paths.
+    """
+    from archzoo.utils import unwrap
+
+    model = unwrap(run.model)
+    if not callable(getattr(model, "attention_maps", None)):
+        raise UserError(f"Model '{run.cfg.model.name}' of run {run.run_dir} has no attention maps to draw.")
+    x, name = image_attention_input(run, image)
+    was = model.training
+    model.eval()
+    try:
+        maps = model.attention_maps(x.to(run.device))  # depth x (1, heads, 1 + N, 1 + N)
+        pred = int(model(x.to(run.device)).argmax(-1)[0])
+    finally:
+        model.train(was)
+    g = model.tokens.grid
+    mean = x.new_tensor(run.info.get("mean", [0.0])).view(-1, 1, 1)
+    std = x.new_tensor(run.info.get("std", [1.0])).view(-1, 1, 1)
+    shown = (x[0].cpu() * std + mean).clamp(0, 1)  # (C, H, W) back in [0, 1]
+    classes = run.info.get("classes")
+    predicted = classes[pred] if classes and pred < len(classes) else str(pred)
+    out_dir = Path(out_dir) if out_dir else Path(run.run_dir) / "attention"
+    paths = []
+    for layer, w in enumerate(maps):
+        cls = w[0, :, 0, 1:]  # (heads, N): the class token's weights over the patches
+        cls = cls.reshape(-1, g, g)  # (heads, g, g)
+        title = f"{name}: layer {layer}, class token over patches (predicted {predicted})"
+        paths.append(draw_image_attention(shown, cls, out_dir / f"{name}_layer{layer}.png", title))
+    return paths
