@@ -28,11 +28,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import describe, machine, write_result  # noqa: E402
-from text_classification import rnn_test_predictions, scores  # noqa: E402
-
 from archzoo.config import load_config  # noqa: E402
 from archzoo.engine.run import load_run  # noqa: E402
 from archzoo.engine.trainer import Trainer  # noqa: E402
+from text_classification import rnn_test_predictions, scores  # noqa: E402
 
 TARGET_MINILM = 0.97
 

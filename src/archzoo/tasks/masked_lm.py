@@ -81,7 +81,9 @@ class MaskedLM(Task):
 
     def setup(self, model: nn.Module, info: dict[str, Any], device: torch.device) -> None:
         if "mask_id" not in info:
-            raise UserError("The masked_lm task needs data with a [MASK] token (a subword tokenizer such as wordpiece).")
+            raise UserError(
+                "The masked_lm task needs data with a [MASK] token (a subword tokenizer such as wordpiece)."
+            )
         self.mask_id = int(info["mask_id"])
         self.pad_id = int(info.get("pad_id", 0))
         special = torch.tensor(sorted({*info.get("special_ids", []), self.pad_id, self.mask_id}), dtype=torch.long)
