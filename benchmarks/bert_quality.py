@@ -92,7 +92,8 @@ def run_minilm(common: list[str], epochs: int, data_dir: str | None, runs: Path)
 
 
 def run_bert(common: list[str], steps: int, epochs: int, data_dir: str | None, runs: Path) -> None:
-    pre_dir, pre = train("ptb-bert", [*common, f"train.max_steps={steps}"], data_dir, runs)
+    pre_dir, pre_summary = train("ptb-bert", [*common, f"train.max_steps={steps}"], data_dir, runs)
+    pre = {**pre_summary.get("metrics", {}), "train_seconds": pre_summary.get("train_seconds")}
     ft = [*common, f"train.epochs={epochs}"]
     after = finetuned("sms-bert", [*ft, f"model.pretrained={pre_dir}"], data_dir, runs)
     scratch = finetuned("sms-bert", ft, data_dir, runs)
