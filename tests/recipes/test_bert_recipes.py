@@ -31,7 +31,7 @@ def test_sms_bert_starts_from_the_ptb_bert_run(root: Path, tmp_path: Path, monke
     pre = Trainer(load_config("ptb-bert", None, [*QUICK, *small, f"log.dir={tmp_path}", "train.max_steps=20"]))
     pre.fit()
     res = json.loads((pre.run_dir / "results.json").read_text())
-    assert res["val/loss"] < 8.3  # below ln(4000): the masked tokens are better than a uniform guess
+    assert res["metrics"]["val/loss"] < 8.3  # below ln(4000): the masked tokens are better than a uniform guess
     tune = [*QUICK, *small, f"log.dir={tmp_path}", f"model.pretrained={pre.run_dir}"]
     cfg = load_config("sms-bert", None, tune)
     bundle = build_data(cfg)
@@ -42,4 +42,6 @@ def test_sms_bert_starts_from_the_ptb_bert_run(root: Path, tmp_path: Path, monke
     torch.testing.assert_close(model.encoder.embed.word.weight, mlm["encoder.embed.word.weight"])
     ft = Trainer(load_config("sms-bert", None, [*tune, "train.max_steps=10"]))
     ft.fit()
-    assert json.loads((ft.run_dir / "results.json").read_text())["test/acc"] > 0.8  # 87% ham: it learnt the prior
+    assert (
+        json.loads((ft.run_dir / "results.json").read_text())["metrics"]["test/acc"] > 0.8
+    )  # 87% ham: it learnt the prior
