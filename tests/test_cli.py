@@ -194,3 +194,10 @@ def test_resume_with_what_it_would_ignore_is_refused(tmp_path: Path, extra: list
     r = run_cli("train", "--resume", str(tmp_path / "run"), *extra, cwd=tmp_path)
     assert_one_sentence_error(r, f"not {named}")
     assert not (tmp_path / "x").exists()
+
+
+def test_train_with_a_tokenizer_file_that_does_not_parse_is_one_sentence(tmp_path: Path) -> None:
+    bad = tmp_path / "tokenizer.json"
+    bad.write_text("{not json")
+    r = run_cli("train", "sms-bert", f"data.args.tokenizer={bad}", "train.max_steps=1", f"log.dir={tmp_path}")
+    assert_one_sentence_error(r, "is not a tokenizer.json")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import archzoo.data.text as text_mod
 from archzoo.errors import UserError
@@ -246,3 +247,27 @@ def test_labelled_texts_are_each_splits_texts_in_order(dataset: str, data_root: 
     run_dir.mkdir()
     save_info(b.info, run_dir)  # the texts stay out of the run's info.json
     assert "texts" not in json.loads((run_dir / "info.json").read_text())
+
+
+def test_mlm_corpus_trains_on_ptb_and_sms_training_messages_only(data_root: Path, cache: Path) -> None:
+    b = create_dataset("mlm_corpus", data_dir=str(data_root), max_len=32)
+    info = b.info
+    tok = info["tokenizer"]
+    assert info["sizes"] == {"train": 42068 + 4137, "val": 3370, "test": 3761}  # PTB lines + SMS training messages
+    train_sms = set(text_mod.mlm_corpus_texts(str(data_root), "sms"))
+    held_out = create_dataset("sms_spam", data_dir=str(data_root)).info["texts"]
+    assert not train_sms & (set(held_out.val) | set(held_out.test))
+    batch = next(iter(b.train.batches(8)))
+    assert batch.x.shape[1] <= 32 and (batch.x[:, 0] == info["cls_id"]).all()
+    last = batch.x[torch.arange(8), batch.lengths - 1]
+    assert (last == info["sep_id"]).all() and info["mask_id"] == tok.special_id("[MASK]")
+    # sms_spam with the same tokenizer reads the cached vocabulary: pretraining and fine-tuning agree
+    sms = create_dataset("sms_spam", data_dir=str(data_root), tokenizer="wordpiece")
+    assert sms.info["tokenizer"] == tok and sms.info["pad_id"] == info["pad_id"] == 0
+
+
+def test_labelled_texts_take_minilms_tokenizer(data_root: Path, cache: Path) -> None:
+    b = create_dataset("names", data_dir=str(data_root), tokenizer="minilm")
+    assert b.info["vocab_size"] == 30522 and b.info["cls_id"] == 101 and b.info["pad_id"] == 0
+    with pytest.raises(UserError, match="data.args.tokenizer must be"):
+        create_dataset("sms_spam", data_dir=str(data_root), tokenizer="sentencepiece")

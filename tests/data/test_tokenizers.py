@@ -123,3 +123,38 @@ def test_identity_tells_vocabularies_apart() -> None:
     a, b = CharTokenizer.train("abc"), CharTokenizer.train("abd")
     assert a != b and a.identity() != b.identity()
     assert CharTokenizer.train("abc", fold="ascii") != a  # the fold changes what encode does
+
+
+def test_pretrained_tokenizer_reads_minilms_file_with_bert_specials(tmp_path: Path) -> None:
+    from archzoo.data.tokenizers import PretrainedTokenizer
+    from archzoo.models.bert import minilm_folder
+
+    tok = PretrainedTokenizer.from_file(minilm_folder() / "tokenizer.json")
+    assert tok.vocab_size == 30522
+    assert tok.specials == {"[PAD]": 0, "[UNK]": 100, "[CLS]": 101, "[SEP]": 102, "[MASK]": 103}
+    ids = tok.encode("Hello world.")
+    assert ids == [101, 7592, 2088, 1012, 102]  # the [CLS] ... [SEP] template of the file, no padding
+    assert tok.decode(ids) == "hello world."
+    tok.save(tmp_path / "tokenizer.json")
+    back = Tokenizer.load(tmp_path / "tokenizer.json")
+    assert isinstance(back, PretrainedTokenizer) and back == tok and back.encode("Hello world.") == ids
+
+
+def test_wordpiece_learns_bert_specials_first_and_wraps_each_text() -> None:
+    from archzoo.data.tokenizers import BERT_SPECIALS, PretrainedTokenizer
+
+    tok = PretrainedTokenizer.train_wordpiece(["the cat sat on the mat", "the dog sat on the log"] * 20, 60)
+    assert tok.itos[:5] == list(BERT_SPECIALS)
+    ids = tok.encode("The cat sat")
+    assert ids[0] == tok.special_id("[CLS]") and ids[-1] == tok.special_id("[SEP]")
+    assert tok.decode(ids) == "the cat sat"
+
+
+def test_a_tokenizer_file_that_does_not_parse_is_one_sentence(tmp_path: Path) -> None:
+    from archzoo.data.tokenizers import PretrainedTokenizer
+
+    bad = tmp_path / "tokenizer.json"
+    bad.write_text('{"model": {"type": "WordPiece", "vocab": 3}}')
+    with pytest.raises(UserError, match="is not a tokenizer.json that the tokenizers library can read") as e:
+        PretrainedTokenizer.from_file(bad)
+    assert "\n" not in str(e.value)

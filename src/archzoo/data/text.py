@@ -42,7 +42,16 @@ import torch
 
 from archzoo.data.root import PathLike, cache_dir, data_root
 from archzoo.data.splits import DataBundle, PaddedSequences, TokenStream, write_tokens
-from archzoo.data.tokenizers import EOS, PAD, UNK, CharTokenizer, Tokenizer, WordTokenizer, make_tokenizer
+from archzoo.data.tokenizers import (
+    EOS,
+    PAD,
+    UNK,
+    CharTokenizer,
+    PretrainedTokenizer,
+    Tokenizer,
+    WordTokenizer,
+    make_tokenizer,
+)
 from archzoo.errors import DataError, UserError
 from archzoo.registry import register_dataset
 
@@ -451,6 +460,63 @@ class SplitTexts:
         return {"train": self.train, "val": self.val, "test": self.test}[name]
 
 
+def _pad_unk(tok: Tokenizer) -> tuple[int, int]:
+    """The padding and unknown ids of a tokenizer: ``<pad>``/``<unk>``, or BERT's ``[PAD]``/``[UNK]``."""
+    if isinstance(tok, PretrainedTokenizer):
+        return tok.special_id("[PAD]"), tok.special_id("[UNK]")
+    return tok.itos.index(PAD), tok.itos.index(UNK)
+
+
+def _special_ids(tok: Tokenizer) -> dict[str, int]:
+    """``cls_id``, ``sep_id``, ``mask_id`` of a BERT-style tokenizer (none for the others)."""
+    if not isinstance(tok, PretrainedTokenizer):
+        return {}
+    names = {"[CLS]": "cls_id", "[SEP]": "sep_id", "[MASK]": "mask_id"}
+    return {names[t]: i for t, i in tok.specials.items() if t in names}
+
+
+#: ``data.args.tokenizer`` values of the labelled text datasets beside their own (``word`` / ``char``).
+SUBWORD_TOKENIZERS = ("wordpiece", "minilm")
+
+
+def subword_tokenizer(kind: str, data_dir: PathLike | None = None, vocab_size: int = 4000) -> PretrainedTokenizer:
+    """``"minilm"``: all-MiniLM-L6-v2's own ``tokenizer.json``; ``"wordpiece"``: BERT's WordPiece learnt
+    on :func:`mlm_corpus_texts` (``vocab_size`` ids), cached so that the MLM pretraining and every
+    fine-tuning run read the same vocabulary; any other value: a ``tokenizer.json`` file, or the
+    ``tokenizer.json`` of an archzoo run directory."""
+    if kind == "minilm":
+        from archzoo.models.bert import minilm_folder
+
+        return PretrainedTokenizer.from_file(minilm_folder() / "tokenizer.json")
+    if kind == "wordpiece":
+        texts = mlm_corpus_texts(data_dir)
+        h = hashlib.sha256("\n".join(texts).encode("utf-8"))
+        h.update(f"\0wordpiece\0{vocab_size}".encode())
+        path = cache_dir("tokenizers") / f"wordpiece-{h.hexdigest()[:16]}.json"
+        if path.is_file():
+            tok = Tokenizer.load(path)
+            assert isinstance(tok, PretrainedTokenizer)
+            return tok
+        tok = PretrainedTokenizer.train_wordpiece(texts, vocab_size)
+        tok.save(path)  # atomic
+        return tok
+    p = Path(kind).expanduser()
+    if p.is_dir():
+        p = p / "tokenizer.json"
+    if not p.is_file():
+        raise UserError(
+            f"data.args.tokenizer must be word/char, {', '.join(SUBWORD_TOKENIZERS)} or a tokenizer.json file, "
+            f"and {kind!r} is none of these."
+        )
+    try:
+        saved = Tokenizer.load(p)  # an archzoo run's tokenizer.json
+    except UserError:
+        return PretrainedTokenizer.from_file(p)  # a Hugging Face tokenizer.json (or a file that does not parse)
+    if not isinstance(saved, PretrainedTokenizer):
+        raise UserError(f"{p} holds a {saved.kind} tokenizer, not a subword one with [CLS] and [PAD].")
+    return saved
+
+
 def _labelled_bundle(
     texts: list[str],
     labels: list[int],
@@ -463,8 +529,7 @@ def _labelled_bundle(
     """Split stratified, train the tokenizer on the training texts, and wrap each split as PaddedSequences."""
     parts = stratified_split(labels, fraction)
     tok = make([texts[i] for i in parts[0]])
-    pad_id = tok.itos.index(PAD)
-    unk_id = tok.itos.index(UNK)
+    pad_id, unk_id = _pad_unk(tok)
     splits = []
     for j, idx in enumerate(parts):
         seqs = [torch.tensor(tok.encode(texts[i]) or [unk_id], dtype=torch.int64) for i in idx]
@@ -475,6 +540,7 @@ def _labelled_bundle(
         "classes": classes,
         "vocab_size": tok.vocab_size,
         "pad_id": pad_id,
+        **_special_ids(tok),
         "itos": tok.itos,
         "tokenizer": tok,
         "kind": "sequence",
@@ -487,7 +553,11 @@ def _labelled_bundle(
 
 @register_dataset("names")
 def names(
-    data_dir: PathLike | None = None, ascii: bool = True, val_fraction: float = 0.1, bucket: bool = False
+    data_dir: PathLike | None = None,
+    ascii: bool = True,
+    val_fraction: float = 0.1,
+    bucket: bool = False,
+    tokenizer: str = "char",
 ) -> DataBundle:
     """Surnames by language of origin (the PyTorch char-RNN classification tutorial's data), 18 classes.
 
@@ -507,8 +577,13 @@ def names(
         ascii: fold names to ASCII (default ``True``).
         val_fraction: the share of each language in each of val and test (default 0.1).
         bucket: batch names of similar length together in training.
+        tokenizer: ``"char"`` (default), or a subword tokenizer for BERT-like models:
+            ``"wordpiece"``, ``"minilm"`` or a ``tokenizer.json`` (:func:`subword_tokenizer`);
+            each name is then ``[CLS] pieces [SEP]``.
     """
     _check_fraction("names", val_fraction)
+    if tokenizer != "char":
+        sub = subword_tokenizer(tokenizer, data_dir)
     folder = data_root(data_dir) / "text" / "names"
     files = sorted(folder.glob("*.txt")) if folder.is_dir() else []
     if not files:
@@ -528,6 +603,8 @@ def names(
         labels += [y] * len(kept)
 
     def make(train: list[str]) -> Tokenizer:
+        if tokenizer != "char":
+            return sub
         return CharTokenizer.train(train, specials=[PAD], unk=UNK, fold=fold)
 
     return _labelled_bundle(texts, labels, classes, make, val_fraction, bucket, ascii=ascii)
@@ -543,6 +620,7 @@ def sms_spam(
     val_fraction: float = 0.1,
     dedupe: bool = True,
     bucket: bool = True,
+    tokenizer: str = "word",
 ) -> DataBundle:
     """The SMS Spam Collection v.1 (Almeida et al. 2011): 5,574 English messages, ham or spam.
 
@@ -560,10 +638,26 @@ def sms_spam(
         val_fraction: the share of each class in each of val and test (default 0.1).
         dedupe: keep each distinct message once (default ``True``).
         bucket: batch messages of similar length together in training (default ``True``).
+        tokenizer: ``"word"`` (default), or a subword tokenizer for BERT-like models:
+            ``"wordpiece"``, ``"minilm"`` or a ``tokenizer.json`` (:func:`subword_tokenizer`;
+            ``min_freq`` then does not apply); each message is then ``[CLS] pieces [SEP]``.
     """
     _check_fraction("sms_spam", val_fraction)
     if min_freq < 1:
         raise UserError(f"data.args.min_freq must be at least 1, got {min_freq}.")
+    sub = subword_tokenizer(tokenizer, data_dir) if tokenizer != "word" else None
+    texts, labels = sms_messages(data_dir, dedupe)
+
+    def make(train: list[str]) -> Tokenizer:
+        if sub is not None:
+            return sub
+        return WordTokenizer.train(train, min_freq=min_freq, specials=[PAD], unk=UNK)
+
+    return _labelled_bundle(texts, labels, list(SMS_CLASSES), make, val_fraction, bucket, dedupe=dedupe)
+
+
+def sms_messages(data_dir: PathLike | None = None, dedupe: bool = True) -> tuple[list[str], list[int]]:
+    """The messages of the SMS Spam Collection and their labels (0 ham, 1 spam), duplicates kept once with ``dedupe``."""
     path = _data_file("sms_spam", data_dir, "text/sms-spam/SMSSpamCollection.tsv")
     lines = read_text(path).split("\n")
     if lines and lines[-1] == "":
@@ -576,10 +670,81 @@ def sms_spam(
         pairs.append((SMS_CLASSES.index(label), message))
     if dedupe:
         pairs = list(dict.fromkeys(pairs))
-    texts = [m for _, m in pairs]
-    labels = [y for y, _ in pairs]
+    return [m for _, m in pairs], [y for y, _ in pairs]
 
-    def make(train: list[str]) -> Tokenizer:
-        return WordTokenizer.train(train, min_freq=min_freq, specials=[PAD], unk=UNK)
 
-    return _labelled_bundle(texts, labels, list(SMS_CLASSES), make, val_fraction, bucket, dedupe=dedupe)
+# ----------------------------------------------------------------------------- a corpus of sentences for MLM
+
+MLM_CORPORA = ("ptb+sms", "ptb", "sms")
+
+
+def _ptb_lines(data_dir: PathLike | None, split: str) -> list[str]:
+    text = read_text(_data_file("ptb", data_dir, PTB_FILES[split]))
+    return [line.strip() for line in text.split("\n") if line.strip()]
+
+
+def mlm_corpus_texts(data_dir: PathLike | None = None, corpus: str = "ptb+sms") -> list[str]:
+    """The training sentences of the MLM corpus: Penn Treebank training lines and/or the SMS training
+    messages (of :func:`sms_spam`'s default split: never a validation or test message)."""
+    if corpus not in MLM_CORPORA:
+        raise UserError(f"data.args.corpus must be one of {', '.join(MLM_CORPORA)}, not {corpus!r}.")
+    out: list[str] = []
+    if "ptb" in corpus:
+        out += _ptb_lines(data_dir, "train")
+    if "sms" in corpus:
+        texts, labels = sms_messages(data_dir)
+        out += [texts[i] for i in stratified_split(labels, 0.1)[0]]
+    return out
+
+
+@register_dataset("mlm_corpus")
+def mlm_corpus(
+    data_dir: PathLike | None = None,
+    corpus: str = "ptb+sms",
+    tokenizer: str = "wordpiece",
+    max_len: int = 64,
+    bucket: bool = True,
+) -> DataBundle:
+    """Sentences for masked-language-model pretraining, as padded ``[CLS] pieces [SEP]`` sequences.
+
+    Training: the Penn Treebank's training lines and the SMS Spam Collection's *training*
+    messages (:func:`mlm_corpus_texts`); validation and test: PTB's validation and test lines.
+    Each sentence is cut to ``max_len`` ids (its ``[SEP]`` kept last).
+
+    Args:
+        data_dir: the data root.
+        corpus: ``"ptb+sms"`` (default), ``"ptb"`` or ``"sms"`` (the training part).
+        tokenizer: ``"wordpiece"`` (default), ``"minilm"`` or a ``tokenizer.json`` (:func:`subword_tokenizer`).
+        max_len: ids per sentence at most (default 64).
+        bucket: batch sentences of similar length together in training (default ``True``).
+    """
+    if max_len < 3:
+        raise UserError(f"data.args.max_len must be at least 3, got {max_len}.")
+    tok = subword_tokenizer(tokenizer, data_dir)
+    pad_id, _ = _pad_unk(tok)
+    texts = {
+        "train": mlm_corpus_texts(data_dir, corpus),
+        "val": _ptb_lines(data_dir, "val"),
+        "test": _ptb_lines(data_dir, "test"),
+    }
+    splits = []
+    for name, lines in texts.items():
+        encs = tok.hf.encode_batch(lines)
+        seqs = []
+        for e in encs:
+            ids = e.ids
+            if len(ids) > max_len:
+                ids = ids[: max_len - 1] + ids[-1:]  # keep [SEP] last
+            seqs.append(torch.tensor(ids, dtype=torch.int64))
+        splits.append(PaddedSequences(seqs, None, pad_id=pad_id, bucket=bucket and name == "train"))
+    info = {
+        "vocab_size": tok.vocab_size,
+        "pad_id": pad_id,
+        **_special_ids(tok),
+        "special_ids": sorted(tok.specials.values()),
+        "tokenizer": tok,
+        "kind": "sequence",
+        "sizes": {k: len(v) for k, v in texts.items()},
+        "corpus": corpus,
+    }
+    return DataBundle(*splits, info=info)

@@ -15,6 +15,10 @@ Three kinds share one interface (:class:`Tokenizer`): ``encode(text) -> list[int
   https://arxiv.org/abs/1508.07909; GPT-2's byte-level variant, Radford et al.
   2019) trained with Hugging Face ``tokenizers``: every byte is a token, so no
   text is unknown.
+* :class:`PretrainedTokenizer`: any ``tokenizers`` ``tokenizer.json`` (MiniLM's
+  WordPiece, :meth:`PretrainedTokenizer.from_file`), or a BERT-style WordPiece
+  trained here (:meth:`PretrainedTokenizer.train_wordpiece`); its special tokens
+  (``[CLS]``, ``[SEP]``, ``[PAD]``, ``[MASK]``, ``[UNK]``) are known by id.
 
 A dataset puts its tokenizer into ``info["tokenizer"]``; the engine saves it as
 ``tokenizer.json`` in the run directory and reloads it with the run, so
@@ -111,7 +115,7 @@ class Tokenizer(ABC):
             d = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:
             raise UserError(f"{path} is not a readable tokenizer file ({e}).") from None
-        kinds = {k.kind: k for k in (CharTokenizer, WordTokenizer, BPETokenizer)}
+        kinds = {k.kind: k for k in (CharTokenizer, WordTokenizer, BPETokenizer, PretrainedTokenizer)}
         if not isinstance(d, dict) or d.get("type") not in kinds:
             raise UserError(f"{path} is not a tokenizer file: its 'type' is not one of {', '.join(kinds)}.")
         out = kinds[d["type"]].from_dict(d)
@@ -392,6 +396,106 @@ class BPETokenizer(Tokenizer):
         from tokenizers import Tokenizer as HFTokenizer
 
         return cls(HFTokenizer.from_str(json.dumps(d["hf"])))
+
+
+#: BERT's special tokens, in the order :meth:`PretrainedTokenizer.train_wordpiece` numbers them.
+BERT_SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+
+
+class PretrainedTokenizer(Tokenizer):
+    """A Hugging Face ``tokenizers`` tokenizer read from its ``tokenizer.json`` (or trained as BERT's).
+
+    ``encode`` adds the file's special tokens (BERT's template: ``[CLS] text [SEP]``) and
+    truncates as the file says; padding is the data's business, so the file's padding is
+    turned off. The ids of ``[CLS]``, ``[SEP]``, ``[PAD]``, ``[MASK]`` and ``[UNK]`` are
+    :attr:`specials` (a name absent from the vocabulary is left out).
+
+    Args:
+        hf: a ``tokenizers.Tokenizer``.
+    """
+
+    kind = "pretrained"
+    separator = " "
+
+    def __init__(self, hf: Any) -> None:
+        hf.no_padding()
+        self.hf = hf
+        vocab = hf.get_vocab(with_added_tokens=True)
+        itos = [""] * (max(vocab.values()) + 1)
+        for tok, i in vocab.items():
+            itos[i] = tok
+        self.itos = itos
+        #: ``{"[CLS]": 101, ...}``: the special tokens this vocabulary has.
+        self.specials = {t: vocab[t] for t in BERT_SPECIALS if t in vocab}
+
+    def special_id(self, token: str) -> int:
+        """The id of the special ``token`` (``"[MASK]"``); a UserError if the vocabulary lacks it."""
+        if token not in self.specials:
+            raise UserError(f"The tokenizer has no {token} token, which this model needs.")
+        return self.specials[token]
+
+    @classmethod
+    def from_file(cls, path: PathLike) -> PretrainedTokenizer:
+        """Read a ``tokenizers`` ``tokenizer.json``; a file that does not parse is a one-sentence UserError."""
+        from tokenizers import Tokenizer as HFTokenizer
+
+        path = Path(path)
+        try:
+            hf = HFTokenizer.from_file(str(path))
+        except Exception as e:  # noqa: BLE001 - tokenizers raises a bare Exception for every parse error
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:100]
+            raise UserError(f"{path} is not a tokenizer.json that the tokenizers library can read ({first}).") from None
+        return cls(hf)
+
+    @classmethod
+    def train_wordpiece(
+        cls, texts: Iterable[str], vocab_size: int = 4000, max_length: int = 128
+    ) -> PretrainedTokenizer:
+        """BERT's uncased WordPiece (Wu et al. 2016; Devlin et al. 2019) learnt on ``texts``.
+
+        Lower-cased, accents stripped, split on whitespace and punctuation; ids 0-4 are
+        :data:`BERT_SPECIALS`; ``encode`` gives ``[CLS] ... [SEP]``, at most ``max_length`` ids.
+        """
+        from tokenizers import Tokenizer as HFTokenizer
+        from tokenizers import decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+        if vocab_size <= len(BERT_SPECIALS) + 26:
+            raise UserError(f"A WordPiece vocabulary needs more than the specials and letters; got {vocab_size}.")
+        hf = HFTokenizer(models.WordPiece(unk_token="[UNK]"))
+        hf.normalizer = normalizers.BertNormalizer(lowercase=True, strip_accents=True)
+        hf.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        hf.decoder = decoders.WordPiece()
+        trainer = trainers.WordPieceTrainer(
+            vocab_size=vocab_size, special_tokens=list(BERT_SPECIALS), show_progress=False
+        )
+        hf.train_from_iterator(list(texts), trainer=trainer)
+        cls_id, sep_id = hf.token_to_id("[CLS]"), hf.token_to_id("[SEP]")
+        hf.post_processor = processors.TemplateProcessing(
+            single="[CLS] $A [SEP]",
+            pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+            special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
+        )
+        hf.enable_truncation(max_length)
+        return cls(hf)
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.hf.encode(text).ids)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.hf.decode(list(ids), skip_special_tokens=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.kind, "hf": json.loads(self.hf.to_str())}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PretrainedTokenizer:
+        from tokenizers import Tokenizer as HFTokenizer
+
+        try:
+            hf = HFTokenizer.from_str(json.dumps(d["hf"]))
+        except Exception as e:  # noqa: BLE001 - as from_file
+            raise UserError(f"The saved tokenizer does not parse ({str(e).splitlines()[0][:100]}).") from None
+        return cls(hf)
 
 
 def make_tokenizer(kind: str, texts: str | Iterable[str], **options: Any) -> Tokenizer:
