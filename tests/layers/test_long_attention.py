@@ -51,15 +51,27 @@ def test_chunked_with_a_cache_and_a_per_query_mask_equals_manual() -> None:
         torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
 
 
-def test_chunked_gradients_equal_manual_gradients() -> None:
+@pytest.mark.parametrize("causal,padded", [(True, False), (False, True), (True, True)])
+def test_chunked_gradients_equal_manual_gradients(causal: bool, padded: bool) -> None:
     q, k, v = (x.requires_grad_() for x in _qkv(t=20))
-    make_attention("chunked", 2, 8, chunk=6)(q, k, v, None, True, 0.0)[0].square().sum().backward()
+    mask = _padding(2, 20) if padded else None
+    make_attention("chunked", 2, 8, chunk=6)(q, k, v, mask, causal, 0.0)[0].square().sum().backward()
     grads = [x.grad.clone() for x in (q, k, v)]
     for x in (q, k, v):
         x.grad = None
-    manual_attention(q, k, v, None, True)[0].square().sum().backward()
+    manual_attention(q, k, v, mask, causal)[0].square().sum().backward()
     for g, x in zip(grads, (q, k, v), strict=True):
         torch.testing.assert_close(g, x.grad, atol=1e-5, rtol=1e-5)
+
+
+def test_chunked_with_dropout_drops_weights_and_trains() -> None:
+    q, k, v = (x.requires_grad_() for x in _qkv(t=20))
+    kernel = make_attention("chunked", 2, 8, chunk=6)
+    torch.manual_seed(0)
+    out, _ = kernel(q, k, v, None, False, 0.5)
+    out.sum().backward()
+    assert not torch.allclose(out, manual_attention(q, k, v)[0], atol=1e-3)
+    assert all(torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0 for x in (q, k, v))
 
 
 def test_chunked_decodes_through_multi_head_attention_with_a_cache() -> None:

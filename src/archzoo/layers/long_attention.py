@@ -19,6 +19,7 @@ own options as ``attention_options``.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -55,27 +56,33 @@ def _key_mask(mask: Tensor | None, name: str, b: int, h: int, s: int) -> Tensor 
 
 
 def _chunk_rows(
-    q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, causal: bool, dropout: float, start: int, chunk: int
-) -> Tensor:
-    """Attention of the query block ``q`` (its first row at query position ``start`` of the
-    bottom-right aligned causal frame) over all keys, a key block at a time with a running softmax."""
-    tq, s, t_off = q.shape[-2], k.shape[-2], start
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    mask: Tensor | None,
+    causal: bool,
+    dropout: float,
+    start: int,
+    chunk: int,
+    with_lse: bool = False,
+) -> Any:
+    r"""Attention of the query block ``q`` (its first row at query position ``start`` of the
+    bottom-right aligned causal frame) over all keys, a key block at a time with a running softmax.
+
+    Returns the output :math:`(B, h, T_c, d_v)` and, with ``with_lse``, each row's log-normaliser
+    :math:`(B, h, T_c, 1)` (:math:`+\infty` for a row with no key, so that its recomputed weights are 0).
+    """
+    tq, s = q.shape[-2], k.shape[-2]
     scale = q.shape[-1] ** -0.5
     b, h = q.shape[0], q.shape[1]
     row_max = q.new_full((b, h, tq, 1), float("-inf"))  # running max m
     row_sum = q.new_zeros(b, h, tq, 1)  # running sum l of exp(score - m)
     acc = q.new_zeros(b, h, tq, v.shape[-1])  # running sum of exp(score - m) v
-    last_key = s - 1 if not causal else t_off + tq - 1  # keys past the block's last query are never seen
-    qpos = torch.arange(t_off, t_off + tq, device=q.device)[:, None]  # (Tq, 1) positions in the key frame
-    for j0 in range(0, min(s, last_key + 1), chunk):
+    last = s if not causal else min(s, start + tq)  # keys past the block's last query are never seen
+    qpos = torch.arange(start, start + tq, device=q.device)[:, None]  # (Tq, 1) positions in the key frame
+    for j0 in range(0, last, chunk):
         j1 = min(j0 + chunk, s)
-        scores = (q @ k[:, :, j0:j1].transpose(-2, -1)) * scale  # (B, h, Tq, c)
-        if mask is not None:  # the block's rows of the mask, (.., Tq or 1, S or 1)
-            m = mask[..., j0:j1] if mask.shape[-1] != 1 else mask
-            scores = scores.masked_fill(~m, float("-inf"))
-        if causal and j1 - 1 > t_off:
-            allowed = torch.arange(j0, j1, device=q.device)[None, :] <= qpos  # (Tq, c)
-            scores = scores.masked_fill(~allowed, float("-inf"))
+        scores = _block_scores(q, k[:, :, j0:j1], mask, causal, qpos, j0, scale)  # (B, h, Tq, c)
         new_max = torch.maximum(row_max, scores.amax(-1, keepdim=True))  # (B, h, Tq, 1)
         safe = new_max.masked_fill(new_max == float("-inf"), 0.0)  # rows with no key yet stay at zero
         p = torch.exp(scores - safe)  # (B, h, Tq, c)
@@ -85,7 +92,78 @@ def _chunk_rows(
             p = F.dropout(p, dropout)  # dropout of softmax(.) = dropout of exp(.) / l
         acc = acc * corr + p @ v[:, :, j0:j1]  # (B, h, Tq, d_v)
         row_max = new_max
-    return acc / row_sum.clamp_min(torch.finfo(acc.dtype).tiny)  # a row with no key gives 0, not NaN
+    out = acc / row_sum.clamp_min(torch.finfo(acc.dtype).tiny)  # a row with no key gives 0, not NaN
+    if not with_lse:
+        return out
+    lse = (row_max + row_sum.log()).masked_fill(row_sum == 0, float("inf"))  # (B, h, Tq, 1)
+    return out, lse
+
+
+def _block_scores(
+    q: Tensor, kb: Tensor, mask: Tensor | None, causal: bool, qpos: Tensor, j0: int, scale: float
+) -> Tensor:
+    """Masked scores of a query block against the key block starting at ``j0``, :math:`(B, h, T_c, c)`."""
+    scores = (q @ kb.transpose(-2, -1)) * scale  # (B, h, Tc, c)
+    j1 = j0 + kb.shape[-2]
+    if mask is not None:
+        m = mask[..., j0:j1] if mask.shape[-1] != 1 else mask
+        scores = scores.masked_fill(~m, float("-inf"))
+    if causal and j1 - 1 > int(qpos[0, 0]):
+        allowed = torch.arange(j0, j1, device=q.device)[None, :] <= qpos  # (Tc, c)
+        scores = scores.masked_fill(~allowed, float("-inf"))
+    return scores
+
+
+class _BlockwiseAttention(torch.autograd.Function):
+    r"""Exact attention forward and backward, a query block against a key block at a time.
+
+    The forward keeps only the output and each query's log-normaliser :math:`L_i = m_i + \log l_i`;
+    the backward recomputes :math:`P = e^{S - L}` block by block and uses
+    :math:`dV = P^\top dO`, :math:`dP = dO\,V^\top`, :math:`dS = P \odot (dP - \mathrm{rowsum}(dO \odot O))`,
+    :math:`dQ = dS\,K/\sqrt d`, :math:`dK = dS^\top Q/\sqrt d` (the flash-attention backward), so
+    training holds :math:`O(T c)` scores too. No dropout (that path goes through autograd).
+    """
+
+    @staticmethod
+    def forward(ctx, q, k, v, mask, causal, offset, chunk):  # type: ignore[no-untyped-def]
+        t = q.shape[-2]
+        outs, lses = [], []
+        for i0 in range(0, t, chunk):
+            i1 = min(i0 + chunk, t)
+            rows = None if mask is None else (mask if mask.shape[-2] == 1 else mask[:, :, i0:i1])
+            o, lse = _chunk_rows(q[:, :, i0:i1], k, v, rows, causal, 0.0, i0 + offset, chunk, with_lse=True)
+            outs.append(o)
+            lses.append(lse)
+        out, lse = torch.cat(outs, -2), torch.cat(lses, -2)  # (B, h, T, d_v), (B, h, T, 1)
+        ctx.save_for_backward(q, k, v, out, lse, *(() if mask is None else (mask,)))
+        ctx.causal, ctx.offset, ctx.chunk, ctx.has_mask = causal, offset, chunk, mask is not None
+        return out
+
+    @staticmethod
+    def backward(ctx, dout):  # type: ignore[no-untyped-def]
+        q, k, v, out, lse, *rest = ctx.saved_tensors
+        mask = rest[0] if ctx.has_mask else None
+        chunk, t, s = ctx.chunk, q.shape[-2], k.shape[-2]
+        scale = q.shape[-1] ** -0.5
+        dq, dk, dv = torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
+        delta = (dout * out).sum(-1, keepdim=True)  # (B, h, T, 1)
+        for i0 in range(0, t, chunk):
+            i1 = min(i0 + chunk, t)
+            qi, doi, li, di = q[:, :, i0:i1], dout[:, :, i0:i1], lse[:, :, i0:i1], delta[:, :, i0:i1]
+            rows = None if mask is None else (mask if mask.shape[-2] == 1 else mask[:, :, i0:i1])
+            start = i0 + ctx.offset
+            qpos = torch.arange(start, start + (i1 - i0), device=q.device)[:, None]
+            last = s if not ctx.causal else min(s, start + (i1 - i0))
+            for j0 in range(0, last, chunk):
+                j1 = min(j0 + chunk, s)
+                p = torch.exp(
+                    _block_scores(qi, k[:, :, j0:j1], rows, ctx.causal, qpos, j0, scale) - li
+                )  # (B, h, Tc, c)
+                dv[:, :, j0:j1] += p.transpose(-2, -1) @ doi
+                ds = p * (doi @ v[:, :, j0:j1].transpose(-2, -1) - di)  # (B, h, Tc, c)
+                dq[:, :, i0:i1] += (ds @ k[:, :, j0:j1]) * scale
+                dk[:, :, j0:j1] += (ds.transpose(-2, -1) @ qi) * scale
+        return dq, dk, dv, None, None, None, None
 
 
 @register_attention("chunked")
@@ -103,15 +181,17 @@ class ChunkedAttention(AttentionKernel):
         \mathrm{out} = a / l,
 
     which equals :math:`\mathrm{softmax}(QK^\top/\sqrt d + M)V` while holding only a
-    :math:`(T_c, c)` block of scores. Under autograd each query block is recomputed in the backward
-    pass (activation checkpointing), so training memory is :math:`O(T c + T d)` too. Causal
-    attention skips the key blocks after a query block. A query with no allowed key gives 0 (the
+    :math:`(T_c, c)` block of scores. Causal attention skips the key blocks after a query block.
+    Without dropout the backward pass is blockwise too (:class:`_BlockwiseAttention`: the
+    flash-attention backward from the saved output and log-normalisers), so training memory is
+    :math:`O(T c + T d)`; with attention dropout each query block goes through autograd and, with
+    ``checkpoint``, is recomputed in the backward pass. A query with no allowed key gives 0 (the
     written-out softmax gives NaN there).
 
     Args:
         heads, head_dim, max_len: as :class:`~archzoo.layers.attention.AttentionKernel`.
         chunk: block size :math:`c` for queries and keys (default 256).
-        checkpoint: recompute each query block in the backward pass (default True).
+        checkpoint: with dropout, recompute each query block in the backward pass (default True).
     """
 
     exact = True
@@ -128,12 +208,14 @@ class ChunkedAttention(AttentionKernel):
     def forward(self, q, k, v, mask, causal, dropout):  # type: ignore[no-untyped-def]
         t, s = q.shape[-2], k.shape[-2]
         m = _as4d(mask)
-        outs = []
+        if dropout == 0:  # forward and backward blockwise: O(T c) memory in training too
+            return _BlockwiseAttention.apply(q, k, v, m, causal, s - t, self.chunk), None
+        outs = []  # with dropout: autograd through each query block, recomputed in the backward pass
         for i0 in range(0, t, self.chunk):
             i1 = min(i0 + self.chunk, t)
             rows = None if m is None else (m if m.shape[-2] == 1 else m[:, :, i0:i1])  # (.., Tc or 1, S or 1)
             args = (q[:, :, i0:i1], k, v, rows, causal, dropout, i0 + s - t, self.chunk)
-            if self.checkpoint and torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
+            if self.checkpoint and torch.is_grad_enabled():
                 outs.append(checkpoint(_chunk_rows, *args, use_reentrant=False))
             else:
                 outs.append(_chunk_rows(*args))
