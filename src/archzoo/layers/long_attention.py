@@ -184,8 +184,10 @@ class ChunkedAttention(AttentionKernel):
     :math:`(T_c, c)` block of scores. Causal attention skips the key blocks after a query block.
     Without dropout the backward pass is blockwise too (:class:`_BlockwiseAttention`: the
     flash-attention backward from the saved output and log-normalisers), so training memory is
-    :math:`O(T c + T d)`; with attention dropout each query block goes through autograd and, with
-    ``checkpoint``, is recomputed in the backward pass. A query with no allowed key gives 0 (the
+    :math:`O(T c + T d)`. With attention dropout each query block goes through autograd instead
+    (with ``checkpoint``, recomputed in the backward pass); that path is exact, but in one measurement
+    (4 heads of 64, :math:`T` = 4096, chunk 256) it peaked at ~0.9 GB of RSS against ~45 MB for the
+    blockwise backward, so train long sequences without attention dropout. A query with no allowed key gives 0 (the
     written-out softmax gives NaN there).
 
     Args:
