@@ -82,7 +82,7 @@ def _chunk_rows(
     qpos = torch.arange(start, start + tq, device=q.device)[:, None]  # (Tq, 1) positions in the key frame
     for j0 in range(0, last, chunk):
         j1 = min(j0 + chunk, s)
-        scores = _block_scores(q, k[:, :, j0:j1], mask, causal, qpos, j0, scale)  # (B, h, Tq, c)
+        scores = _block_scores(q, k[:, :, j0:j1], mask, causal, qpos, start, j0, scale)  # (B, h, Tq, c)
         new_max = torch.maximum(row_max, scores.amax(-1, keepdim=True))  # (B, h, Tq, 1)
         safe = new_max.masked_fill(new_max == float("-inf"), 0.0)  # rows with no key yet stay at zero
         p = torch.exp(scores - safe)  # (B, h, Tq, c)
@@ -100,7 +100,7 @@ def _chunk_rows(
 
 
 def _block_scores(
-    q: Tensor, kb: Tensor, mask: Tensor | None, causal: bool, qpos: Tensor, j0: int, scale: float
+    q: Tensor, kb: Tensor, mask: Tensor | None, causal: bool, qpos: Tensor, start: int, j0: int, scale: float
 ) -> Tensor:
     """Masked scores of a query block against the key block starting at ``j0``, :math:`(B, h, T_c, c)`."""
     scores = (q @ kb.transpose(-2, -1)) * scale  # (B, h, Tc, c)
@@ -108,7 +108,7 @@ def _block_scores(
     if mask is not None:
         m = mask[..., j0:j1] if mask.shape[-1] != 1 else mask
         scores = scores.masked_fill(~m, float("-inf"))
-    if causal and j1 - 1 > int(qpos[0, 0]):
+    if causal and j1 - 1 > start:  # some key of the block lies after the block's first query
         allowed = torch.arange(j0, j1, device=q.device)[None, :] <= qpos  # (Tc, c)
         scores = scores.masked_fill(~allowed, float("-inf"))
     return scores
@@ -157,7 +157,7 @@ class _BlockwiseAttention(torch.autograd.Function):
             for j0 in range(0, last, chunk):
                 j1 = min(j0 + chunk, s)
                 p = torch.exp(
-                    _block_scores(qi, k[:, :, j0:j1], rows, ctx.causal, qpos, j0, scale) - li
+                    _block_scores(qi, k[:, :, j0:j1], rows, ctx.causal, qpos, start, j0, scale) - li
                 )  # (B, h, Tc, c)
                 dv[:, :, j0:j1] += p.transpose(-2, -1) @ doi
                 ds = p * (doi @ v[:, :, j0:j1].transpose(-2, -1) - di)  # (B, h, Tc, c)
