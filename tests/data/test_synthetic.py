@@ -80,3 +80,32 @@ def test_sum_last_bad_arguments() -> None:
         create_dataset("sum_last", n=10)
     with pytest.raises(UserError, match="test_fraction"):
         create_dataset("sum_last", val_fraction=0.5, test_fraction=0.5)
+
+
+# ----------------------------------------------------------------------------- long_match
+
+
+def test_long_match_label_is_the_first_token_in_the_second_half() -> None:
+    b = create_dataset("long_match", n=200, length=64, vocab=5)
+    assert (len(b.train), len(b.val), len(b.test)) == (160, 20, 20)
+    assert b.info["num_classes"] == 2 and b.info["max_len"] == 64
+    for split in (b.train, b.val, b.test):
+        batch = _all(split)
+        assert batch.x.shape[1] == 64 and (batch.lengths == 64).all()
+        assert batch.x.min() >= 1 and batch.x.max() <= 4
+        again = (batch.x[:, 32:] == batch.x[:, :1]).sum(1)  # occurrences in the second half
+        assert torch.equal(batch.y, (again > 0).long())
+        assert again.max() == 1  # a positive holds the first token exactly once there
+    first_half_again = (_all(b.train).x[:, 1:32] == _all(b.train).x[:, :1]).any(1)
+    assert first_half_again.float().mean() > 0.5  # the first half is full of distractors
+
+
+def test_long_match_is_balanced_fixed_and_checks_arguments() -> None:
+    b = create_dataset("long_match", n=1000, length=2048)
+    for split, size in ((b.train, 800), (b.val, 100), (b.test, 100)):
+        assert int(_all(split).y.sum()) == size // 2  # every split exactly balanced
+    a2 = create_dataset("long_match", n=1000, length=2048)
+    assert torch.equal(_all(b.test).x, _all(a2.test).x) and torch.equal(_all(b.test).y, _all(a2.test).y)
+    for bad in ({"length": 7}, {"vocab": 2}, {"n": 5}):
+        with pytest.raises(UserError):
+            create_dataset("long_match", **bad)

@@ -2,7 +2,9 @@
 
 ``parity_sequences`` draws variable-length sequences of the tokens 1 and 2
 (0 is padding) and labels each by a rule over its tokens, so a recurrent
-classifier must read the whole sequence and ignore the padding.
+classifier must read the whole sequence and ignore the padding. ``long_match`` draws
+sequences of 2048 tokens labelled by whether the first token comes back in the second half,
+the long-range test of the long-sequence attention kernels.
 """
 
 from __future__ import annotations
@@ -195,5 +197,77 @@ def sum_last(
         TensorSplit(x[:cut_val], z[:cut_val]),
         TensorSplit(x[cut_val:cut_test], z[cut_val:cut_test]),
         TensorSplit(x[cut_test:], z[cut_test:]),
+        info,
+    )
+
+
+@register_dataset("long_match")
+def long_match(
+    n: int = 2000,
+    length: int = 2048,
+    vocab: int = 16,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+) -> DataBundle:
+    r"""Long sequences labelled by a dependency between tokens far apart: does the first token
+    appear again in the second half?
+
+    Each sequence :math:`x_1..x_L` holds tokens :math:`1..V-1` (0 is reserved for padding, which
+    these equal-length sequences never need). :math:`x_1` and the first half
+    :math:`x_2..x_{L/2}` are uniform over all tokens (so :math:`x_1` may recur there: a distractor);
+    the second half :math:`x_{L/2+1}..x_L` is uniform over the tokens other than :math:`x_1`, and
+    for label 1 one position of it, uniform, is set to :math:`x_1`. So the label is exactly
+    :math:`[x_1 \in \{x_{L/2+1}, \dots, x_L\}]`, carried by a single token up to :math:`L - 1`
+    positions from :math:`x_1`: a model must compare the first position with every position of the
+    second half and know which half each is in. Each split's labels are balanced to within one
+    (in a seeded random order); everything is drawn at once from :data:`DATA_SEED`.
+
+    Args:
+        n: number of sequences over all splits (default 2000).
+        length: :math:`L`, even, at least 4 (default 2048).
+        vocab: :math:`V`, vocabulary size including padding, at least 3 (default 16).
+        val_fraction: share of the sequences for validation (default 0.1).
+        test_fraction: share for the test split (default 0.1).
+
+    Shapes:
+        batches :class:`~archzoo.data.splits.PaddedBatch` with ``x`` :math:`(B, L)`,
+        ``lengths`` :math:`(B,)` (all :math:`L`) and ``y`` :math:`(B,)`.
+    """
+    if length < 4 or length % 2:
+        raise UserError(f"long_match needs an even length of at least 4, got {length}.")
+    if vocab < 3:
+        raise UserError(f"long_match needs a vocabulary of at least 3 (padding and two tokens), got {vocab}.")
+    if not (0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
+        raise UserError("data.val_fraction and data.args.test_fraction must be in (0, 1) and sum below 1.")
+    n_val, n_test = int(n * val_fraction), int(n * test_fraction)
+    if min(n_val, n_test, n - n_val - n_test) < 2:
+        raise UserError(f"long_match: {n} sequences leave a split with fewer than 2; raise data.args.n.")
+    g = torch.Generator().manual_seed(DATA_SEED)
+    half = length // 2
+    x = torch.randint(1, vocab, (n, length), generator=g)  # (N, L), first token and first half
+    first = x[:, :1]  # (N, 1)
+    other = torch.randint(1, vocab - 1, (n, half), generator=g)  # (N, L/2) over V-2 tokens
+    x[:, half:] = other + (other >= first).long()  # skip the first token's id: it never occurs there
+    cut_val, cut_test = n - n_val - n_test, n - n_test
+    labels = torch.empty(n, dtype=torch.long)
+    for lo, hi in ((0, cut_val), (cut_val, cut_test), (cut_test, n)):  # each split balanced to within one
+        labels[lo:hi] = (torch.arange(hi - lo) % 2)[torch.randperm(hi - lo, generator=g)]
+    where = half + torch.randint(0, half, (n,), generator=g)  # (N,) one position of the second half
+    rows = labels.nonzero().squeeze(1)
+    x[rows, where[rows]] = first[rows, 0]  # label 1: the first token once in the second half
+    seqs = list(x.unbind(0))  # views of one tensor, no copy
+    info = {
+        "vocab_size": vocab,
+        "pad_id": 0,
+        "num_classes": 2,
+        "max_len": length,
+        "itos": ["<pad>", *(str(i) for i in range(1, vocab))],
+        "classes": ["absent", "present"],
+        "kind": "sequence",
+    }
+    return DataBundle(
+        PaddedSequences(seqs[:cut_val], labels[:cut_val], pad_id=0),
+        PaddedSequences(seqs[cut_val:cut_test], labels[cut_val:cut_test], pad_id=0),
+        PaddedSequences(seqs[cut_test:], labels[cut_test:], pad_id=0),
         info,
     )
