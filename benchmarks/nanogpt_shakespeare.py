@@ -17,8 +17,8 @@ loop's alone: the clock stops during the validations of the curve.
 val loss is at or below the baseline's final one, with the engine's clock (which counts the
 validations, so archzoo pays for its own). The target: that moment comes within half the
 baseline's wall-clock. A second training stretches the recipe's schedule (``train.max_steps``
-times ``--stretch``) and stops at the baseline's wall-clock: the lowest val loss the recipe
-reaches in that time.
+times ``--stretch``), validates every 100 steps for the curve, and stops at the baseline's
+wall-clock: the lowest val loss the recipe reaches in that time.
 
 **Validation loss** is the mean NLL per character over the whole validation span (the last 10%
 of the characters), in consecutive non-overlapping windows of 64 characters, computed by one
@@ -304,7 +304,7 @@ def main() -> None:
     common = [f"train.threads={a.threads}", *overrides]
     shipped = train_archzoo(a.recipe, [f"train.max_time={wall:.0f}", *common], a.data_dir, runs)
     steps = load_config(a.recipe, None, common).train.max_steps
-    stretched_over = [f"train.max_time={wall:.0f}", *common]
+    stretched_over = [f"train.max_time={wall:.0f}", "train.eval_every=100", "train.epochs=10", *common]
     if steps:
         stretched_over.append(f"train.max_steps={int(steps * a.stretch)}")
     stretched = train_archzoo(a.recipe, stretched_over, a.data_dir, runs)
