@@ -40,7 +40,7 @@ class GPTSeq2Seq(nn.Module):
     Args:
         src_vocab_size: source token ids, padding included.
         tgt_vocab_size: target token ids :math:`V`, padding, ``<bos>`` and ``<eos>`` included.
-        max_src_len: the source window :math:`W` (the data's longest source).
+        max_src_len: the source window :math:`W`, the data's longest source (default 32; the engine passes the data's).
         max_tgt_len: the longest target, ``<eos>`` included.
         pad_id: the padding id of both vocabularies (default 0).
         bos_id: the target's begin-of-sequence id (default 1).
@@ -60,8 +60,8 @@ class GPTSeq2Seq(nn.Module):
         self,
         src_vocab_size: int,
         tgt_vocab_size: int,
-        max_src_len: int,
-        max_tgt_len: int,
+        max_src_len: int = 32,
+        max_tgt_len: int = 33,
         pad_id: int = 0,
         bos_id: int = 1,
         eos_id: int = 2,
