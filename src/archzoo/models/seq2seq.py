@@ -52,6 +52,67 @@ State = Tensor | tuple[Tensor, Tensor]
 CELLS = ("gru", "lstm")
 
 
+def beam_decode(
+    step: Any,
+    reorder: Any,
+    allowed: Any,
+    b: int,
+    k: int,
+    lx: int,
+    max_len: int,
+    length_penalty: float,
+    bos_id: int,
+    eos_id: int,
+    pad_id: int,
+    device: torch.device,
+) -> tuple[Tensor, Tensor]:
+    r"""Beam search over :math:`B \cdot k` rows decoded as one batch, for any decoder.
+
+    ``step(prev (B k,), t) -> (logits (B k, V), attention (B k, L_x))`` runs one decoder step;
+    ``reorder(rows (B k,))`` makes the decoder's state (hidden state, KV caches) follow the
+    surviving hypotheses; ``allowed(logits)`` masks the tokens a decoder may never emit. A
+    hypothesis that emits ``<eos>`` stays in its beam with its score frozen (extended only by
+    padding at log-probability 0), so it competes with the open ones; the search ends when every
+    beam is finished or after ``max_len`` steps. The answer maximises
+    :math:`\log p(y \mid x) / |y|^\alpha` (``length_penalty`` :math:`\alpha`).
+
+    Returns the ids :math:`(B, T)` and the attention weights :math:`(B, T, L_x)` of the best hypotheses.
+    """
+    dev = device
+    scores = torch.full((b, k), float("-inf"), device=dev)
+    scores[:, 0] = 0.0  # one live hypothesis per example at the start
+    prev = torch.full((b * k,), bos_id, dtype=torch.long, device=dev)
+    done = torch.zeros(b, k, dtype=torch.bool, device=dev)
+    lengths = torch.zeros(b, k, device=dev)
+    hist = torch.zeros(b, k, 0, dtype=torch.long, device=dev)
+    attn = torch.zeros(b, k, 0, lx, device=dev)
+    base = (torch.arange(b, device=dev) * k)[:, None]  # (B, 1): row of each example's first beam
+    for t in range(max_len):
+        logits, alpha = step(prev, t)
+        logp = allowed(logits).log_softmax(-1).view(b, k, -1)  # (B, k, V)
+        v = logp.shape[-1]
+        frozen = torch.full_like(logp, float("-inf"))
+        frozen[..., pad_id] = 0.0
+        logp = torch.where(done[..., None], frozen, logp)
+        cand = (scores[..., None] + logp).view(b, k * v)  # (B, k V)
+        scores, flat = cand.topk(k, -1)  # (B, k)
+        origin, tok = flat // v, flat % v  # (B, k)
+        rows = (base + origin).view(-1)  # (B k,)
+        reorder(rows)
+        was_done = done.gather(1, origin)
+        a = alpha.float().index_select(0, rows).view(b, k, lx).masked_fill(was_done[..., None], 0.0)
+        hist = torch.cat([hist.gather(1, origin[..., None].expand(-1, -1, hist.shape[2])), tok[..., None]], 2)
+        attn = torch.cat([attn[torch.arange(b, device=dev)[:, None], origin], a[:, :, None]], 2)
+        lengths = lengths.gather(1, origin) + (~was_done).float()
+        done = was_done | (tok == eos_id)
+        prev = tok.view(-1)
+        if bool(done.all()):
+            break
+    best = (scores / lengths.clamp(min=1.0) ** length_penalty).argmax(-1)  # (B,)
+    pick = torch.arange(b, device=dev)
+    return hist[pick, best], attn[pick, best]
+
+
 class AdditiveAttention(nn.Module):
     r"""Bahdanau's additive attention :math:`\alpha = \mathrm{softmax}_j(v^\top \tanh(W q + U k_j))`.
 
@@ -268,46 +329,24 @@ class Seq2Seq(nn.Module):
             raise UserError(f"The beam must be at least 1, got {beam}.")
         b, lx = src.shape
         dev = src.device
-        k = beam
-        enc = self._select(self.encode(src, src_lengths), torch.arange(b, device=dev).repeat_interleave(k))
+        enc = self._select(self.encode(src, src_lengths), torch.arange(b, device=dev).repeat_interleave(beam))
         state = enc["state"]
-        scores = torch.full((b, k), float("-inf"), device=dev)
-        scores[:, 0] = 0.0  # one live hypothesis per example at the start
-        prev = torch.full((b * k,), self.bos_id, dtype=torch.long, device=dev)
-        done = torch.zeros(b, k, dtype=torch.bool, device=dev)
-        lengths = torch.zeros(b, k, device=dev)
-        hist = torch.zeros(b, k, 0, dtype=torch.long, device=dev)
-        attn = torch.zeros(b, k, 0, lx, device=dev)
-        base = (torch.arange(b, device=dev) * k)[:, None]  # (B, 1): row of each example's first beam
-        for _ in range(max_len):
+
+        def step(prev: Tensor, t: int) -> tuple[Tensor, Tensor]:
+            nonlocal state
             logits, state, alpha = self.step(prev, state, enc)
-            logp = self._allowed(logits).log_softmax(-1).view(b, k, -1)  # (B, k, V)
-            v = logp.shape[-1]
-            frozen = torch.full_like(logp, float("-inf"))
-            frozen[..., self.pad_id] = 0.0
-            logp = torch.where(done[..., None], frozen, logp)
-            cand = (scores[..., None] + logp).view(b, k * v)  # (B, k V)
-            scores, flat = cand.topk(k, -1)  # (B, k)
-            origin, tok = flat // v, flat % v  # (B, k)
-            rows = (base + origin).view(-1)  # (B k,)
+            return logits, alpha if alpha is not None else self._zero_attention(b * beam, lx, dev)
+
+        def reorder(rows: Tensor) -> None:
+            nonlocal state
             state = (
                 tuple(s.index_select(0, rows) for s in state)
                 if isinstance(state, tuple)
                 else state.index_select(0, rows)
             )
-            a = alpha if alpha is not None else self._zero_attention(b * k, lx, dev)
-            was_done = done.gather(1, origin)
-            a = a.index_select(0, rows).view(b, k, lx).masked_fill(was_done[..., None], 0.0)
-            hist = torch.cat([hist.gather(1, origin[..., None].expand(-1, -1, hist.shape[2])), tok[..., None]], 2)
-            attn = torch.cat([attn[torch.arange(b, device=dev)[:, None], origin], a[:, :, None]], 2)
-            lengths = lengths.gather(1, origin) + (~was_done).float()
-            done = was_done | (tok == self.eos_id)
-            prev = tok.view(-1)
-            if bool(done.all()):
-                break
-        best = (scores / lengths.clamp(min=1.0) ** length_penalty).argmax(-1)  # (B,)
-        pick = torch.arange(b, device=dev)
-        return hist[pick, best], attn[pick, best]
+
+        return beam_decode(step, reorder, self._allowed, b, beam, lx, max_len, length_penalty,
+                           self.bos_id, self.eos_id, self.pad_id, dev)  # fmt: skip
 
     # ------------------------------------------------------------------ interface
 

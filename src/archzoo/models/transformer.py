@@ -41,6 +41,7 @@ from archzoo.layers.attention import KVCache
 from archzoo.layers.positional import RotaryEmbedding, make_positions
 from archzoo.layers.transformer import TransformerBlock
 from archzoo.models._variant import variant
+from archzoo.models.seq2seq import beam_decode
 from archzoo.registry import register_model
 
 POSITIONS = ("sinusoidal", "learned", "rope")
@@ -273,44 +274,20 @@ class Transformer(nn.Module):
         max_len = self._check_len(max_len)
         b, lx = src.shape
         dev = src.device
-        k = beam
         memory, mask, _ = self.encode(src, src_lengths)
-        rep = torch.arange(b, device=dev).repeat_interleave(k)  # (B k,): the example of each row
+        rep = torch.arange(b, device=dev).repeat_interleave(beam)  # (B k,): the example of each row
         memory, mask = memory.index_select(0, rep), mask.index_select(0, rep)  # (B k, L_x, D), (B k, L_x)
         caches = self._caches(max_len)
-        scores = torch.full((b, k), float("-inf"), device=dev)
-        scores[:, 0] = 0.0  # one live hypothesis per example at the start
-        prev = torch.full((b * k,), self.bos_id, dtype=torch.long, device=dev)
-        done = torch.zeros(b, k, dtype=torch.bool, device=dev)
-        lengths = torch.zeros(b, k, device=dev)
-        hist = torch.zeros(b, k, 0, dtype=torch.long, device=dev)
-        attn = torch.zeros(b, k, 0, lx, device=dev)
-        base = (torch.arange(b, device=dev) * k)[:, None]  # (B, 1): row of each example's first beam
-        for t in range(max_len):
-            logits, alpha = self._step(prev, t, memory, mask, caches)
-            logp = self._allowed(logits).log_softmax(-1).view(b, k, -1)  # (B, k, V)
-            v = logp.shape[-1]
-            frozen = torch.full_like(logp, float("-inf"))
-            frozen[..., self.pad_id] = 0.0
-            logp = torch.where(done[..., None], frozen, logp)
-            cand = (scores[..., None] + logp).view(b, k * v)  # (B, k V)
-            scores, flat = cand.topk(k, -1)  # (B, k)
-            origin, tok = flat // v, flat % v  # (B, k)
-            rows = (base + origin).view(-1)  # (B k,)
+
+        def step(prev: Tensor, t: int) -> tuple[Tensor, Tensor]:
+            return self._step(prev, t, memory, mask, caches)
+
+        def reorder(rows: Tensor) -> None:
             for self_cache, _ in caches:
                 self_cache.reorder(rows)
-            was_done = done.gather(1, origin)
-            a = alpha.float().index_select(0, rows).view(b, k, lx).masked_fill(was_done[..., None], 0.0)
-            hist = torch.cat([hist.gather(1, origin[..., None].expand(-1, -1, hist.shape[2])), tok[..., None]], 2)
-            attn = torch.cat([attn[torch.arange(b, device=dev)[:, None], origin], a[:, :, None]], 2)
-            lengths = lengths.gather(1, origin) + (~was_done).float()
-            done = was_done | (tok == self.eos_id)
-            prev = tok.view(-1)
-            if bool(done.all()):
-                break
-        best = (scores / lengths.clamp(min=1.0) ** length_penalty).argmax(-1)  # (B,)
-        pick = torch.arange(b, device=dev)
-        return hist[pick, best], attn[pick, best]
+
+        return beam_decode(step, reorder, self._allowed, b, beam, lx, max_len, length_penalty,
+                           self.bos_id, self.eos_id, self.pad_id, dev)  # fmt: skip
 
     # ------------------------------------------------------------------ interface
 
