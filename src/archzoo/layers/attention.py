@@ -123,11 +123,6 @@ class AttentionKernel(nn.Module):
         super().__init__()
         self.heads, self.head_dim, self.max_len = heads, head_dim, max_len
 
-    def forward(
-        self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, causal: bool, dropout: float
-    ) -> tuple[Tensor, Tensor | None]:
-        raise NotImplementedError
-
 
 #: Attention kernels by name (``model.args.attention``); the long-sequence ones join on import.
 ATTENTION: dict[str, type[AttentionKernel]] = {}
