@@ -1,4 +1,4 @@
-"""Tests for archzoo.layers.transformer: blocks equal torch's encoder and decoder layers with the same weights."""
+"""Tests for archzoo.layers.transformer (named apart from tests/models/test_transformer.py: tests/ has no packages): blocks equal torch's encoder and decoder layers with the same weights."""
 
 from __future__ import annotations
 
