@@ -43,6 +43,8 @@ job efficientnet $d python3 benchmarks/recipe_quality.py fashion-efficientnet tr
 # ViT >= 93.0% at recipe length (s-chh's from-scratch ViT reports 93.0%), the hybrid beside it.
 job vit-long $d python3 benchmarks/vit_quality.py fashion-vit-long train.max_time=380 train.threads=2
 job vit-hybrid $d python3 benchmarks/vit_quality.py fashion-hybrid train.max_time=300 train.threads=2
+# Issue 16: the accuracy cost of each long-sequence attention kernel at length 2048 (hours on a CPU core).
+job long-accuracy $d python3 benchmarks/long_attention.py accuracy --threads 2
 # Issue 4: recipe-length generative models, 10,000 samples each in the Fréchet benchmark.
 for m in ddpm dcgan wgan_gp vae; do
   job "frechet-$m" $d python3 benchmarks/generative_frechet.py --models $m --threads 2 \

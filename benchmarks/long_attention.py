@@ -13,10 +13,12 @@ that would need more is recorded as ``over_cap``, not crashed. The crossover of 
 shortest measured length from which it is faster (lighter) than sdpa at every longer length.
 Writes ``benchmarks/results/long_attention.json``.
 
-``accuracy``: trains ``long_match-bert`` (the long_match task at length 2048: does the first token
-come back in the second half?) through the engine once per kernel with
+``accuracy``: trains ``long_match-bert`` (the long_match task at length 2048 with ``rule=last``:
+is the last token, read at the first position, a high id?) through the engine once per kernel with
 ``model.args.attention=<kernel>``, and records test accuracy and time per kernel in
-``benchmarks/results/long_attention-accuracy.json``. It needs the ``bert_classifier`` model.
+``benchmarks/results/long_attention-accuracy.json`` (``-<length>`` appended at another
+``data.args.length``), with each kernel's cost in points below
+sdpa's. It needs the ``bert_classifier`` model.
 
 Usage: ``python benchmarks/long_attention.py [speed] [--lengths 512 1024 ...] [--kernels ...]
 [--repeats 2] [--cap-mb 4000] [--device cpu]`` or ``python benchmarks/long_attention.py accuracy
@@ -275,20 +277,32 @@ def accuracy(a: argparse.Namespace, overrides: list[str]) -> None:
             }
             print(f"{kernel}: test/acc {results['test/acc']:.4f} in {rows[kernel]['wall_seconds']} s", flush=True)
     ref = rows.get("sdpa", {}).get("test_acc")
+    for r in rows.values():  # the accuracy cost of each kernel: points below full attention
+        r["cost_points"] = None if ref is None else round(100 * (ref - r["test_acc"]), 1)
     parts = [f"{k} {100 * r['test_acc']:.1f}% in {r['train_seconds']:.0f} s" for k, r in rows.items()]
+    cfg = load_config("long_match-bert", None, overrides)
+    length, rule = cfg.data.args.get("length"), cfg.data.args.get("rule", "match")
+    task = (
+        "is the last token, read at the first position, a high id?"
+        if rule == "last"
+        else "does the first token come back in the second half?"
+    )
     m = machine()
+    name = "long_attention-accuracy" + ("" if length == 2048 else f"-{length}")
     write_result(
-        "long_attention-accuracy",
+        name,
         {
             "recipe": "long_match-bert",
             "overrides": overrides,
             "value": ", ".join(f"{k} {100 * r['test_acc']:.1f}%" for k, r in rows.items()),
-            "target": "every kernel within 5 points of sdpa's test accuracy",
-            "meets_target": None if ref is None else all(r["test_acc"] >= ref - 0.05 for r in rows.values()),
+            "unit": "test accuracy per kernel",
+            "target": None,
+            "meets_target": None,
             "anchor": None,
-            "anchor_source": None,
-            "summary": f"long_match (first token again in the second half) test accuracy and training time per "
-            f"kernel: {', '.join(parts)} ({a.threads} thread, load average {m['load_average_1min']}).",
+            "anchor_source": "full SDPA attention on the same task is the reference; the issue sets no figure",
+            "summary": f"long_match at length {length} ({task}) test accuracy and training time per kernel: "
+            f"{', '.join(parts)}; chance is 50% ({a.threads} thread, load average {m['load_average_1min']}, "
+            "timed while other work loaded the machine).",
             "kernels": rows,
         },
     )

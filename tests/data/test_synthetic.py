@@ -98,6 +98,11 @@ def test_long_match_label_is_the_first_token_in_the_second_half() -> None:
         assert again.max() == 1  # a positive holds the first token exactly once there
     first_half_again = (_all(b.train).x[:, 1:32] == _all(b.train).x[:, :1]).any(1)
     assert first_half_again.float().mean() > 0.5  # the first half is full of distractors
+    dense = _all(create_dataset("long_match", n=200, length=64, vocab=5, matches=6).train)
+    again = (dense.x[:, 32:] == dense.x[:, :1]).sum(1)
+    assert torch.equal(again, 6 * dense.y)  # a positive holds it exactly `matches` times, a negative never
+    last = _all(create_dataset("long_match", n=200, length=64, vocab=5, rule="last").train)
+    assert torch.equal(last.y, (last.x[:, -1] > 2).long())  # ids 1-2 low, 3-4 high
 
 
 def test_long_match_is_balanced_fixed_and_checks_arguments() -> None:
@@ -106,6 +111,6 @@ def test_long_match_is_balanced_fixed_and_checks_arguments() -> None:
         assert int(_all(split).y.sum()) == size // 2  # every split exactly balanced
     a2 = create_dataset("long_match", n=1000, length=2048)
     assert torch.equal(_all(b.test).x, _all(a2.test).x) and torch.equal(_all(b.test).y, _all(a2.test).y)
-    for bad in ({"length": 7}, {"vocab": 2}, {"n": 5}):
+    for bad in ({"length": 7}, {"vocab": 2}, {"n": 5}, {"matches": 0}, {"length": 64, "matches": 33}, {"rule": "x"}):
         with pytest.raises(UserError):
             create_dataset("long_match", **bad)
