@@ -67,21 +67,25 @@ def gru_from_results(task: str, metric: str, beam: int) -> dict[str, Any]:
         raise SystemExit(f"{path} does not exist; run benchmarks/seq2seq_quality.py {task} or drop --gru-from-results")
     d = json.loads(path.read_text())
     row = d["rows"]["attention"]
-    if d.get("beam") != beam:
+    decoding = d.get("decoding", {}).get("attention")
+    if decoding is not None and d.get("beam") != beam:
         raise SystemExit(f"{path} decoded with beam {d.get('beam')}, not {beam}; pass --beam {d.get('beam')}")
     extra = [o for o in row["overrides"] if o != "train.threads=1"]
     if extra:
         raise SystemExit(f"{path}'s GRU row was trained with {extra}, not as shipped")
+    if decoding is None:  # a result written before seq2seq_quality.py decoded again: the training's own figure
+        decoding = {"greedy": row["value"], "beam": None}
     return {
         "recipe": d["recipe"],
         "source": f"benchmarks/results/{path.name} (benchmarks/seq2seq_quality.py, {d['date']}, "
-        f"commit {d['machine'].get('git')}), not retrained",
+        f"commit {d['machine'].get('git')}), not retrained"
+        + ("" if decoding["beam"] is not None else "; greedy only, no beam figure in that file"),
         "machine": d["machine"],
         "parameters": row["parameters"],
         "train_seconds": row["train_seconds"],
         "epochs_run": row["epochs_run"],
-        "greedy": d["decoding"]["attention"]["greedy"],
-        "beam": d["decoding"]["attention"]["beam"],
+        "greedy": decoding["greedy"],
+        "beam": decoding["beam"],
         "metrics": row["metrics"],
     }
 
