@@ -214,7 +214,7 @@ def test_the_dashboard_opens_the_study_storage(tmp_path: Path) -> None:
     st = open_storage(url)
     study = optuna.create_study(study_name="dash", storage=st)
     study.set_user_attr("recipe", "digits-mlp")
-    app = optuna_dashboard.wsgi(st)
+    app = optuna_dashboard.wsgi(str(tmp_path / "j.journal"))  # the file path, as `optuna-dashboard FILE` takes it
     env: dict = {"PATH_INFO": "/api/studies"}
     setup_testing_defaults(env)
     status: list[str] = []
