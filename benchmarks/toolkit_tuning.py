@@ -130,7 +130,7 @@ def main() -> None:
     load = round(os.getloadavg()[2], 2)
     data_note = (
         f"each training on the first {a.limit} Fashion-MNIST training images (data.args.limit={a.limit}: "
-        f"{int(a.limit * 0.9)} train, {a.limit - int(a.limit * 0.9)} val) and the 10000 test images"
+        f"{int(a.limit * 0.9)} train, {a.limit - int(a.limit * 0.9)} val) and the first {min(a.limit, 10000)} test images"
         if a.limit
         else "each training on all 54000/6000 Fashion-MNIST train/val images"
     )
@@ -198,8 +198,9 @@ def main() -> None:
                 f"its best trial tests at {pruned_test:.2f}% against {tuned_test:.2f}% without pruning (same TPE seed "
                 f"and space), a gap of {gap2:.2f} points (target ≤ 0.5), in {pruned_s:.0f} s against {full_s:.0f} s. "
                 f"Two processes writing 150 trivial trials each: SQLite (Optuna's defaults) completed "
-                f"{sqlite['complete']}/{sqlite['asked']}{' with database-is-locked errors' if sqlite['database_is_locked'] else ''}, "
-                f"the journal file {journal['complete']}/{journal['asked']}; 1 thread per process, 15-minute load "
+                f"{sqlite['complete']}/{sqlite['asked']}{' with database-is-locked errors' if sqlite['database_is_locked'] else ''} "
+                f"in {sqlite['seconds']} s, the journal file {journal['complete']}/{journal['asked']} in "
+                f"{journal['seconds']} s; 1 thread per process, 15-minute load "
                 f"average {load}."
             ),
         },

@@ -171,6 +171,22 @@ def test_median_pruning_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFi
     assert s["best"]["params"]["optim.lr"] == 0.003 and s["best"]["value"] > 0.8
 
 
+def test_hyperband_reads_a_report_at_every_validation(tmp_path: Path) -> None:
+    """train.eval_every=5 validates inside the epochs too: each of them is one report to the pruner."""
+    cfg = space_file(tmp_path, SPACE)
+    s = tune("digits-mlp", 3, config=str(cfg), out_dir=tmp_path / "s", pruner="hyperband", startup=1,
+             overrides=["train.epochs=2", "train.eval_every=5", *QUICK])  # fmt: skip
+    assert s["trials"] == 3 and set(s["states"]) <= {"COMPLETE", "PRUNED"}
+    study = optuna.load_study(study_name="digits-mlp", storage=open_storage(s["storage"]))
+    first = study.trials[0]  # never pruned: Hyperband needs finished trials to compare with
+    assert first.state.name == "COMPLETE"
+    rows = [line.split(",") for line in (Path(first.user_attrs["run_dir"]) / "metrics.csv").read_text().splitlines()]
+    col = rows[0].index("val/acc")
+    logged = [float(r[col]) for r in rows[1:] if r[col] and r[rows[0].index("test/acc")] == ""]
+    assert list(first.intermediate_values) == list(range(len(logged)))
+    assert [first.intermediate_values[i] for i in range(len(logged))] == pytest.approx(logged, abs=1e-6)
+
+
 def test_two_worker_processes_lose_no_trial(tmp_path: Path) -> None:
     cfg = space_file(tmp_path, SPACE)
     s = tune("digits-mlp", 4, workers=2, config=str(cfg), out_dir=tmp_path / "s", pruner="none",

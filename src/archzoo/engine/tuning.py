@@ -26,6 +26,7 @@ import contextlib
 import json
 import math
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -236,7 +237,15 @@ def _optimize(job: dict[str, Any]) -> int:
     )
     objective = Objective(job["recipe"], job["config"], job["overrides"], job["metric"], Path(job["study_dir"]),
                           job["study"], job["data_dir"])  # fmt: skip
-    study.optimize(objective, n_trials=job["trials"], timeout=job["timeout"], catch=())
+
+    def say(study: Any, trial: Any) -> None:  # one line per finished trial, on stderr
+        value = "" if trial.value is None else f" {job['metric']} {trial.value:.4f}"
+        if trial.state.name == "PRUNED" and trial.intermediate_values:
+            value = f" at validation {len(trial.intermediate_values)}"
+        params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.params.items())
+        print(f"trial {trial.number} {trial.state.name.lower()}{value} ({params})", file=sys.stderr, flush=True)
+
+    study.optimize(objective, n_trials=job["trials"], timeout=job["timeout"], catch=(), callbacks=[say])
     return job["trials"]
 
 
