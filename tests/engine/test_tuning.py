@@ -299,3 +299,11 @@ def test_a_recipe_without_a_space_and_a_wrong_metric(tmp_path: Path, capsys: pyt
                "train.epochs=1", *QUICK])  # fmt: skip
     assert rc == 2
     assert "tune.metric 'val/accuracy' is not among the metrics" in one_error_line(capsys.readouterr().err)
+
+
+def test_an_unknown_space_type_is_one_sentence_from_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = space_file(tmp_path, {"optim.lr": {"type": "gaussian", "low": 1e-4, "high": 1e-2}})
+    rc = main(["tune", "--trials", "1", "--dir", str(tmp_path / "s"), "--config", str(cfg), "digits-mlp", *QUICK])
+    assert rc == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert "tune.space.optim.lr has type 'gaussian'" in line and "loguniform, uniform, float, int, categorical" in line
