@@ -65,6 +65,7 @@ PAGES: dict[str, tuple[str, ...]] = {
     "docs/engine.md": (
         "engine_overhead", "precision", "channels_last", "cnn_throughput", "time_to_accuracy*",
         "recipe-python-lstm", "recipe-parity-gru", "recipe-shapes-gcn", "recipe-karate-gcn", "recipe-sine-mlp",
+        "toolkit_tuning-",
     ),
     # Graph benchmarks come before vision's catch-all "recipe-".
     "docs/graphs.md": (

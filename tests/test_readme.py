@@ -134,6 +134,10 @@ def test_readme_command_runs(line: str, workdir: Path, data_root: Path) -> None:
         extra = short(words[2]) if "--config" not in words else ["train.max_steps=2"]
         _in_process([*words[1:], *extra, "--run-dir", f"out-{abs(hash(line))}"], workdir, data_root)
         return
+    if cmd in ("lr-find", "tune"):  # a short sweep, or a two-trial study, on a small slice of the data
+        words = [*["2" if w == "20" else w for w in words], *short(words[2])]
+        if cmd == "lr-find":
+            words += ["--steps", "10"]
     if cmd == "score":
         words += ["--n", "64", "--batch-size", "32"]
     if cmd == "sample":

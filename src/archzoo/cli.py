@@ -1,4 +1,4 @@
-"""The ``archzoo`` command: list, train, eval, predict, summary, sample, viz, data.
+"""The ``archzoo`` command: list, train, eval, predict, summary, sample, viz, data, lr-find, tune.
 
 Data (tables, metrics as JSON, predictions) goes to stdout; messages go to
 stderr. A user error (unknown name, bad option, corrupt file, NaN loss) prints
@@ -112,6 +112,38 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("run", help="run directory")
     v.add_argument("--method", default="pca", choices=["pca", "tsne"], help="the 2-D projection (default pca)")
     v.add_argument("--out", help="output directory (default RUN/embeddings)")
+
+    s = sub.add_parser(
+        "lr-find",
+        help="LR range test on a copy of a recipe's or run's model: archzoo lr-find RECIPE|RUN [key=value ...]",
+    )
+    s.add_argument("target", help="a recipe, or a run directory (its weights and optimizer state are only read)")
+    s.add_argument("overrides", nargs="*", help="dotted overrides such as data.batch_size=128")
+    s.add_argument("--slot", help="the optimizer to sweep (needed when the task has several, as a GAN)")
+    s.add_argument("--steps", type=int, default=100, help="optimizer steps of the sweep (default 100)")
+    s.add_argument("--start", type=float, default=1e-7, help="first learning rate (default 1e-7)")
+    s.add_argument("--end", type=float, default=10.0, help="last learning rate (default 10)")
+    s.add_argument("--loss", default="loss", help="the training log to record (default loss; a GAN: loss_d, loss_g)")
+    s.add_argument("--out", help="the plot's path (default RUN/plots/lr_find.png, or lr_find-RECIPE.png)")
+    s.add_argument("--apply", metavar="FILE", help="write the suggestion as an override YAML for train --config")
+    s.add_argument("--data-dir")
+
+    s = sub.add_parser("tune", help="Optuna search over a recipe's tune: space: archzoo tune RECIPE --trials N")
+    s.add_argument("recipe", nargs="?", help="a recipe with a tune: section")
+    s.add_argument("overrides", nargs="*", help="dotted overrides applied to every trial, e.g. train.epochs=3")
+    s.add_argument("--trials", type=int, required=True, help="trials to run now, spread over the workers")
+    s.add_argument("--storage", help="Optuna storage: sqlite:///study.db, journal:FILE, postgresql://... "
+                   "(default journal:DIR/study.journal)")  # fmt: skip
+    s.add_argument("--study", help="study name (default: the recipe's name); the same storage and name continue it")
+    s.add_argument("--timeout", type=float, help="seconds after which no new trial starts")
+    s.add_argument("--workers", type=int, default=1, help="processes sharing the study (default 1)")
+    s.add_argument("--pruner", default="median", choices=["median", "hyperband", "none"])
+    s.add_argument("--startup", type=int, default=5,
+                   help="random trials before TPE, and trials before the median pruner prunes (default 5)")  # fmt: skip
+    s.add_argument("--seed", type=int, default=0, help="TPE sampler seed (default 0)")
+    s.add_argument("--dir", help="the study directory (default runs/tune/STUDY)")
+    s.add_argument("--config", help="a YAML config applied over the recipe")
+    s.add_argument("--data-dir")
 
     s = sub.add_parser("data", help="dataset utilities")
     dsub = s.add_subparsers(dest="data_cmd", parser_class=_Parser)
@@ -358,6 +390,32 @@ def cmd_data(a: argparse.Namespace) -> int:
     raise UserError("Use 'archzoo data download NAME' or 'archzoo data where'.")
 
 
+def cmd_lr_find(a: argparse.Namespace) -> int:
+    from archzoo.engine.lr_finder import lr_find_command
+
+    summary = lr_find_command(a.target, a.overrides, a.slot, a.steps, a.start, a.end, a.out, a.apply, a.loss,
+                              a.data_dir)  # fmt: skip
+    print(json.dumps(summary, indent=2))
+    print(f"suggested lr {summary['suggested_lr']:.3g} ({summary['slot']}); plot {summary['plot']}", file=sys.stderr)
+    return 0
+
+
+def cmd_tune(a: argparse.Namespace) -> int:
+    from archzoo.engine.tuning import tune
+
+    recipe, overrides = _split_args(a.recipe, a.overrides)
+    if not recipe and not a.config:
+        raise UserError("Name a recipe with a tune: section (archzoo list recipes) or pass --config FILE.")
+    summary = tune(recipe, a.trials, a.storage, a.study, a.timeout, a.workers, a.pruner, overrides, a.config, a.dir,
+                   a.data_dir, a.seed, a.startup)  # fmt: skip
+    print(json.dumps(summary, indent=2))
+    best = summary["best"]
+    if best:
+        print(f"best trial {best['number']}: {summary['metric']} = {best['value']:.4f}; "
+              f"train it with: archzoo train {summary['recipe']} --config {best['override_file']}", file=sys.stderr)  # fmt: skip
+    return 0
+
+
 COMMANDS = {
     "list": cmd_list,
     "train": cmd_train,
@@ -368,6 +426,8 @@ COMMANDS = {
     "sample": cmd_sample,
     "score": cmd_score,
     "viz": cmd_viz,
+    "lr-find": cmd_lr_find,
+    "tune": cmd_tune,
 }
 
 
@@ -375,6 +435,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
     a, extra = parser.parse_known_args(argv)
+    if extra and a.cmd in ("tune", "lr-find") and not any(x.startswith("-") for x in extra):
+        a.overrides, extra = [*a.overrides, *extra], []  # key=value overrides after the options
     if extra and a.cmd not in ("predict", "sample"):
         parser.parse_args(argv)  # refuses the unknown arguments in one sentence
     if a.version:

@@ -1,7 +1,8 @@
 """Typed configs grouped by concern, YAML recipes and dotted overrides.
 
 A :class:`Config` has six groups: ``data``, ``model``, ``task``, ``optim``,
-``train`` and ``log``. Recipes are YAML files shipped in ``archzoo/recipes``;
+``train`` and ``log``, and a ``tune`` section that only ``archzoo tune`` reads.
+Recipes are YAML files shipped in ``archzoo/recipes``;
 ``archzoo train RECIPE optim.lr=3e-3 train.epochs=5`` overrides them. Each group
 validates itself in ``__post_init__`` and every problem is one sentence.
 Free-form argument dicts (``model.args``, ``data.args``, ``task.args``) take any
@@ -10,6 +11,7 @@ key; the builder they are passed to rejects the ones it does not know.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import types
 import typing
@@ -366,6 +368,70 @@ class LogConfig:
         )
 
 
+TUNE_TYPES = ("loguniform", "uniform", "float", "int", "categorical")
+
+
+@dataclass
+class TuneConfig:
+    """The search space of ``archzoo tune`` (see :mod:`archzoo.engine.tuning`); training ignores it.
+
+    Args:
+        metric: the validation metric a trial is scored by (``val/acc``); None: the task's monitor.
+        direction: ``maximize`` or ``minimize``; None: from the task's mode.
+        space: dotted override keys mapped to a distribution: ``{type: loguniform, low, high}``,
+            ``{type: uniform|float, low, high}``, ``{type: int, low, high}`` (both ends included;
+            ``step`` and ``log`` optional for int and float) or ``{type: categorical, choices: [...]}``.
+    """
+
+    metric: str | None = None
+    direction: str | None = None
+    space: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check(
+            self.direction in (None, "maximize", "minimize"),
+            f"tune.direction must be maximize or minimize, got '{self.direction}'.",
+        )
+        for key, spec in self.space.items():
+            where = f"tune.space.{key}"
+            _check(
+                isinstance(spec, dict),
+                f"{where} must be a mapping such as {{type: loguniform, low: 1e-4, high: 1e-1}}.",
+            )
+            kind = spec.get("type")
+            _check(
+                kind in TUNE_TYPES, f"{where} has type {kind!r}; a search-space type is one of {', '.join(TUNE_TYPES)}."
+            )
+            allowed = {"type", "choices"} if kind == "categorical" else {"type", "low", "high", "step", "log"}
+            extra = sorted(set(spec) - allowed)
+            _check(
+                not extra,
+                f"{where} ({kind}) does not take '{extra[0] if extra else ''}'; it takes: {', '.join(sorted(allowed))}.",
+            )
+            if kind == "categorical":
+                choices = spec.get("choices")
+                _check(
+                    isinstance(choices, list) and len(choices) >= 1,
+                    f"{where} (categorical) needs a non-empty list of choices.",
+                )
+                continue
+            spec = self.space[key] = dict(spec)
+            for end in ("low", "high", "step"):  # YAML reads 1e-4 (no dot) as a string
+                if isinstance(spec.get(end), str):
+                    with contextlib.suppress(ValueError):
+                        spec[end] = float(spec[end])
+            low, high = spec.get("low"), spec.get("high")
+            num = (int, float)
+            _check(
+                isinstance(low, num) and isinstance(high, num) and not isinstance(low, bool) and low < high,
+                f"{where} needs numbers low < high, got low={low!r}, high={high!r}.",
+            )
+            if kind == "int":
+                _check(float(low).is_integer() and float(high).is_integer(), f"{where} (int) needs whole low and high.")
+            if kind == "loguniform" or spec.get("log"):
+                _check(low > 0, f"{where} is searched on a log scale and needs low > 0, got {low}.")
+
+
 @dataclass
 class Config:
     """A whole experiment: what ``archzoo train`` runs and saves as ``config.yaml``."""
@@ -378,6 +444,7 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -37,6 +37,7 @@ RESUME_FREE = (
     "train.checkpoint_every",
     "train.ema_decay",
     "log.",
+    "tune.",  # read by archzoo tune only, never by the training
 )
 # Settings the checkpoint has begun with: changing them is refused.
 RESUME_REFUSED = (

@@ -19,6 +19,7 @@ import json
 import math
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -210,6 +211,9 @@ class Trainer:
         self.stopped_for_time = False
         self.train_sums: dict[str, Tensor] = {}
         self.train_count: int | float | Tensor = 0
+        # Called as fn(step, val_metrics) after every validation (archzoo tune reports to Optuna and may
+        # raise optuna.TrialPruned here, which ends fit() like any exception: the run's files are closed).
+        self.on_validate: list[Callable[[int, dict[str, float]], None]] = []
 
     # --------------------------------------------------------------------- setup helpers
 
@@ -611,6 +615,8 @@ class Trainer:
                 f"step {self.ctx.global_step}: " + "  ".join(f"{k} {v:.4g}" for k, v in metrics.items()) + self._note
             )
             self._check_time()
+        for fn in self.on_validate:
+            fn(self.ctx.global_step, metrics)
         return metrics
 
     def _end_epoch(self, log: MetricsLog | None, elapsed: float) -> None:
