@@ -504,7 +504,8 @@ def train_keras(
     ``steps.csv`` (training loss every ``train.log_every`` steps), ``curves.png`` (when
     ``log.plots``), TensorBoard events (when ``log.tensorboard``), ``checkpoints/best.keras``
     (``ModelCheckpoint``, best ``train.monitor``), ``checkpoints/last.keras`` (every
-    ``train.checkpoint_every``) and ``results.json`` (test metrics, seconds, parameter counts).
+    ``train.checkpoint_every``), ``checkpoints/final.keras`` (the weights tested: the best ones
+    when EarlyStopping ran, which restores them) and ``results.json`` (test metrics, seconds, parameter counts).
     Returns the content of results.json.
     """
     check_config(cfg)
@@ -602,6 +603,7 @@ def train_keras(
             **fit_kw,
         )
         seconds = time.perf_counter() - t0
+        kmodel.save(run / "checkpoints" / "final.keras")  # the weights EarlyStopping restored
         test = kmodel.evaluate(x_te, y_te, batch_size=cfg.data.eval_batch, verbose=0, return_dict=True)
     history = hist.history
     write_history(history, run / "history.csv")
