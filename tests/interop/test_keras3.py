@@ -165,6 +165,7 @@ def test_early_stopping_restores_the_best_weights(tmp_path: Path) -> None:
         (["optim.name=adam"], "decoupled decay"),
         (["optim.scheduler=cosine"], "ReduceLROnPlateau"),
         (["train.monitor=val/r2"], "has no Keras metric"),
+        (["train.monitor=val/rmse"], "use one of val/loss, val/acc"),
         (["train.precision=bf16"], "fp32"),
         (["train.checkpoint_every=30 s"], "ModelCheckpoint"),
         (["task.args.top_k=3"], "task.args.top_k"),

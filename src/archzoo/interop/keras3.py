@@ -302,9 +302,8 @@ def check_config(cfg: Config) -> None:
         "Keras's ModelCheckpoint saves every epoch or every N steps; use train.checkpoint_every=epoch or 'N steps'.",
     )
     monitor = t.monitor or ("val/acc" if cfg.task.name == "classification" else "val/rmse")
-    _refuse(
-        monitor not in _MONITORS, f"train.monitor={monitor} has no Keras metric; use one of {', '.join(_MONITORS)}."
-    )
+    named = ("val/loss", "val/acc") if cfg.task.name == "classification" else ("val/loss", "val/rmse", "val/mae")
+    _refuse(monitor not in named, f"train.monitor={monitor} has no Keras metric here; use one of {', '.join(named)}.")
 
 
 # ----------------------------------------------------------------------------- data
