@@ -117,6 +117,8 @@ def test_one_epoch_fit_writes_the_run(tmp_path: Path) -> None:
     assert json.loads((run / "results.json").read_text())["test/acc"] == pytest.approx(res["test/acc"])
     assert res["test/acc"] > 0.5 and res["epochs_run"] == 1
     assert load_config(None, run / "config.yaml").optim.scheduler == "plateau"
+    steps = list(csv.DictReader(open(run / "steps.csv")))  # digits-cnn logs every 10 of its 21 steps
+    assert [int(r["step"]) for r in steps] == [10, 20] and all(float(r["train/loss"]) > 0 for r in steps)
     keras = get_keras()
     best = keras.saving.load_model(run / "checkpoints" / "best.keras")
     from archzoo.engine.builders import build_data
@@ -155,6 +157,33 @@ def test_early_stopping_restores_the_best_weights(tmp_path: Path) -> None:
     got = final.evaluate(x, y, verbose=0, return_dict=True)["rmse"]
     assert got == pytest.approx(min(val), rel=1e-4)  # the best epoch's weights, in target units
     assert got < val[-1] - 1e-3  # not those of the last epoch
+
+
+def test_optimizer_options_act() -> None:
+    from archzoo.interop.keras3 import _optimizer
+
+    keras = get_keras()
+    over = ["optim.name=sgd", "optim.weight_decay=0", "optim.momentum=0.8", "optim.nesterov=true",
+            "optim.lr=0.02", "train.grad_clip=1.5", "train.grad_accum=3"]  # fmt: skip
+    cfg, _ = keras_config("digits-cnn", over)
+    opt = _optimizer(keras, cfg)
+    assert isinstance(opt, keras.optimizers.SGD) and opt.momentum == 0.8 and opt.nesterov
+    assert float(opt.learning_rate) == pytest.approx(0.02)
+    assert opt.global_clipnorm == 1.5 and opt.gradient_accumulation_steps == 3
+    cfg, _ = keras_config("digits-cnn", ["optim.betas=[0.8,0.95]", "optim.eps=1e-6"])
+    opt = _optimizer(keras, cfg)
+    assert isinstance(opt, keras.optimizers.AdamW) and opt.weight_decay == pytest.approx(5e-4)
+    assert (opt.beta_1, opt.beta_2, opt.epsilon) == (0.8, 0.95, 1e-6)
+
+
+def test_checkpoint_every_steps(tmp_path: Path) -> None:
+    # diabetes-mlp's epoch is 10 steps: every 20 steps saves nothing in one epoch, every epoch saves once.
+    quiet = ["train.epochs=1", "log.tensorboard=false", "log.plots=false", *FAST]
+    for every, saved in (("20 steps", False), ("epoch", True)):
+        cfg, _ = keras_config("diabetes-mlp", [*quiet, f"train.checkpoint_every={every}"])
+        train_keras(cfg, "sequential", tmp_path / every)
+        assert (tmp_path / every / "checkpoints" / "last.keras").is_file() == saved, every
+        assert (tmp_path / every / "checkpoints" / "final.keras").is_file()
 
 
 @pytest.mark.parametrize(
