@@ -1,4 +1,4 @@
-"""The ``archzoo`` command: list, train, eval, predict, summary, sample, viz, data, lr-find, tune.
+"""The ``archzoo`` command: list, train, eval, predict, summary, sample, viz, data, lr-find, tune, keras.
 
 Data (tables, metrics as JSON, predictions) goes to stdout; messages go to
 stderr. A user error (unknown name, bad option, corrupt file, NaN loss) prints
@@ -153,6 +153,13 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--base-url", help="mirror to download from")
     d = dsub.add_parser("where", help="print the data root that would be used")
     d.add_argument("--data-dir")
+
+    s = sub.add_parser("keras", help="train an MLP or small-CNN recipe as a Keras 3 model (torch backend)")
+    s.add_argument("recipe", help="a recipe whose model is mlp, mlp_large, convnet or convnet_small")
+    s.add_argument("overrides", nargs="*", help="dotted overrides such as train.epochs=5")
+    s.add_argument("--api", default="sequential", choices=["sequential", "functional"])
+    s.add_argument("--run-dir", help="write the run here instead of runs/<recipe>-keras/<timestamp>")
+    s.add_argument("--data-dir", help="data root (else ARCHZOO_DATA, else a cache directory)")
     return p
 
 
@@ -416,6 +423,25 @@ def cmd_tune(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keras(a: argparse.Namespace) -> int:
+    from archzoo.interop.keras3 import get_keras, keras_config, train_keras
+
+    get_keras()  # refuses another backend or a missing install before any data is read
+    cfg, replaced = keras_config(a.recipe, a.overrides)
+    for key, old in replaced.items():
+        new = cfg.optim.scheduler if key == "optim.scheduler" else cfg.train.early_stopping
+        print(
+            f"archzoo keras: the recipe's {key}={old} becomes {new} (Keras callbacks); set {key} to choose.",
+            file=sys.stderr,
+        )
+    results = train_keras(cfg, a.api, a.run_dir, a.data_dir, replaced)
+    print(json.dumps(results, indent=2))
+    main_metric = next((k for k in ("test/acc", "test/rmse", "test/loss") if k in results), None)
+    if main_metric:
+        print(f"{main_metric} = {results[main_metric]:.4f}; run written to {results['run_dir']}", file=sys.stderr)
+    return 0
+
+
 COMMANDS = {
     "list": cmd_list,
     "train": cmd_train,
@@ -428,6 +454,7 @@ COMMANDS = {
     "viz": cmd_viz,
     "lr-find": cmd_lr_find,
     "tune": cmd_tune,
+    "keras": cmd_keras,
 }
 
 
