@@ -36,6 +36,8 @@ RESUME_FREE = (
     "train.eval_epoch_end",
     "train.checkpoint_every",
     "train.ema_decay",
+    "train.log_grad_norm",
+    "train.log_histograms",
     "log.",
 )
 # Settings the checkpoint has begun with: changing them is refused.
