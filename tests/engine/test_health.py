@@ -90,6 +90,38 @@ def test_grad_norm_in_metrics_csv_and_tensorboard(tmp_path: Path) -> None:
     assert [e.value for e in events] == pytest.approx([r["train/grad_norm"] for r in rows], rel=1e-4)
 
 
+class Killed(Exception):
+    """Stands for a kill right after a checkpoint was written."""
+
+
+def test_grad_norm_rows_of_a_resumed_run_equal_an_uninterrupted_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A checkpoint between two rows carries the norms summed so far: the resumed row averages the same steps."""
+    args = [*FAST, "train.max_steps=8", "train.log_every=2", "train.checkpoint_every=3", "train.log_grad_norm=true",
+            "log.tensorboard=false"]  # fmt: skip
+
+    def norms(run: Path) -> dict[int, float]:
+        return {r["step"]: r["train/grad_norm"] for r in read_metrics(run / "metrics.csv") if "train/grad_norm" in r}
+
+    Trainer(load_config("digits-mlp", None, args), run_dir=tmp_path / "whole").fit()
+    save = Trainer._save
+
+    def save_then_die(self: Trainer) -> None:
+        save(self)
+        if self.ctx.global_step == 3:  # step 3's norm is summed and not yet logged (rows at 2, 4, ...)
+            raise Killed
+
+    monkeypatch.setattr(Trainer, "_save", save_then_die)
+    with pytest.raises(Killed):
+        Trainer(load_config("digits-mlp", None, args), run_dir=tmp_path / "cut").fit()
+    monkeypatch.setattr(Trainer, "_save", save)
+    Trainer(load_config("digits-mlp", None, args), run_dir=tmp_path / "cut", resume=True).fit()
+    a, b = norms(tmp_path / "whole"), norms(tmp_path / "cut")
+    assert sorted(a) == sorted(b) == [2, 4, 6, 8]
+    assert [b[k] for k in sorted(b)] == pytest.approx([a[k] for k in sorted(a)], rel=1e-6)
+
+
 def test_grad_norm_without_the_option_is_not_logged(tmp_path: Path) -> None:
     tr = train(tmp_path, "digits-mlp", "train.max_steps=4", "train.log_every=2", "log.tensorboard=false")
     assert not any("train/grad_norm" in r for r in read_metrics(tr.run_dir / "metrics.csv"))

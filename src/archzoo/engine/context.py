@@ -196,6 +196,17 @@ class TrainContext:
         self._norm_sums, self._norm_counts = {}, {}
         return out
 
+    def grad_norm_state(self) -> dict[str, dict[str, Tensor]]:
+        """The norms summed since the last row, for a checkpoint (so a resumed run logs the same means)."""
+        return {
+            "sums": {k: torch.as_tensor(v).detach().cpu() for k, v in self._norm_sums.items()},
+            "counts": {k: torch.as_tensor(v).detach().cpu() for k, v in self._norm_counts.items()},
+        }
+
+    def load_grad_norm_state(self, state: dict[str, dict[str, Tensor]]) -> None:
+        self._norm_sums = {k: v.to(self.device) for k, v in state.get("sums", {}).items()}
+        self._norm_counts = {k: v.to(self.device) for k, v in state.get("counts", {}).items()}
+
     @contextlib.contextmanager
     def no_sync(self, model: nn.Module) -> Iterator[None]:
         """Skip the DDP gradient all-reduce on micro-batches that only accumulate."""

@@ -351,6 +351,7 @@ class Trainer:
             "task_ranks": task_states if task_states is not None and len(task_states) > 1 else None,
             "precision": self.precision,
             "ema_updates": self.ema.updates if self.ema is not None else None,
+            "grad_norms": self.ctx.grad_norm_state(),  # train.log_grad_norm: summed since the last row
         }
 
     def _load_state(self, path: Path) -> None:
@@ -384,6 +385,7 @@ class Trainer:
                 raise ValueError(f"it was written by {len(ranks)} processes, and this run has {self.dist.world}")
             self.task.load_extra_state(ranks[self.dist.rank] if ranks is not None else state.get("task", {}))
             _set_rng_state(state["rng"])
+            self.ctx.load_grad_norm_state(state.get("grad_norms", {}))
             if self.ema is not None:
                 averaged = ckpt.load_extra_weights(path, EMA_FILE)
                 if averaged is None or state.get("ema_updates") is None:
