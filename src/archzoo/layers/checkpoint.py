@@ -13,8 +13,8 @@ through :func:`checkpointed`; ``model.grad_checkpointing=true`` calls its
 ``set_grad_checkpointing(True)``. Dropout draws the same masks when recomputed
 (the random state is saved and restored), and batch norms inside a recomputed
 block normalise by the batch again while their running statistics move once
-only, so a checkpointed step gives the loss, the gradients
-and the buffers of a plain step.
+only, so a checkpointed step gives the loss, the gradients and the buffers of a
+plain step.
 """
 
 from __future__ import annotations
