@@ -37,6 +37,10 @@ MODELS: dict[str, tuple[str, dict[str, Any]]] = {
     ),
     "vit-dropout": ("vit", {"image_size": 8, "patch_size": 4, "dim": 32, "depth": 2, "heads": 2, "dropout": 0.3}),
     "transformer-dropout": ("transformer", {"src_vocab_size": 30, "tgt_vocab_size": 30, "dim": 32, "dropout": 0.3}),
+    "gpt_seq2seq-dropout": (
+        "gpt_seq2seq",
+        {"src_vocab_size": 20, "tgt_vocab_size": 20, "n_layer": 2, "n_head": 2, "n_embd": 32, "dropout": 0.3},
+    ),
     "bert-dropout": ("bert_classifier", {"vocab_size": 30, "num_classes": 3, "dim": 32, "dropout": 0.3}),
 }
 
@@ -144,7 +148,7 @@ def test_the_builder_switches_it_on_and_refuses_models_without_it(tmp_path: Path
     assert r.returncode == 2 and len(lines) == 1, r.stderr
     assert lines[0] == (
         "archzoo: error: Model 'mlp' does not support model.grad_checkpointing; "
-        "the ResNets, the Transformer models (gpt, transformer, bert, vit) and the U-Net do."
+        "the ResNets, the Transformer models (gpt, gpt_seq2seq, transformer, bert, vit) and the U-Net do."
     )
 
 

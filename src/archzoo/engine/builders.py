@@ -136,7 +136,7 @@ def build_model(cfg: Config, info: dict[str, Any], pretrained: bool = True) -> n
         if not callable(getattr(model, "set_grad_checkpointing", None)):
             raise UserError(
                 f"Model '{cfg.model.name}' does not support model.grad_checkpointing; "
-                "the ResNets, the Transformer models (gpt, transformer, bert, vit) and the U-Net do."
+                "the ResNets, the Transformer models (gpt, gpt_seq2seq, transformer, bert, vit) and the U-Net do."
             )
         model.set_grad_checkpointing(True)
     return model
