@@ -10,7 +10,8 @@ Where each result goes:
 * **Family page.** Every result has one row in the page of its family, chosen by its
   benchmark name (``PAGES``): ``seq2seq-*`` in ``docs/sequences.md``, ``recipe-*`` in
   ``docs/vision.md``, ``generative-*`` in ``docs/generative.md``, the speed benchmarks (``engine_overhead``, ``precision``,
-  ``channels_last``, ``cnn_throughput``, ``time_to_accuracy*``, ``keras_parity-*``) and the recipes of the
+  ``channels_last``, ``cnn_throughput``, ``time_to_accuracy*``, ``toolkit_tuning-*``, ``keras_parity-*``,
+  ``grad_checkpointing``) and the recipes of the
   engine's data-kind consumers (``python-lstm``, ...) in ``docs/engine.md``; ``seq2seq-*``,
   ``forecast-*``, ``ode-*``, ``lm-*``, ``textcls-*``, ``rnn_throughput``, ``convlstm-moving`` and the text recipes in ``docs/sequences.md``;
   ``planetoid-*``, ``gnn_speed``, ``molecule-*``, ``tu-*``, ``entities-*``, ``vgae-*``, ``graphgen-*`` and
@@ -67,6 +68,7 @@ PAGES: dict[str, tuple[str, ...]] = {
         "recipe-python-lstm", "recipe-parity-gru", "recipe-shapes-gcn", "recipe-karate-gcn", "recipe-sine-mlp",
         "toolkit_tuning-",
         "keras_parity-",
+        "grad_checkpointing",
     ),
     # Graph benchmarks come before vision's catch-all "recipe-".
     "docs/graphs.md": (

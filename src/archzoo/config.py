@@ -106,6 +106,9 @@ class ModelConfig:
         unfreeze_after: with ``freeze=backbone``, the epoch count after which the last stage
             (``model.stages[-1]``) trains too; 0 never unfreezes.
         backbone_lr: learning rate of the parameters outside the head; None uses ``optim.lr``.
+        grad_checkpointing: recompute each block's activations in the backward pass instead of
+            keeping them (:func:`torch.utils.checkpoint.checkpoint`): less memory, one more forward
+            per block; models without a ``set_grad_checkpointing`` method refuse it.
     """
 
     name: str = "mlp"
@@ -117,6 +120,7 @@ class ModelConfig:
     freeze: str = "none"
     unfreeze_after: int = 0
     backbone_lr: float | None = None
+    grad_checkpointing: bool = False
 
     def __post_init__(self) -> None:
         from archzoo.layers.init import INIT_SCHEMES
@@ -169,6 +173,9 @@ class OptimConfig:
         min_lr: floor of cosine schedules.
         plateau_patience: epochs without improvement before plateau decays.
         pct_start: rising share of a onecycle schedule.
+        weight_max_norm: after each step, rescale every output unit's incoming weights (dim 0 of
+            a Linear, Conv or Embedding weight, dim 1 of a transposed conv's) to an L2 norm of at
+            most this; biases and norms untouched; 0 or None disables.
         slots: per-slot settings, ``{slot: {field: value}}`` (see above).
     """
 
@@ -189,6 +196,7 @@ class OptimConfig:
     min_lr: float = 0.0
     plateau_patience: int = 3
     pct_start: float = 0.25
+    weight_max_norm: float | None = None
     slots: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -208,6 +216,10 @@ class OptimConfig:
         _check(self.step_size >= 1, f"optim.step_size must be at least 1, got {self.step_size}.")
         _check(self.warmup_steps >= 0, f"optim.warmup_steps must be non-negative, got {self.warmup_steps}.")
         _check(
+            self.weight_max_norm is None or self.weight_max_norm >= 0,
+            f"optim.weight_max_norm must be non-negative (0 or null disables), got {self.weight_max_norm}.",
+        )
+        _check(
             not (self.warmup_steps and self.warmup_epochs),
             "Set optim.warmup_steps or optim.warmup_epochs, not both.",
         )
@@ -222,7 +234,7 @@ class OptimConfig:
     def for_slot(self, slot: str, task_defaults: dict[str, Any] | None = None) -> OptimConfig:
         """The settings of optimizer ``slot``: ``slots.<slot>`` over these over the task's defaults.
 
-        The result has every field set (no None) and no slots of its own.
+        The result has name, lr and betas set (no None) and no slots of its own.
         """
         names = [f.name for f in fields(self) if f.name != "slots"]
         own = self.slots.get(slot, {})
@@ -237,7 +249,7 @@ class OptimConfig:
             elif k in defaults:
                 raw[k] = list(defaults[k]) if k == "betas" else defaults[k]
             else:
-                raw[k] = fallback[k]
+                raw[k] = fallback.get(k)  # None for the fields whose None means off (weight_max_norm)
         unknown = sorted(set(defaults) - set(names))
         if unknown:
             raise TypeError(f"task optimizer defaults name unknown settings: {', '.join(unknown)}")
@@ -275,6 +287,11 @@ class TrainConfig:
         ema_decay: keep an exponential moving average of the weights with this decay (0.999 averages
             over about the last thousand steps); evaluation, the best checkpoint and the saved model
             use the average (see :mod:`archzoo.engine.ema`); 0 disables.
+        log_grad_norm: log the global gradient norm before clipping (after unscaling under fp16),
+            averaged over the optimizer steps since the last row, as ``train/grad_norm``
+            (``train/grad_norm_<slot>`` for tasks with several optimizers).
+        log_histograms: every N optimizer steps, write TensorBoard histograms of each parameter
+            (``weights/<name>``) and of its gradient (``grads/<name>``); 0 disables.
     """
 
     epochs: int = 10
@@ -296,6 +313,8 @@ class TrainConfig:
     max_time: float = 0.0
     threads: int = 0
     ema_decay: float = 0.0
+    log_grad_norm: bool = False
+    log_histograms: int = 0
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, f"train.epochs must be at least 1, got {self.epochs}.")
@@ -317,6 +336,10 @@ class TrainConfig:
         self.checkpoint_schedule()  # validates the spelling
         _check(self.max_time >= 0, f"train.max_time must be non-negative seconds, got {self.max_time}.")
         _check(0 <= self.ema_decay < 1, f"train.ema_decay must be in [0, 1), got {self.ema_decay}.")
+        _check(
+            self.log_histograms >= 0,
+            f"train.log_histograms must be a non-negative number of steps (0 disables), got {self.log_histograms}.",
+        )
         dev = self.device
         _check(
             dev in ("auto", "cpu", "cuda", "mps") or dev.startswith("cuda:"),

@@ -116,7 +116,8 @@ def build_model(cfg: Config, info: dict[str, Any], pretrained: bool = True) -> n
     """Build the configured model; every ``info`` key the builder accepts is passed unless set in model.args.
 
     ``model.pretrained`` weights are loaded unless ``pretrained`` is False (a resumed run or a
-    finished run's weights replace them anyway).
+    finished run's weights replace them anyway). ``model.grad_checkpointing`` calls the model's
+    ``set_grad_checkpointing(True)``; a model without one refuses it.
     """
     fn = MODELS.get(cfg.model.name)
     takes = accepted(fn)
@@ -131,6 +132,13 @@ def build_model(cfg: Config, info: dict[str, Any], pretrained: bool = True) -> n
         from archzoo.engine.pretrained import load_pretrained
 
         load_pretrained(model, cfg.model.pretrained)
+    if cfg.model.grad_checkpointing:
+        if not callable(getattr(model, "set_grad_checkpointing", None)):
+            raise UserError(
+                f"Model '{cfg.model.name}' does not support model.grad_checkpointing; "
+                "the ResNets, the Transformer models (gpt, gpt_seq2seq, transformer, bert, vit) and the U-Net do."
+            )
+        model.set_grad_checkpointing(True)
     return model
 
 

@@ -1,14 +1,15 @@
 """The step context the engine hands to a task: backward, step, autocast.
 
 It hides gradient accumulation, gradient clipping, fp16 loss scaling, L1/L2
-penalties and learning-rate scheduling from the task, so a task with one
-optimizer and a GAN task with two use the same loop.
+penalties, max-norm constraints, gradient-norm logging and learning-rate
+scheduling from the task, so a task with one optimizer and a GAN task with two
+use the same loop.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +27,8 @@ class OptimizerSlot:
     scheduler_interval: str = "step"  # "step", "epoch" or "plateau"
     scaler: torch.amp.GradScaler | None = None
     penalised: list[Tensor] = field(default_factory=list)  # weights under L1/L2 penalties
+    max_norm: float = 0.0  # optim.weight_max_norm of this slot (0: off)
+    max_normed: list[tuple[Tensor, int]] = field(default_factory=list)  # (weight, output-unit dim) it applies to
 
 
 def average_gradients(opt: torch.optim.Optimizer) -> None:
@@ -50,6 +53,13 @@ def average_gradients(opt: torch.optim.Optimizer) -> None:
         offset += g.numel()
 
 
+def total_norm(grads: list[Tensor]) -> Tensor:
+    """The global L2 norm :math:`\\sqrt{\\sum_i \\lVert g_i \\rVert_2^2}`, as ``clip_grad_norm_`` computes it."""
+    if hasattr(nn.utils, "get_total_norm"):  # torch >= 2.6: fused per-device norms
+        return nn.utils.get_total_norm(grads)
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.detach()) for g in grads]))
+
+
 class TrainContext:
     """What a task sees during one training step.
 
@@ -62,6 +72,9 @@ class TrainContext:
         l1: weight of the :math:`\\ell_1` penalty :math:`\\lambda_1 \\sum |w|` on weights.
         l2: weight of the :math:`\\ell_2` penalty :math:`\\tfrac{\\lambda_2}{2} \\sum w^2`
             added to the loss (coupled, unlike decoupled weight decay).
+        log_grad_norm: keep, per slot, the sum and count of the global gradient norms
+            :math:`\\lVert g \\rVert_2` of its steps (before clipping, after unscaling) as device
+            tensors, read by :meth:`pop_grad_norms` when a row is logged.
     """
 
     def __init__(
@@ -73,6 +86,7 @@ class TrainContext:
         grad_clip: float = 0.0,
         l1: float = 0.0,
         l2: float = 0.0,
+        log_grad_norm: bool = False,
     ) -> None:
         self.slots = slots
         self.device = device
@@ -84,7 +98,13 @@ class TrainContext:
         self.global_step = 0  # optimizer steps of "main" (or the first slot) so far
         self.micro_step = 0  # micro-batches seen so far
         self.epoch = 0
-        self.grad_norm: Tensor | None = None
+        self.grad_norm: Tensor | None = None  # the last step's global gradient norm, when computed
+        self.log_grad_norm = bool(log_grad_norm)
+        self._norm_sums: dict[str, Tensor] = {}  # per slot: sum of the finite norms since the last pop
+        self._norm_counts: dict[str, Tensor] = {}  # per slot: how many there were
+        # Called as observer(slot_name, slot) after clipping and before the optimizer step, with the
+        # gradients in place (the engine sets it on the steps whose histograms are due).
+        self.grad_observer: Callable[[str, OptimizerSlot], None] | None = None
         # Set by the engine under DDP when no wrapper reduces the gradients (several optimizers).
         self.reduce_gradients = False
         self._dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
@@ -130,18 +150,62 @@ class TrainContext:
             average_gradients(opt)
         if slot.scaler is not None:
             slot.scaler.unscale_(opt)
-        if self.grad_clip > 0:
+        if self.grad_clip > 0 or self.log_grad_norm:
             params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
-            self.grad_norm = nn.utils.clip_grad_norm_(params, self.grad_clip)
+            if self.grad_clip > 0:  # clipping returns the norm before it clips
+                self.grad_norm = nn.utils.clip_grad_norm_(params, self.grad_clip)
+            elif params:
+                self.grad_norm = total_norm([p.grad for p in params])  # type: ignore[misc]
+            else:
+                self.grad_norm = None
+            if self.log_grad_norm and self.grad_norm is not None:
+                self._note_grad_norm(name, self.grad_norm.detach())
+        if self.grad_observer is not None:
+            self.grad_observer(name, slot)
         if slot.scaler is not None:
             slot.scaler.step(opt)
             slot.scaler.update()
         else:
             opt.step()
+        if slot.max_norm > 0 and slot.max_normed:
+            apply_max_norm(slot.max_normed, slot.max_norm)
         opt.zero_grad(set_to_none=True)
         if slot.scheduler is not None and slot.scheduler_interval == "step":
             slot.scheduler.step()
         return True
+
+    def _note_grad_norm(self, name: str, norm: Tensor) -> None:
+        """Add a step's norm to the slot's running sum on the device (a skipped fp16 step's inf is left out)."""
+        finite = torch.isfinite(norm)
+        value = torch.where(finite, norm.float(), torch.zeros((), device=norm.device))
+        self._norm_sums[name] = self._norm_sums.get(name, 0) + value
+        self._norm_counts[name] = self._norm_counts.get(name, 0) + finite.float()
+
+    def pop_grad_norms(self) -> dict[str, float]:
+        """The mean gradient norm of each slot's steps since the last call (a host sync), then reset.
+
+        Keys are ``train/grad_norm`` for a task with one optimizer, ``train/grad_norm_<slot>`` for several;
+        a slot without finite norms since the last call is left out.
+        """
+        out: dict[str, float] = {}
+        for k, total in self._norm_sums.items():
+            count = float(self._norm_counts[k])
+            if count:
+                key = "train/grad_norm" if len(self.slots) == 1 else f"train/grad_norm_{k}"
+                out[key] = float(total) / count
+        self._norm_sums, self._norm_counts = {}, {}
+        return out
+
+    def grad_norm_state(self) -> dict[str, dict[str, Tensor]]:
+        """The norms summed since the last row, for a checkpoint (so a resumed run logs the same means)."""
+        return {
+            "sums": {k: torch.as_tensor(v).detach().cpu() for k, v in self._norm_sums.items()},
+            "counts": {k: torch.as_tensor(v).detach().cpu() for k, v in self._norm_counts.items()},
+        }
+
+    def load_grad_norm_state(self, state: dict[str, dict[str, Tensor]]) -> None:
+        self._norm_sums = {k: v.to(self.device) for k, v in state.get("sums", {}).items()}
+        self._norm_counts = {k: v.to(self.device) for k, v in state.get("counts", {}).items()}
 
     @contextlib.contextmanager
     def no_sync(self, model: nn.Module) -> Iterator[None]:
@@ -151,3 +215,39 @@ class TrainContext:
                 yield
         else:
             yield
+
+
+def max_norm_targets(module: nn.Module, weights: list[Tensor]) -> list[tuple[Tensor, int]]:
+    """Each of ``weights`` (a slot's decayed weights: no biases, no norms) with the dimension of its output units.
+
+    That is dim 0 of a Linear ``(out, in)``, Conv ``(out, in/groups, k...)`` or Embedding ``(num, dim)``
+    weight (an embedding's row is one token's vector), and dim 1 of a transposed convolution's
+    ``(in, out/groups, k...)`` weight.
+    """
+    chosen = {id(w) for w in weights}
+    out: list[tuple[Tensor, int]] = []
+    for mod in module.modules():
+        for p in mod.parameters(recurse=False):
+            if id(p) in chosen:
+                chosen.discard(id(p))  # a shared weight is constrained once
+                out.append((p, 1 if isinstance(mod, nn.modules.conv._ConvTransposeNd) else 0))
+    return out
+
+
+@torch.no_grad()
+def apply_max_norm(targets: list[tuple[Tensor, int]], max_norm: float) -> None:
+    r"""Max-norm constraint (Srebro et al. 2005; Hinton et al. 2012, `"Improving neural networks by
+    preventing co-adaptation of feature detectors" <https://arxiv.org/abs/1207.0580>`_).
+
+    For every output unit :math:`j` of each weight :math:`W`, :math:`w_j \leftarrow w_j \cdot
+    \min(1, c / \lVert w_j \rVert_2)`, where :math:`w_j` is the slice along the output-unit
+    dimension (all its incoming weights). Units already within the ball are left bit for bit;
+    frozen weights (``requires_grad=False``) are not touched.
+
+    Args:
+        targets: ``(weight, dim)`` pairs from :func:`max_norm_targets`.
+        max_norm: the radius :math:`c`.
+    """
+    for w, dim in targets:
+        if w.requires_grad:
+            w.renorm_(2, dim, max_norm)

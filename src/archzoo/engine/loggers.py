@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import csv
 import io
-import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+from torch import Tensor
 
 from archzoo.engine.checkpoint import atomic_write_bytes
 from archzoo.utils import parse_number, read_metrics  # noqa: F401 - read_metrics is the reader of these files
@@ -15,19 +17,30 @@ FIRST_COLUMNS = ["epoch", "step", "time"]
 
 
 class MetricsLog:
-    """Rows of ``<split>/<metric>`` values plus epoch, step and elapsed seconds.
+    """Rows of ``<split>/<metric>`` values plus epoch, step and elapsed seconds, and TensorBoard.
 
     The whole table is rewritten atomically at each flush, so the file is
-    always a complete CSV and its header grows as new metrics appear.
+    always a complete CSV and its header grows as new metrics appear. Each
+    numeric value of a row also goes to TensorBoard as a scalar through
+    :class:`torch.utils.tensorboard.SummaryWriter`, whose queue is flushed with
+    the table, so a killed run loses no logged step.
+
+    Args:
+        path: the metrics.csv file.
+        tensorboard_dir: directory of the TensorBoard event files; None writes none.
+        purge_step: on resume, the first step after the checkpoint: TensorBoard drops the
+            events a killed run wrote at and after it, so resumed steps are not doubled.
     """
 
     def __init__(self, path: Path, tensorboard_dir: Path | None = None, purge_step: int | None = None) -> None:
         self.path = Path(path)
         self.rows: list[dict[str, Any]] = []
         self.columns: list[str] = list(FIRST_COLUMNS)
-        self.writer: EventWriter | None = None
+        self.writer: Any = None  # a SummaryWriter, imported only when TensorBoard is on
         if tensorboard_dir is not None:
-            self.writer = EventWriter(Path(tensorboard_dir), purge_step=purge_step)
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(tensorboard_dir), purge_step=purge_step)
 
     def load(self, upto_step: int) -> None:
         """Read an existing metrics.csv, dropping rows written after step ``upto_step`` (resume)."""
@@ -56,6 +69,20 @@ class MetricsLog:
         if flush:
             self.flush()
 
+    def histograms(self, tensors: Iterable[tuple[str, Tensor]], step: int) -> None:
+        """Write one TensorBoard histogram per ``(tag, tensor)`` at ``step`` and flush (nothing without TensorBoard).
+
+        Non-finite entries are left out (a histogram has no bin for them); an all-non-finite tensor writes none.
+        """
+        if self.writer is None:
+            return
+        for tag, t in tensors:
+            values = t.detach().float().flatten().cpu()
+            values = values[values.isfinite()]
+            if values.numel():
+                self.writer.add_histogram(tag, values, int(step))
+        self.writer.flush()
+
     def flush(self) -> None:
         buf = io.StringIO()
         w = csv.DictWriter(buf, fieldnames=self.columns, extrasaction="ignore")
@@ -69,53 +96,6 @@ class MetricsLog:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
-
-
-class EventWriter:
-    """TensorBoard scalars written synchronously in the standard event-file format.
-
-    Unlike torch's ``SummaryWriter`` there is no background thread and no
-    two-minute flush interval: each scalar is on disk when ``log`` returns, so a
-    killed run loses no event and a resumed run can purge what came after its
-    checkpoint. The records use TensorBoard's own protobufs and record framing.
-
-    Args:
-        log_dir: directory of the events file.
-        purge_step: on resume, tell TensorBoard to drop events at and after this step.
-    """
-
-    def __init__(self, log_dir: Path, purge_step: int | None = None) -> None:
-        import socket
-        import time
-
-        from tensorboard.compat.proto import event_pb2
-        from tensorboard.summary.writer.record_writer import RecordWriter
-
-        log_dir.mkdir(parents=True, exist_ok=True)
-        name = f"events.out.tfevents.{int(time.time())}.{socket.gethostname()}.{os.getpid()}.0"
-        self._file = open(log_dir / name, "ab")  # noqa: SIM115 - closed in close()
-        self._rw = RecordWriter(self._file)
-        self._write(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2"))
-        if purge_step is not None:
-            log = event_pb2.SessionLog(status=event_pb2.SessionLog.START)
-            self._write(event_pb2.Event(wall_time=time.time(), step=purge_step, session_log=log))
-
-    def _write(self, event: Any) -> None:
-        self._rw.write(event.SerializeToString())
-
-    def add_scalar(self, tag: str, value: float, step: int) -> None:
-        import time
-
-        from tensorboard.compat.proto import event_pb2, summary_pb2
-
-        summary = summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=tag, simple_value=float(value))])
-        self._write(event_pb2.Event(wall_time=time.time(), step=int(step), summary=summary))
-
-    def flush(self) -> None:
-        self._file.flush()
-
-    def close(self) -> None:
-        self._file.close()
 
 
 def _fmt(v: Any) -> Any:

@@ -36,6 +36,8 @@ RESUME_FREE = (
     "train.eval_epoch_end",
     "train.checkpoint_every",
     "train.ema_decay",
+    "train.log_grad_norm",
+    "train.log_histograms",
     "log.",
     "tune.",  # read by archzoo tune only, never by the training
 )

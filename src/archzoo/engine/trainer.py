@@ -31,7 +31,7 @@ from archzoo.config import Config, config_from_dict, load_yaml
 from archzoo.data.splits import example_batch
 from archzoo.engine import checkpoint as ckpt
 from archzoo.engine.builders import build_data, build_model, build_task, resolve_device, save_info, seed_everything
-from archzoo.engine.context import OptimizerSlot, TrainContext
+from archzoo.engine.context import OptimizerSlot, TrainContext, max_norm_targets
 from archzoo.engine.distributed import DistInfo, barrier, broadcast_object, gather_to_main, init_distributed
 from archzoo.engine.ema import WeightEMA
 from archzoo.engine.evaluation import evaluate_split
@@ -186,6 +186,8 @@ class Trainer:
                 f"{what} needs a monitored metric, and task '{cfg.task.name}' keeps its last weights; set train.monitor."
             )
         self._check_fits()
+        if t.log_histograms and not cfg.log.tensorboard:
+            raise UserError("train.log_histograms writes TensorBoard histograms; it needs log.tensorboard=true.")
 
         world = self.dist.world
         self.batch_size = cfg.data.train_batch
@@ -314,9 +316,13 @@ class Trainer:
             sched, interval = build_scheduler(ocfg, opt, per_epoch, total)
             scaler = torch.amp.GradScaler("cuda") if self.precision == "fp16" else None
             slots[name] = OptimizerSlot(opt, module, sched, interval, scaler, decayed)
+            if ocfg.weight_max_norm:
+                slots[name].max_norm = float(ocfg.weight_max_norm)
+                slots[name].max_normed = max_norm_targets(module, decayed)
         ctx = TrainContext(
-            slots, self.device, self.precision, cfg.train.grad_accum, cfg.train.grad_clip, cfg.optim.l1, cfg.optim.l2
-        )
+            slots, self.device, self.precision, cfg.train.grad_accum, cfg.train.grad_clip, cfg.optim.l1, cfg.optim.l2,
+            log_grad_norm=cfg.train.log_grad_norm,
+        )  # fmt: skip
         self.ctx = ctx
         # Without a DDP wrapper around the whole model, the context averages each slot's gradients.
         ctx.reduce_gradients = self.dist.enabled and not self._ddp_whole_model()
@@ -349,6 +355,7 @@ class Trainer:
             "task_ranks": task_states if task_states is not None and len(task_states) > 1 else None,
             "precision": self.precision,
             "ema_updates": self.ema.updates if self.ema is not None else None,
+            "grad_norms": self.ctx.grad_norm_state(),  # train.log_grad_norm: summed since the last row
         }
 
     def _load_state(self, path: Path) -> None:
@@ -382,6 +389,7 @@ class Trainer:
                 raise ValueError(f"it was written by {len(ranks)} processes, and this run has {self.dist.world}")
             self.task.load_extra_state(ranks[self.dist.rank] if ranks is not None else state.get("task", {}))
             _set_rng_state(state["rng"])
+            self.ctx.load_grad_norm_state(state.get("grad_norms", {}))
             if self.ema is not None:
                 averaged = ckpt.load_extra_weights(path, EMA_FILE)
                 if averaged is None or state.get("ema_updates") is None:
@@ -481,6 +489,8 @@ class Trainer:
             )  # fmt: skip
             for batch in batches:
                 batch = to_device(batch, self.device, self.memory_format)
+                hist_due = log is not None and t.log_histograms and (self.ctx.global_step + 1) % t.log_histograms == 0
+                self.ctx.grad_observer = self._grad_histograms(log) if hist_due else None
                 with self.ctx.no_sync(self.net):
                     logs = self.task.training_step(self.net, batch, self.ctx)
                 stepped = not self.ctx.accumulating
@@ -501,6 +511,8 @@ class Trainer:
                 step = self.ctx.global_step
                 if self.ema is not None:
                     self.ema.update(self.model)
+                if log is not None and t.log_histograms and step % t.log_histograms == 0:
+                    log.histograms(((f"weights/{k}", p) for k, p in self.model.named_parameters()), step)
                 if step % t.log_every == 0:
                     self._log_train(log, time.perf_counter() - self._t_start)
                 if t.eval_every and step % t.eval_every == 0:
@@ -570,10 +582,28 @@ class Trainer:
             "time": round(elapsed, 3),
         }
 
+    def _grad_histograms(self, log: MetricsLog) -> Any:
+        """An observer for the context: histograms ``grads/<name>`` of a slot's gradients at the coming step."""
+        names = {id(p): k for k, p in self.model.named_parameters()}
+
+        def observe(slot_name: str, slot: OptimizerSlot) -> None:
+            grads = [
+                (f"grads/{names.get(id(p), f'{slot_name}.{k}')}", p.grad)
+                for k, p in slot.module.named_parameters()
+                if p.grad is not None
+            ]
+            log.histograms(grads, self.ctx.global_step + 1)
+
+        return observe
+
+    def _grad_norms(self) -> dict[str, float]:
+        """``train/grad_norm`` (per slot with several optimizers) since the last row, with train.log_grad_norm."""
+        return self.ctx.pop_grad_norms() if self.cfg.train.log_grad_norm else {}
+
     def _log_train(self, log: MetricsLog | None, elapsed: float) -> None:
         if log is None:
             return
-        log.log({**self._row(elapsed), **self._train_means(), **self._lrs()})
+        log.log({**self._row(elapsed), **self._train_means(), **self._lrs(), **self._grad_norms()})
 
     def _validate(self, log: MetricsLog | None, at_epoch_end: bool) -> dict[str, float]:
         """Validate; keep the best weights, count patience, step plateau schedules, check the time budget."""
@@ -634,7 +664,7 @@ class Trainer:
         self._note = ""
         if log is not None:
             log.log({"epoch": self.epoch + 1, "step": self.ctx.global_step, "time": round(elapsed, 3), **metrics,
-                     **self._lrs()})  # fmt: skip
+                     **self._lrs(), **self._grad_norms()})  # fmt: skip
         if self.dist.is_main:
             with self._averaged():
                 shown = self.task.on_epoch_end(self.model, self.epoch, self.run_dir)

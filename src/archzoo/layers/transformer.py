@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from archzoo.layers.activation import get_activation
 from archzoo.layers.attention import KVCache, MultiHeadAttention
+from archzoo.layers.checkpoint import checkpointed
 
 
 class FeedForward(nn.Module):
@@ -105,6 +106,9 @@ class TransformerBlock(nn.Module):
         self.ff = FeedForward(dim, ff_dim, activation, dropout, bias)
         self.norm2 = nn.LayerNorm(dim, eps=eps, bias=bias)
         self.drop = nn.Dropout(dropout)
+        # Set by the model's set_grad_checkpointing (layers/checkpoint.py): in training with grad
+        # enabled, and without a KV cache or attention weights, the block is recomputed in backward.
+        self.grad_checkpointing = False
 
     def _sub(self, x: Tensor, norm: nn.Module, f: Any) -> tuple[Tensor, Any]:
         if self.norm_first:
@@ -118,6 +122,25 @@ class TransformerBlock(nn.Module):
         x: Tensor,
         memory: Tensor | None = None,
         *,
+        key_mask: Tensor | None = None,
+        memory_mask: Tensor | None = None,
+        attn_mask: Tensor | None = None,
+        causal: bool = False,
+        cache: tuple[KVCache, KVCache | None] | None = None,
+        need_weights: bool = False,
+    ) -> tuple[Tensor, dict[str, Tensor] | None]:
+        if self.grad_checkpointing and cache is None and not need_weights:
+            # Keep only x (and memory) for the backward; the sub-layers run again there.
+            return checkpointed(
+                self._forward, x, memory, enabled=True, module=self,
+                key_mask=key_mask, memory_mask=memory_mask, attn_mask=attn_mask, causal=causal,
+            )  # fmt: skip
+        return self._forward(x, memory, key_mask, memory_mask, attn_mask, causal, cache, need_weights)
+
+    def _forward(
+        self,
+        x: Tensor,
+        memory: Tensor | None = None,
         key_mask: Tensor | None = None,
         memory_mask: Tensor | None = None,
         attn_mask: Tensor | None = None,

@@ -37,6 +37,7 @@ from torch import Tensor, nn
 
 from archzoo.errors import UserError
 from archzoo.layers.activation import get_activation
+from archzoo.layers.checkpoint import GradCheckpointing
 from archzoo.layers.positional import RotaryEmbedding, make_positions
 from archzoo.layers.transformer import TransformerBlock
 from archzoo.models._variant import variant
@@ -232,7 +233,7 @@ ENCODER_ARGS = (
 )  # fmt: skip
 
 
-class BertMLM(nn.Module):
+class BertMLM(GradCheckpointing, nn.Module):
     r"""A :class:`BertEncoder` with the masked-LM head (decoder tied to the word embeddings).
 
     Trained by the ``masked_lm`` task (:mod:`archzoo.tasks.masked_lm`). The head is named
@@ -270,7 +271,7 @@ class BertMLM(nn.Module):
         return (_example_batch(self.vocab_size, self.encoder.pad_id, batch_size),)
 
 
-class BertClassifier(nn.Module):
+class BertClassifier(GradCheckpointing, nn.Module):
     r"""A :class:`BertEncoder` whose pooled final states feed a linear head.
 
     .. math::

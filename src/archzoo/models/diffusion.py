@@ -28,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from archzoo.errors import UserError
+from archzoo.layers.checkpoint import GradCheckpointing
 from archzoo.models._variant import variant
 from archzoo.models.unet import UNet
 from archzoo.registry import register_model
@@ -67,7 +68,7 @@ def _gather(buf: Tensor, t: Tensor, ndim: int) -> Tensor:
     return buf[t].reshape(-1, *([1] * (ndim - 1)))
 
 
-class GaussianDiffusion(nn.Module):
+class GaussianDiffusion(GradCheckpointing, nn.Module):
     r"""A denoiser and its noise schedule, with the forward process and samplers.
 
     Buffers (float32, shape :math:`(T,)`): ``betas``, ``alphas_cumprod`` :math:`\bar\alpha_t`,

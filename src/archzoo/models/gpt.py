@@ -36,13 +36,14 @@ from torch import Tensor, nn
 
 from archzoo.errors import UserError
 from archzoo.layers.attention import KVCache
+from archzoo.layers.checkpoint import GradCheckpointing
 from archzoo.layers.positional import POSITIONS, RotaryEmbedding, make_positions
 from archzoo.layers.transformer import TransformerBlock
 from archzoo.models._variant import variant
 from archzoo.registry import register_model
 
 
-class GPT(nn.Module):
+class GPT(GradCheckpointing, nn.Module):
     r"""A causal Transformer language model: embeddings, pre-norm blocks, a final LayerNorm, a tied head.
 
     .. math::

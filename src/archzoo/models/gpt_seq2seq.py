@@ -29,12 +29,13 @@ from torch import Tensor, nn
 
 from archzoo.errors import UserError
 from archzoo.layers.attention import KVCache
+from archzoo.layers.checkpoint import GradCheckpointing
 from archzoo.models._variant import variant
 from archzoo.models.gpt import GPT
 from archzoo.registry import register_model
 
 
-class GPTSeq2Seq(nn.Module):
+class GPTSeq2Seq(GradCheckpointing, nn.Module):
     """A :class:`~archzoo.models.gpt.GPT` reading a right-aligned source then writing the target (module docstring).
 
     Args:

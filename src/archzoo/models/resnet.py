@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from archzoo.errors import UserError
 from archzoo.layers.attention_conv import SpatialGate
+from archzoo.layers.checkpoint import CheckpointSequential, GradCheckpointing
 from archzoo.layers.init import init_cnn_
 from archzoo.layers.se import SqueezeExcitation
 from archzoo.models._classifier import ImageClassifier
@@ -139,7 +140,7 @@ class Bottleneck(nn.Module):
         return self.relu(out + identity)
 
 
-class ResNet(ImageClassifier):
+class ResNet(GradCheckpointing, ImageClassifier):
     r"""The residual network from He et al., `"Deep Residual Learning for Image
     Recognition" <https://arxiv.org/abs/1512.03385>`_ (CVPR 2016).
 
@@ -167,7 +168,8 @@ class ResNet(ImageClassifier):
         input :math:`(B, C_{in}, H, W)`, output :math:`(B, \text{num\_classes})`.
 
     The head is the attribute ``fc`` (``classifier_name``); ``stages`` lists
-    ``layer1``.. in order.
+    ``layer1``.. in order. ``set_grad_checkpointing(True)`` recomputes each residual block
+    in the backward pass (:mod:`archzoo.layers.checkpoint`).
     """
 
     classifier_name = "fc"
@@ -212,7 +214,7 @@ class ResNet(ImageClassifier):
                 )
             blocks = [block(channels, planes, stride, downsample, block_extra)]
             blocks += [block(out_channels, planes, extra=block_extra) for _ in range(n - 1)]
-            self.add_module(f"layer{i + 1}", nn.Sequential(*blocks))
+            self.add_module(f"layer{i + 1}", CheckpointSequential(*blocks))
             channels = out_channels
 
         self.num_features = channels

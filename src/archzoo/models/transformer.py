@@ -38,6 +38,7 @@ from torch import Tensor, nn
 
 from archzoo.errors import UserError
 from archzoo.layers.attention import KVCache
+from archzoo.layers.checkpoint import GradCheckpointing
 from archzoo.layers.positional import RotaryEmbedding, make_positions
 from archzoo.layers.transformer import TransformerBlock
 from archzoo.models._variant import variant
@@ -47,7 +48,7 @@ from archzoo.registry import register_model
 POSITIONS = ("sinusoidal", "learned", "rope")
 
 
-class Transformer(nn.Module):
+class Transformer(GradCheckpointing, nn.Module):
     r"""An encoder-decoder Transformer for sequence to sequence (see the module docstring).
 
     Args:

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from archzoo.errors import UserError
 from archzoo.layers.attention import SelfAttention2d
+from archzoo.layers.checkpoint import GradCheckpointing, checkpointed
 from archzoo.layers.embedding import timestep_embedding
 from archzoo.layers.norm import group_norm
 from archzoo.models._example import param_device
@@ -104,7 +105,7 @@ class ResAttnBlock(nn.Module):
         return self.attn(x) if self.attn is not None else x
 
 
-class UNet(nn.Module):
+class UNet(GradCheckpointing, nn.Module):
     r"""DDPM's U-Net :math:`\epsilon_\theta(x_t, t, y)`.
 
     The encoder has ``len(channel_mults)`` levels of ``num_res_blocks`` residual
@@ -213,14 +214,15 @@ class UNet(nn.Module):
         emb = self.embed(t, labels)
         h = self.stem(x)
         hs = [h]
+        ckpt = self.grad_checkpointing  # recompute each residual block in backward (set_grad_checkpointing)
         for m in self.down:
-            h = m(h, emb)
+            h = checkpointed(m, h, emb, enabled=ckpt and isinstance(m, ResAttnBlock))
             hs.append(h)
         for m in self.mid:
-            h = m(h, emb)
+            h = checkpointed(m, h, emb, enabled=ckpt)
         for m in self.up:
             if isinstance(m, Upsample):
                 h = m(h)
             else:
-                h = m(torch.cat([h, hs.pop()], dim=1), emb)  # (B, C + C_skip, H, W)
+                h = checkpointed(m, torch.cat([h, hs.pop()], dim=1), emb, enabled=ckpt)  # (B, C + C_skip, H, W)
         return self.out(h)

@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from archzoo.errors import UserError
+from archzoo.layers.checkpoint import GradCheckpointing
 from archzoo.layers.conv import ConvBNAct
 from archzoo.layers.transformer import TransformerBlock
 from archzoo.models._example import ImageInput
@@ -95,7 +96,7 @@ class ConvStem(nn.Module):
         return x.flatten(2).transpose(1, 2)  # (B, N, D)
 
 
-class VisionTransformer(ImageInput, nn.Module):
+class VisionTransformer(GradCheckpointing, ImageInput, nn.Module):
     r"""ViT: patch (or convolutional-stem) tokens, a class token, learned positions, pre-norm blocks.
 
     .. math::
