@@ -157,8 +157,8 @@ def optimizer_curves(
 
     Every run has the recipe's seed, so the same initial weights and batch order: the first
     loss is the same for all. ``sgd`` runs with ``optim.momentum=0`` (plain SGD); ``momentum``
-    is SGD with the configured momentum (0.9 by default). The learning rate and its schedule
-    are the recipe's unless overridden.
+    is SGD with the configured momentum (0.9 by default). The learning rate is the recipe's,
+    held constant (``optim.scheduler=none``) unless the overrides set another.
     """
     from archzoo.config import load_config, parse_override
 
@@ -187,7 +187,9 @@ def optimizer_curves(
         ]
         if name == "sgd":
             own.append("optim.momentum=0")
-        cfg = load_config(recipe, None, [*overrides, *own])
+        # A constant learning rate unless the overrides ask for a schedule: the curves then show
+        # the update rules alone (and short runs avoid schedules sized for whole trainings).
+        cfg = load_config(recipe, None, ["optim.scheduler=none", *overrides, *own])
         with tempfile.TemporaryDirectory() as tmp:
             trainer = cls(cfg, run_dir=Path(tmp) / name, data_dir=data_dir)
             trainer.fit()
