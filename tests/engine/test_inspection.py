@@ -172,6 +172,11 @@ def test_gradcheck_refusals() -> None:
     with pytest.raises(UserError, match="has no argument 'width'"):
         ins.gradcheck("gcn_layer", {"width": 3})
     assert "lstm_cell" in ins.gradcheck_names() and "mlp" in ins.gradcheck_names()
+    # A model that builds float32 tensors inside its forward (the timestep embedding) cannot take it.
+    with pytest.raises(UserError, match="'ddpm_unet' cannot take a float64 gradient check"):
+        ins.gradcheck("ddpm_unet")
+    with pytest.raises(UserError, match="'bert_mlm' cannot be built for a gradient check .*vocab_size"):
+        ins.gradcheck("bert_mlm")
 
 
 def test_open_run_refuses_overrides_and_recipe_refuses_weights(tmp_path: Path) -> None:
