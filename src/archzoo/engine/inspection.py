@@ -518,10 +518,10 @@ def format_report(r: dict[str, Any]) -> str:
         lines.append(
             f"{name:<44} {_g(w['mean']):>10} {_g(w['std']):>10} {_g(w['min']):>10} {_g(w['max']):>10} {w['zeros']:>7.1%}"
         )
-    lines += ["", f"{'activation (first batch)':<44} {'module':<14} {'calls':>5} {'mean':>10} {'std':>10} {'dead':>7}"]
+    lines += ["", f"{'activation (first batch)':<44} {'module':<18} {'calls':>5} {'mean':>10} {'std':>10} {'dead':>7}"]
     for name, a in r["activations"].items():
         dead = f"{a['dead']:.1%}" if a["dead"] is not None else "-"
-        lines.append(f"{name:<44} {a['module']:<14} {a['calls']:>5} {_g(a['mean']):>10} {_g(a['std']):>10} {dead:>7}")
+        lines.append(f"{name:<44} {a['module']:<18} {a['calls']:>5} {_g(a['mean']):>10} {_g(a['std']):>10} {dead:>7}")
     d = r["data"]
     lines += ["", f"data: train split, {d['examples']} examples, read {d['read']}"]
     if "input_shape" in d:
