@@ -148,6 +148,8 @@ def test_gradcheck_passes_on_layers_and_a_model() -> None:
     r = ins.gradcheck("mlp", {"in_features": 6, "hidden": [5], "num_classes": 3})
     assert r["passed"] and r["kind"] == "model"
     assert r["elements"] == 2 * 6 + (6 * 5 + 5) + (5 * 3 + 3)
+    r = ins.gradcheck("gcn_node", {"num_node_features": 4, "num_classes": 2})  # a PyG batch as input
+    assert r["passed"] and r["inputs_checked"] and r["inputs_checked"][0][-1] == 4
 
 
 def test_gradcheck_catches_a_wrong_backward() -> None:

@@ -632,31 +632,49 @@ def gradcheck_names() -> list[str]:
     return [*_layers(), *list_models()]
 
 
-def _float_tensors(obj: Any) -> list[Tensor]:
+def _map_tensors(obj: Any, fn: Callable[[Tensor], Tensor]) -> Any:
+    """``obj`` with ``fn`` applied to every tensor inside it: tuples, lists, dicts, PyG batches and
+    objects holding tensors as attributes (a ``PaddedBatch``), in one fixed order."""
     if isinstance(obj, Tensor):
-        return [obj] if obj.is_floating_point() else []
-    if isinstance(obj, (tuple, list)):
-        return [t for o in obj for t in _float_tensors(o)]
+        return fn(obj)
+    if isinstance(obj, tuple):
+        return tuple(_map_tensors(o, fn) for o in obj)
+    if isinstance(obj, list):
+        return [_map_tensors(o, fn) for o in obj]
     if isinstance(obj, dict):
-        return [t for o in obj.values() for t in _float_tensors(o)]
-    return []
+        return {k: _map_tensors(v, fn) for k, v in obj.items()}
+    keys = getattr(obj, "keys", None)
+    if callable(keys) and hasattr(obj, "clone"):  # a PyG Data or Batch
+        out = obj.clone()
+        for key in sorted(keys()):
+            if isinstance(out[key], Tensor):
+                out[key] = fn(out[key])
+        return out
+    if hasattr(obj, "__dict__") and not isinstance(obj, nn.Module):
+        import copy
+
+        out = copy.copy(obj)
+        for key, v in sorted(vars(obj).items()):
+            if isinstance(v, Tensor):
+                setattr(out, key, fn(v))
+        return out
+    return obj
+
+
+def _float_tensors(obj: Any) -> list[Tensor]:
+    found: list[Tensor] = []
+
+    def collect(t: Tensor) -> Tensor:
+        if t.is_floating_point():
+            found.append(t)
+        return t
+
+    _map_tensors(obj, collect)
+    return found
 
 
 def _to_double(obj: Any) -> Any:
-    if isinstance(obj, Tensor):
-        return obj.double() if obj.is_floating_point() else obj
-    if isinstance(obj, tuple):
-        return tuple(_to_double(o) for o in obj)
-    if isinstance(obj, list):
-        return [_to_double(o) for o in obj]
-    if hasattr(obj, "to") and hasattr(obj, "x"):  # a PyG batch: its float fields to float64
-        out = obj.clone()
-        for key in out.keys():  # noqa: SIM118 - PyG's Data.keys() is a method
-            v = out[key]
-            if isinstance(v, Tensor) and v.is_floating_point():
-                out[key] = v.double()
-        return out
-    return obj
+    return _map_tensors(obj, lambda t: t.double() if t.is_floating_point() else t)
 
 
 def build_for_gradcheck(name: str, kwargs: dict[str, Any], seed: int = 0) -> tuple[nn.Module, tuple[Any, ...], str]:
@@ -710,20 +728,7 @@ def gradcheck(name: str, kwargs: dict[str, Any] | None = None, full_limit: int =
         raise UserError(f"'{name}' has neither floating inputs nor parameters to check gradients of.")
 
     def substitute(obj: Any, it: Iterator[Tensor]) -> Any:
-        if isinstance(obj, Tensor):
-            return next(it) if obj.is_floating_point() else obj
-        if isinstance(obj, tuple):
-            return tuple(substitute(o, it) for o in obj)
-        if isinstance(obj, list):
-            return [substitute(o, it) for o in obj]
-        if hasattr(obj, "x") and hasattr(obj, "clone"):
-            out = obj.clone()
-            for key in out.keys():  # noqa: SIM118
-                v = out[key]
-                if isinstance(v, Tensor) and v.is_floating_point():
-                    out[key] = next(it)
-            return out
-        return obj
+        return _map_tensors(obj, lambda t: next(it) if t.is_floating_point() else t)
 
     names = list(params)
 
