@@ -140,6 +140,10 @@ def test_readme_command_runs(line: str, workdir: Path, data_root: Path) -> None:
             words += ["--steps", "10"]
     if cmd == "score":
         words += ["--n", "64", "--batch-size", "32"]
+    if cmd == "find-batch":
+        words += ["--max-batch", "4"]  # two probes, not a search up to the whole split
+    if cmd == "plot":
+        words = [w if w != "200" else "3" for w in words]  # 3 steps per optimizer, not 200
     if cmd == "sample":
         words = [w if w not in ("50", "200") else "2" for w in words]  # 2 diffusion steps or tokens, not 50 or 200
     out = _in_process(words[1:], workdir, data_root)

@@ -1,4 +1,5 @@
-"""The ``archzoo`` command: list, train, eval, predict, summary, sample, viz, data, lr-find, tune, keras.
+"""The ``archzoo`` command: list, train, eval, predict, summary, sample, viz, inspect, find-batch, plot,
+lr-find, tune, keras, data.
 
 Data (tables, metrics as JSON, predictions) goes to stdout; messages go to
 stderr. A user error (unknown name, bad option, corrupt file, NaN loss) prints
@@ -144,6 +145,50 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dir", help="the study directory (default runs/tune/STUDY)")
     s.add_argument("--config", help="a YAML config applied over the recipe")
     s.add_argument("--data-dir")
+
+    s = sub.add_parser(
+        "inspect", help="gradient, weight, activation and data statistics of a run or recipe; or a gradient check"
+    )
+    s.add_argument("target", nargs="?", help="a run directory or a recipe")
+    s.add_argument(
+        "overrides", nargs="*", help="dotted overrides for a recipe; key=value layer arguments for --gradcheck"
+    )
+    s.add_argument(
+        "--batches", type=int, default=1, help="training batches the gradients are averaged over (default 1)"
+    )
+    s.add_argument("--json", help="write the report here (default OUT/inspect.json)")
+    s.add_argument("--out", help="folder of the data plot and the report (default RUN/inspect or runs/inspect/RECIPE)")
+    s.add_argument("--weights", default="final", choices=["final", "best", "last", "raw"], help="a run's weights")
+    s.add_argument(
+        "--gradcheck",
+        metavar="LAYER",
+        help="numerical gradient check of a layer or registered model ('list' names them)",
+    )
+    s.add_argument("--data-dir")
+
+    s = sub.add_parser("find-batch", help="the largest training batch of a recipe that fits a memory budget")
+    s.add_argument("recipe", help="a shipped recipe")
+    s.add_argument("overrides", nargs="*", help="dotted overrides such as model.args.width=64")
+    s.add_argument(
+        "--budget-mb", type=float, help="memory budget in MB (required on the CPU; default on a GPU: its memory)"
+    )
+    s.add_argument("--max-batch", type=int, default=65536, help="the largest batch probed (default 65536)")
+    s.add_argument("--data-dir")
+
+    s = sub.add_parser("plot", help="reference plots: activations, optimizers RECIPE, losses")
+    psub = s.add_subparsers(dest="plot_cmd", parser_class=_Parser)
+    v = psub.add_parser("activations", help="ReLU, Leaky ReLU, ELU, sigmoid, tanh, Swish and GELU with derivatives")
+    v.add_argument("--out", default="activations.png", help="the PNG (default activations.png)")
+    v = psub.add_parser("optimizers", help="a recipe's training loss per step under each optimizer")
+    v.add_argument("recipe")
+    v.add_argument("overrides", nargs="*", help="dotted overrides applied to every run (optim.lr=...)")
+    v.add_argument("--steps", type=int, default=100, help="optimizer steps per run (default 100)")
+    v.add_argument("--optimizers", default="sgd,momentum,rmsprop,adam,adamw,adagrad,nadam")
+    v.add_argument("--out", default="optimizers.png", help="the PNG (default optimizers.png)")
+    v.add_argument("--json", help="also write the loss of every step here")
+    v.add_argument("--data-dir")
+    v = psub.add_parser("losses", help="MSE, L1, Huber, BCE, CE, NLL, hinge and KL against the prediction")
+    v.add_argument("--out", default="losses.png", help="the PNG (default losses.png)")
 
     s = sub.add_parser("data", help="dataset utilities")
     dsub = s.add_subparsers(dest="data_cmd", parser_class=_Parser)
@@ -442,6 +487,89 @@ def cmd_keras(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_inspect(a: argparse.Namespace) -> int:
+    from archzoo.engine import inspection as ins
+
+    if a.gradcheck:
+        return _gradcheck(a)
+    target, overrides = a.target, a.overrides
+    if not target:
+        raise UserError("Name a run directory or a recipe to inspect, or pass --gradcheck LAYER.")
+    if "=" in target:
+        raise UserError(f"'{target}' is an override; name a run directory or a recipe first.")
+    t = ins.open_target(target, overrides, a.data_dir, a.weights)
+    report = ins.inspect(t, a.batches)
+    if a.out:
+        out = Path(a.out)
+    elif t.run_dir is not None:
+        out = t.run_dir / "inspect"
+    else:
+        out = Path(t.cfg.log.dir) / "inspect" / t.name
+    png = ins.plot_data_check(report["data"], out / "data.png", f"{t.name}: training split")
+    js = ins.write_report(report, Path(a.json) if a.json else out / "inspect.json")
+    print(ins.format_report(report))
+    print(f"wrote {js} and {png}", file=sys.stderr)
+    return 0
+
+
+def _gradcheck(a: argparse.Namespace) -> int:
+    import yaml
+
+    from archzoo.engine import inspection as ins
+
+    items = [x for x in [a.target, *a.overrides] if x]
+    if a.batches != 1 or a.out or a.weights != "final" or a.data_dir:
+        raise UserError("--gradcheck takes key=value layer arguments and --json only.")
+    if a.gradcheck == "list":
+        if items:
+            raise UserError("--gradcheck list takes no arguments.")
+        for name in ins.gradcheck_names():
+            print(name)
+        return 0
+    kwargs: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise UserError(f"Layer argument '{item}' must look like key=value.")
+        k, _, v = item.partition("=")
+        kwargs[k] = yaml.safe_load(v)
+    r = ins.gradcheck(a.gradcheck, kwargs)
+    if a.json:
+        ins.write_report(r, Path(a.json))
+    print(json.dumps(r, indent=2))
+    if not r["passed"]:
+        print(f"gradient check of {a.gradcheck} failed: {r['error']}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_find_batch(a: argparse.Namespace) -> int:
+    from archzoo.engine.find_batch import find_batch, format_result
+
+    r = find_batch(a.recipe, a.overrides, a.budget_mb, a.max_batch, a.data_dir)
+    print(format_result(r))
+    return 0
+
+
+def cmd_plot(a: argparse.Namespace) -> int:
+    from archzoo.viz import reference as ref
+
+    if a.plot_cmd == "activations":
+        print(ref.plot_activations(Path(a.out)))
+        return 0
+    if a.plot_cmd == "losses":
+        print(ref.plot_losses(Path(a.out)))
+        return 0
+    if a.plot_cmd == "optimizers":
+        names = ref.parse_optimizers(a.optimizers)
+        curves = ref.optimizer_curves(a.recipe, a.overrides, names, a.steps, a.data_dir)
+        if a.json:
+            Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(a.json).write_text(json.dumps({"recipe": a.recipe, "steps": a.steps, "losses": curves}, indent=1))
+        print(ref.plot_optimizers(curves, Path(a.out), f"{a.recipe}: training loss per step"))
+        return 0
+    raise UserError("Use 'archzoo plot activations', 'archzoo plot optimizers RECIPE' or 'archzoo plot losses'.")
+
+
 COMMANDS = {
     "list": cmd_list,
     "train": cmd_train,
@@ -455,6 +583,9 @@ COMMANDS = {
     "lr-find": cmd_lr_find,
     "tune": cmd_tune,
     "keras": cmd_keras,
+    "inspect": cmd_inspect,
+    "find-batch": cmd_find_batch,
+    "plot": cmd_plot,
 }
 
 

@@ -27,7 +27,7 @@ from archzoo.errors import UserError
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 DEFAULT_BATCH = 128
 DEFAULT_EVAL_BATCH = 1024
-OPTIMIZERS = ("sgd", "rmsprop", "adam", "adamw", "adagrad", "nadam")
+OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam", "adamw", "adagrad", "nadam")
 SCHEDULERS = ("none", "step", "exponential", "cosine", "plateau", "onecycle", "warmup_cosine")
 
 
@@ -156,10 +156,10 @@ class OptimConfig:
     ``optim.slots.generator.lr=2e-4`` wins over ``optim.lr``, which wins over the task's default.
 
     Args:
-        name: sgd, rmsprop, adam, adamw, adagrad or nadam.
+        name: sgd, momentum (SGD with ``momentum``, 0.9 by default), rmsprop, adam, adamw, adagrad or nadam.
         lr: learning rate (the peak for onecycle and warmup_cosine).
         weight_decay: decoupled for adamw, L2-in-gradient for the others; never on biases and norms.
-        momentum: momentum for sgd and rmsprop.
+        momentum: momentum for sgd, momentum and rmsprop.
         nesterov: Nesterov momentum for sgd.
         betas: Adam-family betas.
         eps: Adam-family and RMSprop epsilon.
@@ -203,6 +203,10 @@ class OptimConfig:
         _check(
             self.name is None or self.name in OPTIMIZERS,
             f"optim.name must be one of {', '.join(OPTIMIZERS)}, got '{self.name}'.",
+        )
+        _check(
+            self.name != "momentum" or self.momentum > 0,
+            f"optim.name=momentum needs optim.momentum > 0, got {self.momentum}; use optim.name=sgd for plain SGD.",
         )
         _check(
             self.scheduler in SCHEDULERS,

@@ -70,7 +70,7 @@ def build_optimizer(cfg: OptimConfig, groups: list[dict[str, Any]]) -> torch.opt
     name, lr, betas = cfg.name, cfg.lr, tuple(cfg.betas)
     if not groups:
         raise UserError("The model has no trainable parameters.")
-    if name == "sgd":
+    if name in ("sgd", "momentum"):  # momentum: the same SGD, named for its (required) momentum
         opt: torch.optim.Optimizer = torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
     elif name == "rmsprop":
         opt = torch.optim.RMSprop(groups, lr=lr, momentum=cfg.momentum, eps=cfg.eps)

@@ -1,4 +1,4 @@
-"""Classification: cross-entropy with optional label smoothing; accuracy and macro-F1."""
+"""Classification: cross-entropy (with optional label smoothing), NLL or multi-class hinge; accuracy and macro-F1."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from torch import Tensor, nn
 from archzoo.errors import UserError
 from archzoo.registry import register_task
 from archzoo.tasks.base import Option, Task, collected
+
+CLASSIFICATION_LOSSES = ("ce", "nll", "hinge")
 
 
 def unpack(batch: Any) -> tuple[Any, Tensor]:
@@ -32,12 +34,21 @@ class Classification(Task):
     a :class:`~archzoo.data.splits.PaddedBatch` or a PyG ``Batch`` (the model takes the batch,
     and predicts one class per sequence or per graph). It counts its examples.
 
-    Loss: :math:`-\sum_c q_c \log p_c` with :math:`q = (1-\varepsilon)\,\mathrm{onehot}(y) + \varepsilon / C`
-    (label smoothing :math:`\varepsilon`, Szegedy et al. 2016).
+    Losses, on the logits :math:`z` of one example with label :math:`y` (``loss``):
+
+    * ``ce`` (default): :math:`-\sum_c q_c \log p_c`, :math:`p = \mathrm{softmax}(z)`, with
+      :math:`q = (1-\varepsilon)\,\mathrm{onehot}(y) + \varepsilon / C` (label smoothing :math:`\varepsilon`,
+      Szegedy et al. 2016);
+    * ``nll``: :math:`-\log p_y` as ``F.nll_loss`` of ``F.log_softmax(z)``, the two-step form of the
+      same objective (pytorch/examples' MNIST), for comparison with ``ce``;
+    * ``hinge``: the multi-class margin loss of Weston & Watkins (1999), ``F.multi_margin_loss``,
+      :math:`\frac1C \sum_{c \ne y} \max(0, m - z_y + z_c)` with margin :math:`m`.
 
     Args:
-        label_smoothing: :math:`\varepsilon` (default 0).
+        label_smoothing: :math:`\varepsilon` (default 0; ``ce`` only).
         top_k: also report top-k accuracy when k > 1 and k < classes (default 5).
+        loss: ce, nll or hinge (default ce); ``val/loss`` and ``test/loss`` use the same loss.
+        margin: :math:`m` of ``hinge`` (default 1).
 
     Metrics: ``loss``, ``acc`` (micro), ``f1`` (macro) and ``top{k}``.
     """
@@ -45,10 +56,20 @@ class Classification(Task):
     monitor = "val/acc"
     mode = "max"
 
-    def __init__(self, label_smoothing: float = 0.0, top_k: int = 5) -> None:
+    def __init__(self, label_smoothing: float = 0.0, top_k: int = 5, loss: str = "ce", margin: float = 1.0) -> None:
         if not 0.0 <= label_smoothing < 1.0:
             raise UserError(f"task.args.label_smoothing must be in [0, 1), got {label_smoothing}.")
+        if loss not in CLASSIFICATION_LOSSES:
+            raise UserError(f"task.args.loss must be one of {', '.join(CLASSIFICATION_LOSSES)}, got '{loss}'.")
+        if label_smoothing and loss != "ce":
+            raise UserError(f"task.args.label_smoothing applies to loss=ce only, not loss={loss}.")
+        if margin != 1.0 and loss != "hinge":
+            raise UserError(f"task.args.margin applies to loss=hinge only, not loss={loss}.")
+        if margin <= 0:
+            raise UserError(f"task.args.margin must be positive, got {margin}.")
         self.label_smoothing = label_smoothing
+        self.loss_name = loss
+        self.margin = margin
         self.top_k = top_k
         self.metrics: dict[str, Any] = {}
 
@@ -82,7 +103,7 @@ class Classification(Task):
     def loss(self, model: nn.Module, batch: Any) -> tuple[Tensor, dict[str, Tensor]]:
         x, y = unpack(batch)
         logits = model(x)
-        loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
+        loss = self.objective(logits, y)
         acc = (logits.detach().argmax(1) == y).float().mean()
         return loss, {"acc": acc}
 
@@ -90,9 +111,21 @@ class Classification(Task):
         x, y = unpack(batch)
         self.update_metrics(split, model(x).float(), y)
 
+    def objective(self, logits: Tensor, y: Tensor, reduction: str = "mean") -> Tensor:
+        """The configured loss of logits :math:`(B, C)` and labels :math:`(B,)`."""
+        if self.loss_name == "nll":
+            return F.nll_loss(F.log_softmax(logits, dim=-1), y, reduction=reduction)
+        if self.loss_name == "hinge":
+            return F.multi_margin_loss(logits, y, margin=self.margin, reduction=reduction)
+        return F.cross_entropy(logits, y, label_smoothing=self.label_smoothing, reduction=reduction)
+
     def update_metrics(self, split: str, logits: Tensor, y: Tensor) -> None:
         """Add a batch's logits :math:`(B, C)` and labels :math:`(B,)` to the metrics of ``split``."""
-        loss = F.cross_entropy(logits, y, reduction="sum")
+        # Validation reports the unsmoothed loss, as before label smoothing was an option.
+        if self.loss_name == "ce":
+            loss = F.cross_entropy(logits, y, reduction="sum")
+        else:
+            loss = self.objective(logits, y, reduction="sum")
         m = self.metrics[split]
         for name, metric in m.items():
             if name == "loss":
@@ -157,5 +190,7 @@ def _padded_texts(inputs: list[str], tokenizer: Any, pad_id: int) -> Any:
 
 
 @register_task("classification")
-def classification(label_smoothing: float = 0.0, top_k: int = 5) -> Classification:
-    return Classification(label_smoothing=label_smoothing, top_k=top_k)
+def classification(
+    label_smoothing: float = 0.0, top_k: int = 5, loss: str = "ce", margin: float = 1.0
+) -> Classification:
+    return Classification(label_smoothing=label_smoothing, top_k=top_k, loss=loss, margin=margin)
