@@ -368,7 +368,7 @@ def _custom(keras: Any) -> dict[str, Any]:
     saved ``.keras`` file loads again."""
     if _CUSTOM:
         return _CUSTOM
-    from archzoo.engine.loggers import EventWriter
+    from torch.utils.tensorboard import SummaryWriter
 
     reg = keras.saving.register_keras_serializable(package="archzoo")
 
@@ -426,11 +426,11 @@ def _custom(keras: Any) -> dict[str, Any]:
                 w.writerows(self.rows)
 
     class Events(keras.callbacks.Callback):
-        """Each epoch's logs as TensorBoard scalars, through archzoo's event writer."""
+        """Each epoch's logs as TensorBoard scalars, through torch's SummaryWriter, as the engine writes them."""
 
         def __init__(self, run_dir: Path) -> None:
             super().__init__()
-            self.writer = EventWriter(run_dir)
+            self.writer = SummaryWriter(str(run_dir))
 
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
             for k, v in (logs or {}).items():
