@@ -372,33 +372,25 @@ def _custom(keras: Any) -> dict[str, Any]:
 
     reg = keras.saving.register_keras_serializable(package="archzoo")
 
-    @reg
-    class ScaledRMSE(keras.metrics.RootMeanSquaredError):
-        """RMSE over all samples in the target's original units: ``std * RMSE(standardised)``."""
+    def scaled(base: Any, cls_name: str, metric: str) -> Any:
+        """``base`` over all samples in the target's original units: ``std * metric(standardised)``."""
 
-        def __init__(self, scale: float = 1.0, name: str = "rmse", **kw: Any) -> None:
-            super().__init__(name=name, **kw)
+        def __init__(self: Any, scale: float = 1.0, name: str = metric, **kw: Any) -> None:
+            base.__init__(self, name=name, **kw)
             self.scale = float(scale)
 
-        def result(self) -> Any:
-            return super().result() * self.scale
+        def result(self: Any) -> Any:
+            return base.result(self) * self.scale
 
-        def get_config(self) -> dict[str, Any]:
-            return {**super().get_config(), "scale": self.scale}
+        def get_config(self: Any) -> dict[str, Any]:
+            return {**base.get_config(self), "scale": self.scale}
 
-    @reg
-    class ScaledMAE(keras.metrics.MeanAbsoluteError):
-        """MAE over all samples in the target's original units: ``std * MAE(standardised)``."""
+        doc = f"{metric.upper()} in the target's original units: ``std * {metric.upper()}(standardised)``."
+        attrs = {"__init__": __init__, "result": result, "get_config": get_config, "__doc__": doc}
+        return reg(type(cls_name, (base,), attrs))
 
-        def __init__(self, scale: float = 1.0, name: str = "mae", **kw: Any) -> None:
-            super().__init__(name=name, **kw)
-            self.scale = float(scale)
-
-        def result(self) -> Any:
-            return super().result() * self.scale
-
-        def get_config(self) -> dict[str, Any]:
-            return {**super().get_config(), "scale": self.scale}
+    ScaledRMSE = scaled(keras.metrics.RootMeanSquaredError, "ScaledRMSE", "rmse")
+    ScaledMAE = scaled(keras.metrics.MeanAbsoluteError, "ScaledMAE", "mae")
 
     class StepLog(keras.callbacks.Callback):
         """Every ``every`` optimizer steps, the training loss into ``steps.csv`` (and TensorBoard)."""
