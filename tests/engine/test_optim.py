@@ -279,6 +279,21 @@ def test_onecycle_builds_for_every_optimizer(name: str) -> None:
     assert isinstance(s, torch.optim.lr_scheduler.OneCycleLR) and iv == "step"
 
 
+@pytest.mark.parametrize("total", [2, 3, 4, 5, 8])
+def test_onecycle_runs_on_a_few_steps(total: int) -> None:
+    # 4 steps at pct_start 0.25 put the end of torch's warm-up phase at step 0 (a zero-length phase).
+    cfg = OptimConfig(name="adamw", lr=0.01, scheduler="onecycle", pct_start=0.25)
+    opt = _opt(0.01, "adamw")
+    s, _ = build_scheduler(cfg, opt, steps_per_epoch=total, total_steps=total)
+    lrs = []
+    for _ in range(total):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        s.step()
+    assert all(0 < lr <= 0.01 + 1e-12 for lr in lrs)
+    assert lrs[-1] < lrs[0] or total <= 3  # it anneals below the start by the last step
+
+
 def test_plateau_decays_after_patience() -> None:
     cfg = OptimConfig(name="sgd", lr=1.0, scheduler="plateau", gamma=0.5, plateau_patience=1)
     opt = _opt(1.0)

@@ -129,12 +129,15 @@ def build_scheduler(
         )
         return sched, "plateau"
     if s == "onecycle":
+        # OneCycleLR's warm-up phase ends at step pct_start * total - 1; when that is exactly 0 (4 steps at the
+        # default 0.25) torch divides by the phase's zero length, so the phase is made a hair longer.
+        pct = cfg.pct_start + (1e-6 / total if abs(cfg.pct_start * total - 1) < 1e-9 else 0.0)
         return (
             torch.optim.lr_scheduler.OneCycleLR(
                 opt,
                 max_lr=[g["lr"] for g in opt.param_groups],
                 total_steps=total,
-                pct_start=cfg.pct_start,
+                pct_start=pct,
                 # Adagrad has neither momentum nor betas; SGD without momentum keeps none.
                 cycle_momentum=("betas" in opt.defaults) or opt.defaults.get("momentum", 0) > 0,
             ),
