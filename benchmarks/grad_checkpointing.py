@@ -180,7 +180,7 @@ def main() -> None:
         for case in a.cases:
             plain = run_case(case, False, a.steps, a.threads, a.device, Path(tmp))
             checked = run_case(case, True, a.steps, a.threads, a.device, Path(tmp))
-            ga, gb = torch.load(plain.pop("grads_file")), torch.load(checked.pop("grads_file"))
+            ga, gb = (torch.load(r.pop("grads_file"), weights_only=True) for r in (plain, checked))
             grad_diff = max(float((ga[k] - gb[k]).abs().max()) for k in ga)
             loss_diff = max(abs(u - v) for u, v in zip(plain["losses"], checked["losses"], strict=True))
             t_plain, t_ckpt = min(plain["step_seconds"]), min(checked["step_seconds"])
