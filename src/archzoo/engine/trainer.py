@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import datetime as _dt
+import inspect
 import json
 import math
 import random
@@ -41,6 +42,7 @@ from archzoo.engine.pretrained import check_transfer_interface, freeze_norm_stat
 from archzoo.engine.progress import Progress
 from archzoo.engine.resume import resume_changes
 from archzoo.errors import TrainingDiverged, UserError
+from archzoo.registry import MODELS
 from archzoo.tasks.base import Task, to_device
 
 EMA_FILE = "ema.safetensors"  # the averaged weights inside a full checkpoint (train.ema_decay)
@@ -77,6 +79,32 @@ def probe_bf16_faster(model: nn.Module, task: Task, batch: Any, device: torch.de
     finally:
         torch.set_rng_state(rng)
     return bf16 < 0.9 * fp32
+
+
+def smallest_image_size(model: nn.Module, x: Tensor, largest: int = 512) -> int | None:
+    """The smallest square size that ``model`` takes for images with ``x``'s channels, if a larger one than
+    ``x``'s works (a bisection over sizes, run only to explain a shape error); None when none up to ``largest`` does."""
+
+    def fits(size: int) -> bool:
+        probe = torch.zeros(1, x.shape[1], size, size, dtype=x.dtype, device=x.device)
+        try:
+            with torch.no_grad():
+                model(probe)
+        except (RuntimeError, ValueError, IndexError):
+            return False
+        return True
+
+    low = max(int(x.shape[-2]), int(x.shape[-1]))  # fails
+    if low >= largest or not fits(largest):
+        return None
+    high = largest  # fits
+    while high - low > 1:
+        mid = (low + high) // 2
+        if fits(mid):
+            high = mid
+        else:
+            low = mid
+    return high
 
 
 def _rng_state() -> dict[str, Any]:
@@ -264,9 +292,17 @@ class Trainer:
             x = batch[0] if isinstance(batch, (tuple, list)) else getattr(batch, "x", None)
             shape = tuple(x.shape[1:]) if isinstance(x, Tensor) else type(batch).__name__
             first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            raise UserError(
-                f"Model '{self.cfg.model.name}' does not fit dataset '{self.cfg.data.name}' with input {shape} ({first})."
-            ) from None
+            name, data = self.cfg.model.name, self.cfg.data.name
+            smallest = smallest_image_size(self.model, x) if isinstance(x, Tensor) and x.dim() == 4 else None
+            if smallest is not None:
+                c, h, w = x.shape[1:]
+                stem = "stem" in inspect.signature(MODELS.get(name)).parameters
+                hint = ", or its small stem (model.args.stem=small)" if stem else ""
+                raise UserError(
+                    f"Model '{name}' does not fit dataset '{data}': its images are {c}x{h}x{w}, and the model "
+                    f"needs at least {smallest}x{smallest} pixels; choose a model for {h} px input{hint}."
+                ) from None
+            raise UserError(f"Model '{name}' does not fit dataset '{data}' with input {shape} ({first}).") from None
         finally:
             self.model.train(was)
             self.task.load_extra_state(state)
@@ -476,6 +512,7 @@ class Trainer:
         self._last_save_time = time.perf_counter()
         unit, every = t.checkpoint_schedule()
         self._reached_max = False
+        progress_hook = getattr(self.model, "on_train_progress", None)
         while self.epoch < t.epochs and not self._stopping():
             self._set_trainable()
             self._train_mode()
@@ -488,6 +525,8 @@ class Trainer:
                 rank=self.dist.rank, world=self.dist.world, augment=True,
             )  # fmt: skip
             for batch in batches:
+                if progress_hook is not None:  # the model's own schedule (a function of progress, so resume agrees)
+                    progress_hook(self.epoch + self.batch_in_epoch / self.batches_per_epoch)
                 batch = to_device(batch, self.device, self.memory_format)
                 hist_due = log is not None and t.log_histograms and (self.ctx.global_step + 1) % t.log_histograms == 0
                 self.ctx.grad_observer = self._grad_histograms(log) if hist_due else None

@@ -20,7 +20,8 @@ class KernelAttention(nn.Module):
         \pi_k(x) = \frac{\exp(z_k / \tau)}{\sum_j \exp(z_j / \tau)}
 
     The temperature :math:`\tau` flattens the distribution: the paper starts at
-    :math:`\tau = 30` (every kernel is trained at first) and anneals it to 1.
+    :math:`\tau = 30` (every kernel is trained at first) and anneals it to 1. It is a
+    buffer, so checkpoints, resume and loaded runs carry the value reached.
 
     Args:
         in_channels: channels of the input.
@@ -37,7 +38,7 @@ class KernelAttention(nn.Module):
         self.fc1 = nn.Linear(in_channels, hidden)
         self.relu = nn.ReLU(inplace=True)
         self.fc2 = nn.Linear(hidden, num_kernels)
-        self.temperature = float(temperature)
+        self.register_buffer("temperature", torch.tensor(float(temperature)))
 
     def forward(self, x: Tensor) -> Tensor:
         z = x.mean(dim=(2, 3))  # (B, C) global average pool
@@ -126,7 +127,7 @@ class DynamicConv2d(nn.Module):
 
     def set_temperature(self, temperature: float) -> None:
         """Set the attention's softmax temperature (anneal it from 30 to 1 early in training)."""
-        self.attention.temperature = float(temperature)
+        self.attention.temperature.fill_(float(temperature))
 
     def forward(self, x: Tensor) -> Tensor:
         B, C, H, W = x.shape
