@@ -55,6 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("run", help="run directory")
     s.add_argument("--split", default="test", choices=["train", "val", "test"])
     s.add_argument(
+        "--tta",
+        choices=["none", "flip"],
+        help="test-time augmentation of a classification run: flip also scores each image mirrored and reports "
+        "the averaged prediction as {split}/tta_* beside the plain figures (default: the run's task.args.tta)",
+    )
+    s.add_argument(
         "--weights",
         default="final",
         choices=["final", "best", "last", "raw"],
@@ -284,6 +290,11 @@ def load_run(run: str, data_dir: str | None, weights: str = "final") -> Any:
 
 def cmd_eval(a: argparse.Namespace) -> int:
     run = load_run(a.run, a.data_dir, a.weights)
+    if a.tta is not None:
+        set_tta = getattr(run.task, "set_tta", None)
+        if set_tta is None:
+            raise UserError(f"--tta applies to classification runs, and this run's task is '{run.cfg.task.name}'.")
+        set_tta(a.tta, run.info)
     print(json.dumps(run.evaluate(a.split), indent=2))
     return 0
 

@@ -43,6 +43,9 @@ def digits(
     """
     from sklearn.datasets import load_digits
 
+    from archzoo.data.images import refuse_flip
+
+    refuse_flip(augment, "digits")
     d = load_digits()
     x = d.images.astype(np.float32) / 16.0
     y = d.target.astype(np.int64)
@@ -62,6 +65,7 @@ def digits(
         "std": [std],
         "pixel_max": 16.0,
         "kind": "image",
+        "flip_changes_class": True,
     }
     return DataBundle(
         TensorSplit(xt[tr_idx], yt[tr_idx], augment=aug),

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from archzoo.data.images import check_image_args, image_bundle, normalization, split_holdout
+from archzoo.data.images import check_image_args, image_bundle, normalization, refuse_flip, split_holdout
 from archzoo.data.root import DEBIAN_FASHION_MNIST, PathLike, find_dataset_dir
 from archzoo.data.splits import DataBundle
 from archzoo.errors import DataError
@@ -115,6 +115,7 @@ class IdxDataset:
     classes: tuple[str, ...]
     how_to_get: str
     system_dirs: tuple[Path, ...] = ()
+    flip_changes_class: bool = False  # a mirrored digit is no digit: flips are refused
 
 
 IDX_FILES = {
@@ -142,6 +143,7 @@ MNIST = IdxDataset(
     std=0.3081,
     classes=tuple(str(d) for d in range(10)),
     how_to_get="run 'archzoo data download mnist' where a network exists",
+    flip_changes_class=True,
 )
 
 
@@ -173,6 +175,8 @@ def load_idx_dataset(
 ) -> DataBundle:
     """Build the bundle of an idx dataset; the registered builders only pick ``spec``."""
     check_image_args(val_fraction, normalize, limit)
+    if spec.flip_changes_class:
+        refuse_flip(augment, spec.title)
     folder = find_dataset_dir(
         spec.title,
         data_dir,
@@ -201,6 +205,8 @@ def load_idx_dataset(
         "kind": "image",
         "source": str(folder),
     }
+    if spec.flip_changes_class:
+        info["flip_changes_class"] = True
     return image_bundle(train, val, xs["test"], mean=mean, std=std, augment=augment, info=info)
 
 

@@ -35,6 +35,15 @@ def check_image_args(
         raise UserError(f"limit must be a positive integer or None, got {limit!r}.")
 
 
+def refuse_flip(augment: dict[str, Any] | None, title: str) -> None:
+    """Refuse ``data.augment.flip`` for a dataset whose classes a mirror changes (digits)."""
+    if augment and augment.get("flip"):
+        raise UserError(
+            f"data.augment.flip mirrors images, and {title} holds digits, which a mirror turns into other shapes; "
+            "leave flips off."
+        )
+
+
 def normalization(
     normalize: str, mean: Sequence[float], std: Sequence[float]
 ) -> tuple[tuple[float, ...], tuple[float, ...]]:

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from archzoo.errors import UserError
+from archzoo.layers.outputs import AuxLogits
 from archzoo.models._classifier import ImageClassifier
 from archzoo.models._variant import variant
 from archzoo.registry import register_model
@@ -148,8 +149,11 @@ class GoogLeNet(ImageClassifier):
         num_classes: classes of the head (default 1000).
         in_channels: channels of the input image (default 3).
         aux_logits: build the two auxiliary classifiers ``aux1`` (after ``inception4a``)
-            and ``aux2`` (after ``inception4d``); :meth:`forward` still returns the main
-            logits only, :meth:`forward_with_aux` returns all three (default False).
+            and ``aux2`` (after ``inception4d``). In training mode :meth:`forward` then returns
+            :class:`~archzoo.layers.outputs.AuxLogits` (the main logits and both auxiliary
+            ones), which the classification task turns into the paper's loss
+            :math:`L + 0.3 (L_{aux1} + L_{aux2})`; in evaluation mode it returns the main logits
+            only. :meth:`forward_with_aux` returns all three (default False).
         dropout: dropout before ``fc`` (default 0.2).
         dropout_aux: dropout in the auxiliary classifiers (default 0.7).
         stem: ``"imagenet"``: 7x7 stride-2 ``conv1`` and two stride-2 pools (stride 8);
@@ -268,7 +272,10 @@ class GoogLeNet(ImageClassifier):
         x = torch.flatten(self.avgpool(x), 1)  # (B, 1024)
         return self.fc(self.dropout(x))
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor) -> Tensor | AuxLogits:
+        if self.training and self.aux1 is not None and self.aux2 is not None:
+            logits, aux1, aux2 = self.forward_with_aux(x)
+            return AuxLogits(logits, (aux1, aux2))  # type: ignore[arg-type]
         return self._head(self.forward_features(x))
 
     def reset_classifier(self, num_classes: int) -> None:
@@ -280,7 +287,7 @@ class GoogLeNet(ImageClassifier):
 
 
 @register_model()
-@variant(GoogLeNet, ("num_classes", "in_channels", "stem", "aux_logits", "dropout", "kernel_5x5"))
+@variant(GoogLeNet, ("num_classes", "in_channels", "stem", "aux_logits", "dropout", "dropout_aux", "kernel_5x5"))
 def googlenet(**kwargs: Any) -> GoogLeNet:
     """GoogLeNet as in torchvision (batch norm, 3x3 "5x5" branches, no aux heads by default)."""
     return GoogLeNet(**kwargs)
@@ -289,7 +296,7 @@ def googlenet(**kwargs: Any) -> GoogLeNet:
 @register_model()
 @variant(
     GoogLeNet,
-    ("num_classes", "in_channels", "stem", "width_mult", "dropout", "kernel_5x5"),
+    ("num_classes", "in_channels", "stem", "width_mult", "aux_logits", "dropout", "dropout_aux", "kernel_5x5"),
     num_classes=10,
     stem="small",
     width_mult=0.25,
@@ -298,4 +305,4 @@ def googlenet(**kwargs: Any) -> GoogLeNet:
 def inception_small(**kwargs: Any) -> GoogLeNet:
     """A GoogLeNet a quarter as wide with the small stem, for 28-32 px images, with the
     paper's 5x5 branches."""
-    return GoogLeNet(aux_logits=False, **kwargs)
+    return GoogLeNet(**kwargs)

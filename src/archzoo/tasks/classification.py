@@ -9,10 +9,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from archzoo.errors import UserError
+from archzoo.layers.outputs import AuxLogits
 from archzoo.registry import register_task
 from archzoo.tasks.base import Option, Task, collected
 
 CLASSIFICATION_LOSSES = ("ce", "nll", "hinge")
+TTA_MODES = ("none", "flip")
+AUX_WEIGHT = 0.3  # Szegedy et al. 2015, section 5: each auxiliary loss is added with weight 0.3
 
 
 def unpack(batch: Any) -> tuple[Any, Tensor]:
@@ -49,14 +52,31 @@ class Classification(Task):
         top_k: also report top-k accuracy when k > 1 and k < classes (default 5).
         loss: ce, nll or hinge (default ce); ``val/loss`` and ``test/loss`` use the same loss.
         margin: :math:`m` of ``hinge`` (default 1).
+        aux_weight: the weight of each auxiliary head's loss for a model that returns
+            :class:`~archzoo.layers.outputs.AuxLogits` in training (GoogLeNet built with
+            ``aux_logits=True``): :math:`L = L_{main} + w \sum_a L_a` (default 0.3, the paper's);
+            refused for a model without auxiliary heads. Evaluation uses the main head alone.
+        tta: ``flip`` also evaluates every image mirrored left-right and averages the two
+            softmax outputs; its metrics are reported beside the plain ones as
+            ``{split}/tta_acc`` etc. (default ``none``). Refused for image datasets where a mirror
+            changes the class (digits, MNIST) and for inputs that are not images.
 
-    Metrics: ``loss``, ``acc`` (micro), ``f1`` (macro) and ``top{k}``.
+    Metrics: ``loss``, ``acc`` (micro), ``f1`` (macro) and ``top{k}``, and with ``tta=flip`` the same
+    with a ``tta_`` prefix.
     """
 
     monitor = "val/acc"
     mode = "max"
 
-    def __init__(self, label_smoothing: float = 0.0, top_k: int = 5, loss: str = "ce", margin: float = 1.0) -> None:
+    def __init__(
+        self,
+        label_smoothing: float = 0.0,
+        top_k: int = 5,
+        loss: str = "ce",
+        margin: float = 1.0,
+        aux_weight: float | None = None,
+        tta: str = "none",
+    ) -> None:
         if not 0.0 <= label_smoothing < 1.0:
             raise UserError(f"task.args.label_smoothing must be in [0, 1), got {label_smoothing}.")
         if loss not in CLASSIFICATION_LOSSES:
@@ -67,6 +87,13 @@ class Classification(Task):
             raise UserError(f"task.args.margin applies to loss=hinge only, not loss={loss}.")
         if margin <= 0:
             raise UserError(f"task.args.margin must be positive, got {margin}.")
+        if aux_weight is not None and aux_weight < 0:
+            raise UserError(f"task.args.aux_weight must be 0 or more, got {aux_weight}.")
+        if tta not in TTA_MODES:
+            raise UserError(f"task.args.tta must be one of {', '.join(TTA_MODES)}, got '{tta}'.")
+        self.aux_weight_arg = aux_weight
+        self.aux_weight = AUX_WEIGHT if aux_weight is None else float(aux_weight)
+        self.tta = tta
         self.label_smoothing = label_smoothing
         self.loss_name = loss
         self.margin = margin
@@ -74,6 +101,12 @@ class Classification(Task):
         self.metrics: dict[str, Any] = {}
 
     def setup(self, model: nn.Module, info: dict[str, Any], device: torch.device) -> None:
+        if self.aux_weight_arg is not None and not getattr(model, "aux_logits", False):
+            raise UserError(
+                "task.args.aux_weight weights auxiliary heads, and this model has none "
+                "(GoogLeNet has them with model.args.aux_logits=true)."
+            )
+        self.set_tta(self.tta, info)
         c = int(info["num_classes"])
         self.num_classes = c
         self.classes = info.get("classes")
@@ -93,6 +126,22 @@ class Classification(Task):
             return torchmetrics.MetricCollection(m).to(device)
 
         self.metrics = {s: collection() for s in ("train", "val", "test")}
+        self.tta_metrics = {s: collection() for s in ("train", "val", "test")}
+
+    def set_tta(self, tta: str, info: dict[str, Any]) -> None:
+        """Switch flip test-time augmentation on (``"flip"``) or off (``"none"``) for ``info``'s data."""
+        if tta not in TTA_MODES:
+            raise UserError(f"The test-time augmentation must be one of {', '.join(TTA_MODES)}, got '{tta}'.")
+        if tta == "flip":
+            name = info.get("name", "this dataset")
+            if info.get("kind") != "image":
+                raise UserError(f"Flip test-time augmentation mirrors images, and {name} does not hold images.")
+            if info.get("flip_changes_class"):
+                raise UserError(
+                    f"Flip test-time augmentation is refused for {name}: a mirrored image there can be "
+                    "another class (a mirrored digit is no digit)."
+                )
+        self.tta = tta
 
     def count(self, batch: Any) -> int:
         """The number of examples: samples of a tuple, sequences of a padded batch, graphs of a PyG batch."""
@@ -102,14 +151,30 @@ class Classification(Task):
 
     def loss(self, model: nn.Module, batch: Any) -> tuple[Tensor, dict[str, Tensor]]:
         x, y = unpack(batch)
-        logits = model(x)
-        loss = self.objective(logits, y)
-        acc = (logits.detach().argmax(1) == y).float().mean()
-        return loss, {"acc": acc}
+        out = model(x)
+        logs: dict[str, Tensor] = {}
+        if isinstance(out, AuxLogits):
+            logits = out.logits
+            main = self.objective(logits, y)
+            aux = sum((self.objective(a, y) for a in out.aux), torch.zeros((), device=main.device))
+            loss = main + self.aux_weight * aux
+            logs["main_loss"] = main.detach()
+            logs["aux_loss"] = aux.detach()
+        else:
+            logits = out
+            loss = self.objective(logits, y)
+        logs["acc"] = (logits.detach().argmax(1) == y).float().mean()
+        return loss, logs
 
     def eval_step(self, model: nn.Module, batch: Any, split: str) -> None:
         x, y = unpack(batch)
-        self.update_metrics(split, model(x).float(), y)
+        logits = model(x).float()
+        self.update_metrics(split, logits, y)
+        if self.tta == "flip" and split in self.tta_metrics:
+            # The mean of the two softmax outputs, as log-probabilities (so loss and accuracy read it as logits).
+            mirrored = model(x.flip(-1)).float()
+            mean = (logits.softmax(-1) + mirrored.softmax(-1)) / 2
+            self.update_metrics(split, mean.clamp_min(1e-12).log(), y, self.tta_metrics)
 
     def objective(self, logits: Tensor, y: Tensor, reduction: str = "mean") -> Tensor:
         """The configured loss of logits :math:`(B, C)` and labels :math:`(B,)`."""
@@ -119,14 +184,15 @@ class Classification(Task):
             return F.multi_margin_loss(logits, y, margin=self.margin, reduction=reduction)
         return F.cross_entropy(logits, y, label_smoothing=self.label_smoothing, reduction=reduction)
 
-    def update_metrics(self, split: str, logits: Tensor, y: Tensor) -> None:
-        """Add a batch's logits :math:`(B, C)` and labels :math:`(B,)` to the metrics of ``split``."""
+    def update_metrics(self, split: str, logits: Tensor, y: Tensor, metrics: dict[str, Any] | None = None) -> None:
+        """Add a batch's logits :math:`(B, C)` and labels :math:`(B,)` to the metrics of ``split``
+        (in ``metrics``, by default the plain ones)."""
         # Validation reports the unsmoothed loss, as before label smoothing was an option.
         if self.loss_name == "ce":
             loss = F.cross_entropy(logits, y, reduction="sum")
         else:
             loss = self.objective(logits, y, reduction="sum")
-        m = self.metrics[split]
+        m = (self.metrics if metrics is None else metrics)[split]
         for name, metric in m.items():
             if name == "loss":
                 metric.update(loss / max(y.numel(), 1), weight=y.numel())
@@ -134,7 +200,11 @@ class Classification(Task):
                 metric.update(logits, y)
 
     def compute(self, split: str) -> dict[str, float]:
-        return collected(self.metrics[split], split)
+        out = collected(self.metrics[split], split)
+        if self.tta == "flip" and split in self.tta_metrics:
+            tta = collected(self.tta_metrics[split], split)
+            out.update({k.replace("/", "/tta_", 1): v for k, v in tta.items()})
+        return out
 
     # ----------------------------------------------------------------- archzoo predict
 
@@ -191,6 +261,13 @@ def _padded_texts(inputs: list[str], tokenizer: Any, pad_id: int) -> Any:
 
 @register_task("classification")
 def classification(
-    label_smoothing: float = 0.0, top_k: int = 5, loss: str = "ce", margin: float = 1.0
+    label_smoothing: float = 0.0,
+    top_k: int = 5,
+    loss: str = "ce",
+    margin: float = 1.0,
+    aux_weight: float | None = None,
+    tta: str = "none",
 ) -> Classification:
-    return Classification(label_smoothing=label_smoothing, top_k=top_k, loss=loss, margin=margin)
+    return Classification(
+        label_smoothing=label_smoothing, top_k=top_k, loss=loss, margin=margin, aux_weight=aux_weight, tta=tta
+    )
