@@ -46,6 +46,20 @@ TARGETS = {
         "anchor_source": "2-layer CNN, zalando's Fashion-MNIST README",
         "max_params": 100_000,
     },
+    # Issue 18: MNIST at the tutorials' scale, beside the error rates of LeCun et al. 1998 (Proc. IEEE 86(11),
+    # the table of test error rates): 3.05% for the 784-300-100-10 net, 0.95% for LeNet-5 (both undistorted).
+    "mnist-mlp": {
+        "metric": "test/acc",
+        "target": None,
+        "anchor": 0.9695,
+        "anchor_source": "3-layer NN 300+100 hidden units, 3.05% error, LeCun et al. 1998",
+    },
+    "mnist-cnn": {
+        "metric": "test/acc",
+        "target": None,
+        "anchor": 0.9905,
+        "anchor_source": "LeNet-5, 0.95% error, LeCun et al. 1998",
+    },
     # Issue 3: ResNet >= 95.5% (zalando's README lists ResNet18 at 94.9%, WRN40-4 best at 96.7%);
     # MobileNet and EfficientNet are reported with their parameter counts.
     "fashion-resnet": RESNET,

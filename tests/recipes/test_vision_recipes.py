@@ -42,6 +42,14 @@ def test_fashion_recipes_take_a_step(recipe: str, data_root: Path, tmp_path: Pat
     assert 0.0 <= res["test/acc"] <= 1.0
 
 
+@pytest.mark.parametrize("recipe", ["mnist-mlp", "mnist-cnn"])
+def test_mnist_recipes_take_a_step_without_flips(recipe: str, data_root: Path, tmp_path: Path) -> None:
+    # A flipped digit is another digit (or none): the MNIST recipes must not flip.
+    assert not (recipe_dict(recipe)["data"].get("augment") or {}).get("flip", False)
+    res = _one_step(recipe, tmp_path, f"data.dir={data_root}", "data.args.limit=256")
+    assert 0.0 <= res["test/acc"] <= 1.0
+
+
 def _write_cifar(folder: Path, n: int = 8) -> None:
     """A tiny cifar-10-batches-py folder: five training batches, a test batch and the meta file."""
     rng = np.random.default_rng(0)
