@@ -31,7 +31,9 @@ Usage: ``python benchmarks/time_to_accuracy.py [--dataset fashion|mnist] [--thre
 [--seeds 0 1 2] [--threads 2] [--max-epochs 15] [--recipe R] [--tutorial-model simple|same]
 [--data-dir D] [--label L] [key=value ...]``. The speedrun results are
 ``results/time_to_accuracy-speedrun.json`` (fashion) and
-``results/time_to_accuracy-mnist-speedrun.json``; ``--label L`` appends ``-L``.
+``results/time_to_accuracy-mnist-speedrun.json``; another recipe against SimpleCNN writes
+``results/time_to_accuracy-<recipe>-simplecnn.json``, and with ``--tutorial-model same``
+``results/time_to_accuracy-<recipe>.json``; ``--label L`` appends ``-L``.
 """
 
 from __future__ import annotations
@@ -313,8 +315,10 @@ def main() -> None:
     )
     if same:
         name = "time_to_accuracy" if recipe == "fashion-cnn" else f"time_to_accuracy-{recipe}"
-    else:
+    elif recipe == default_recipe:
         name = "time_to_accuracy-speedrun" if a.dataset == "fashion" else "time_to_accuracy-mnist-speedrun"
+    else:  # another recipe against the tutorials' SimpleCNN
+        name = f"time_to_accuracy-{recipe}-simplecnn"
     write_result(f"{name}-{a.label}" if a.label else name, payload)
     print(payload["summary"])
 
