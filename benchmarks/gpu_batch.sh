@@ -51,10 +51,12 @@ for m in ddpm dcgan wgan_gp vae; do
     --set "$m=train.max_time=320"
 done
 # Issues 2 and 3: time to accuracy against the tutorial loop, one after the other.
-job tta $d bash -c "python3 benchmarks/time_to_accuracy.py train.epochs=2 data.batch_size=128 \
-  data.augment=null train.threads=2 --give-up-ratio 8 --max-epochs 10; \
-  python3 benchmarks/time_to_accuracy.py --recipe fashion-resnet --threshold 0.93 train.epochs=10 \
-  train.threads=2 --give-up-ratio 6 --max-epochs 12"
+job tta $d bash -c "python3 benchmarks/time_to_accuracy.py --dataset fashion --label gpu; \
+  python3 benchmarks/time_to_accuracy.py --dataset mnist --label gpu; \
+  python3 benchmarks/time_to_accuracy.py --recipe fashion-cnn --tutorial-model same --seeds 0 --max-epochs 10 \
+  train.epochs=2 data.batch_size=128 data.augment=null; \
+  python3 benchmarks/time_to_accuracy.py --recipe fashion-resnet --tutorial-model same --threshold 0.93 \
+  --seeds 0 --max-epochs 12 train.epochs=10"
 wait
 echo "all jobs done at $(($(date +%s) - start)) s"
 cat "$log/status.txt"

@@ -213,6 +213,13 @@ class Trainer:
             raise UserError(
                 f"{what} needs a monitored metric, and task '{cfg.task.name}' keeps its last weights; set train.monitor."
             )
+        # data.val_fraction=0 leaves nothing to validate: no validation runs, and the last weights are kept.
+        self.validates = len(self.data.val) > 0
+        if not self.validates:
+            if t.early_stopping or plateau:
+                what = "train.early_stopping" if t.early_stopping else "optim.scheduler=plateau"
+                raise UserError(f"{what} needs a validation split, and this dataset has none (data.val_fraction=0?).")
+            self.task.monitor = None
         self._check_fits()
         if t.log_histograms and not cfg.log.tensorboard:
             raise UserError("train.log_histograms writes TensorBoard histograms; it needs log.tensorboard=true.")
@@ -554,7 +561,7 @@ class Trainer:
                     log.histograms(((f"weights/{k}", p) for k, p in self.model.named_parameters()), step)
                 if step % t.log_every == 0:
                     self._log_train(log, time.perf_counter() - self._t_start)
-                if t.eval_every and step % t.eval_every == 0:
+                if t.eval_every and step % t.eval_every == 0 and self.validates:
                     self._check_finite()
                     self._validate(log, at_epoch_end=False)
                     self._train_mode()
@@ -693,7 +700,7 @@ class Trainer:
         unit, every = t.checkpoint_schedule()
         last = self._reached_max
         metrics = self._train_means()
-        if t.eval_epoch_end and self.last_eval_step != self.ctx.global_step:
+        if t.eval_epoch_end and self.validates and self.last_eval_step != self.ctx.global_step:
             metrics.update(self._validate(log, at_epoch_end=True))
         self.train_sums, self.train_count = {}, 0
         for s in self.ctx.slots.values():
@@ -737,7 +744,8 @@ class Trainer:
         elif self.ema is not None:
             self.ema.copy_to(self.model)
         results: dict[str, float] = {}
-        results.update(self.evaluate("val"))
+        if self.validates:
+            results.update(self.evaluate("val"))
         if self.data.test is not None:
             results.update(self.evaluate("test"))
         # The epoch whose weights are kept: the best one, or the last when nothing is monitored.
