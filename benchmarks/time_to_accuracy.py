@@ -187,7 +187,9 @@ def archzoo_side(
 
     def measured_end_epoch(log: Any, elapsed: float) -> None:
         with trainer._averaged():  # the weights the engine evaluates with (the EMA's, with train.ema_decay)
-            acc = trainer.evaluate("test")["test/acc"]
+            metrics = trainer.evaluate("test")
+        # With task.args.tta=flip the figure is the flip-averaged one; its second forward pass is on the clock.
+        acc = metrics.get("test/tta_acc", metrics["test/acc"])
         sync()  # queued GPU work belongs to this epoch
         clock["elapsed"] += time.perf_counter() - clock["mark"]
         history.append({"epoch": trainer.epoch + 1, "seconds": round(clock["elapsed"], 2), "test_acc": acc})
