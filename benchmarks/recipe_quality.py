@@ -9,6 +9,7 @@ anchor it is compared with.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
 import time
@@ -18,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write_result  # noqa: E402
 from archzoo.config import load_config  # noqa: E402
 from archzoo.engine.trainer import Trainer  # noqa: E402
+from archzoo.registry import MODELS  # noqa: E402
 
 # target: what the issue asks for; anchor: a published figure for orientation.
 RESNET = {
@@ -69,6 +71,24 @@ TARGETS = {
 }
 
 
+def model_stem(name: str, args: dict) -> str | None:
+    """The stem the model was built with: the recipe's ``model.args.stem``, else the builder's default
+    (None for models without a stem argument)."""
+    if "stem" in args:
+        return str(args["stem"])
+    param = inspect.signature(MODELS.get(name)).parameters.get("stem")
+    return None if param is None or param.default is inspect.Parameter.empty else str(param.default)
+
+
+def input_size(info: dict) -> str | None:
+    """``"CxHxW"`` of an image dataset's inputs (None for other data)."""
+    if "in_channels" not in info or "image_size" not in info:
+        return None
+    size = info["image_size"]
+    h, w = (size, size) if isinstance(size, int) else size
+    return f"{info['in_channels']}x{h}x{w}"
+
+
 def run(recipe: str, overrides: list[str], data_dir: str | None, runs: Path, seeds: list[int]) -> dict:
     """Train ``recipe`` once per seed; the reported value is the mean over seeds."""
     spec = TARGETS.get(recipe, {"metric": "test/acc"})
@@ -100,7 +120,10 @@ def run(recipe: str, overrides: list[str], data_dir: str | None, runs: Path, see
         "anchor": spec.get("anchor"),
         "anchor_source": spec.get("anchor_source"),
         "parameters": summary["parameters"],
+        "epochs": cfg.train.epochs,
         "epochs_run": summary["epochs_run"],
+        "stem": model_stem(cfg.model.name, cfg.model.args),
+        "input_size": input_size(trainer.info),
         "stopped_for_time": summary.get("stopped_for_time", False),
         "precision": summary.get("precision"),
         "train_seconds": summary["train_seconds"],
