@@ -14,10 +14,9 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import write_result  # noqa: E402
+from _common import RESULTS, write_result  # noqa: E402
 from archzoo.config import load_config  # noqa: E402
 from archzoo.engine.trainer import Trainer  # noqa: E402
 from archzoo.registry import MODELS  # noqa: E402
@@ -66,9 +65,37 @@ TARGETS = {
     "fashion-resnet18": RESNET,
     "fashion-mobilenet": {"metric": "test/acc", "target": None, "anchor": None},
     "fashion-efficientnet": {"metric": "test/acc", "target": None, "anchor": None},
-    # Issue 18: GoogLeNet and dynamic convolution report ImageNet figures only; no anchor at 28 px.
-    "fashion-googlenet": {"metric": "test/acc", "target": None, "anchor": None},
-    "fashion-dynamic-cnn": {"metric": "test/acc", "target": None, "anchor": None},
+    # Issue 18: one recipe per classic CNN at 28 px; the anchors are the rows of the same family in
+    # zalando's Fashion-MNIST README (contributed figures, not re-measured there). No row there has
+    # ResNet-50 or an attention CNN. "stem" names the stem of models that have no stem argument.
+    "fashion-alexnet": {
+        "metric": "test/acc",
+        "target": None,
+        "anchor": 0.899,
+        "anchor_source": "AlexNet with triplet loss, zalando's Fashion-MNIST README",
+    },
+    "fashion-vgg16": {
+        "metric": "test/acc",
+        "target": None,
+        "anchor": 0.935,
+        "anchor_source": "VGG16 26M parameters, zalando's Fashion-MNIST README",
+    },
+    "fashion-mobilenetv1": {
+        "metric": "test/acc",
+        "target": None,
+        "anchor": 0.950,
+        "anchor_source": "MobileNet with flips, zalando's Fashion-MNIST README",
+    },
+    "fashion-googlenet": {
+        "metric": "test/acc",
+        "target": None,
+        "anchor": 0.937,
+        "anchor_source": "GoogleNet with cross-entropy loss, zalando's Fashion-MNIST README",
+    },
+    "fashion-resnet50": {"metric": "test/acc", "target": None, "anchor": None},
+    # The dynamic convolution paper reports ImageNet figures only.
+    "fashion-dynamic-cnn": {"metric": "test/acc", "target": None, "anchor": None, "stem": "3x3 stride 1"},
+    "fashion-attention-cnn": {"metric": "test/acc", "target": None, "anchor": None, "stem": "3x3 stride 1"},
     # One small consumer of each kind of data the engine takes (token stream, padded sequences,
     # graph mini-batches, one full graph, series windows); their families set targets later.
     "python-lstm": {"metric": "test/loss", "target": None, "anchor": None},
@@ -89,17 +116,22 @@ TARGETS = {
 }
 
 
-def setting(cfg: Any, info: dict[str, Any]) -> dict[str, Any]:
-    """What the results row states beside the figure: the model's stem, the input size and the epochs."""
-    out: dict[str, Any] = {"model": cfg.model.name, "epochs": cfg.train.epochs}
-    params = inspect.signature(MODELS.get(cfg.model.name)).parameters
-    if "stem" in params:
-        out["stem"] = cfg.model.args.get("stem", params["stem"].default)
-    if info.get("kind") == "image":
-        size = info["image_size"]
-        h, w = (size, size) if isinstance(size, int) else size
-        out["input_size"] = f"{info['in_channels']}x{h}x{w}"
-    return out
+def model_stem(name: str, args: dict) -> str | None:
+    """The stem the model was built with: the recipe's ``model.args.stem``, else the builder's default
+    (None for models without a stem argument)."""
+    if "stem" in args:
+        return str(args["stem"])
+    param = inspect.signature(MODELS.get(name)).parameters.get("stem")
+    return None if param is None or param.default is inspect.Parameter.empty else str(param.default)
+
+
+def input_size(info: dict) -> str | None:
+    """``"CxHxW"`` of an image dataset's inputs (None for other data)."""
+    if "in_channels" not in info or "image_size" not in info:
+        return None
+    size = info["image_size"]
+    h, w = (size, size) if isinstance(size, int) else size
+    return f"{info['in_channels']}x{h}x{w}"
 
 
 def run(recipe: str, overrides: list[str], data_dir: str | None, runs: Path, seeds: list[int]) -> dict:
@@ -123,7 +155,6 @@ def run(recipe: str, overrides: list[str], data_dir: str | None, runs: Path, see
             ok = ok and summary["parameters"] < spec["max_params"]
     payload = {
         "recipe": recipe,
-        **setting(cfg, trainer.info),
         "overrides": overrides,
         "metric": spec["metric"],
         "value": value,
@@ -134,7 +165,10 @@ def run(recipe: str, overrides: list[str], data_dir: str | None, runs: Path, see
         "anchor": spec.get("anchor"),
         "anchor_source": spec.get("anchor_source"),
         "parameters": summary["parameters"],
+        "epochs": cfg.train.epochs,
         "epochs_run": summary["epochs_run"],
+        "stem": spec.get("stem") or model_stem(cfg.model.name, cfg.model.args),
+        "input_size": input_size(trainer.info),
         "stopped_for_time": summary.get("stopped_for_time", False),
         "precision": summary.get("precision"),
         "train_seconds": summary["train_seconds"],
@@ -148,15 +182,46 @@ def run(recipe: str, overrides: list[str], data_dir: str | None, runs: Path, see
     return payload
 
 
+def refresh(recipe: str) -> None:
+    """Rewrite the comparison fields of ``results/recipe-<recipe>.json`` (target, anchor, its source, the
+    verdict, a named stem) from ``TARGETS``, keeping every measured field, its date and its machine: an
+    anchor found after the training was measured needs no retraining."""
+    path = RESULTS / f"recipe-{recipe}.json"
+    if not path.is_file():
+        raise SystemExit(f"{path} does not exist; train the recipe first")
+    r = json.loads(path.read_text())
+    spec = TARGETS.get(recipe, {"metric": r["metric"]})
+    if spec["metric"] != r["metric"]:
+        raise SystemExit(f"{recipe}: TARGETS measures {spec['metric']}, the result holds {r['metric']}; retrain")
+    target = spec.get("target")
+    ok = None
+    if target is not None:
+        ok = r["value"] >= target if r["metric"].endswith(("acc", "exact")) else r["value"] <= target
+        if "max_params" in spec:
+            ok = ok and r["parameters"] < spec["max_params"]
+    r.update(target=target, meets_target=ok, anchor=spec.get("anchor"), anchor_source=spec.get("anchor_source"))
+    if spec.get("stem"):
+        r["stem"] = spec["stem"]
+    path.write_text(json.dumps(r, indent=2) + "\n")
+    print(f"refreshed {path}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("recipes", nargs="+")
     p.add_argument("--data-dir")
     p.add_argument("--runs", default="runs/benchmarks")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="train once per seed and report the mean")
+    p.add_argument(
+        "--refresh", action="store_true", help="rewrite the results' targets and anchors from TARGETS; train nothing"
+    )
     a, overrides = p.parse_known_args()
     recipes = [r for r in a.recipes if "=" not in r]
     overrides += [r for r in a.recipes if "=" in r]
+    if a.refresh:
+        for r in recipes:
+            refresh(r)
+        return
     for r in recipes:
         run(r, overrides, a.data_dir, Path(a.runs), a.seeds)
 

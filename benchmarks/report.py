@@ -113,9 +113,14 @@ def row(r: dict[str, Any]) -> str:
         seeds = r.get("seeds") or [0]
         over = f" (mean of seeds {', '.join(map(str, seeds))})" if len(seeds) > 1 else ""
         cut = " (stopped by train.max_time)" if r.get("stopped_for_time") else ""
+        if "input_size" in r:  # results that state their stem, input size and planned epochs (issue 18)
+            stem = f"{r['stem']} stem, " if r.get("stem") else ""
+            ran = f" of {r['epochs']}" if r["epochs_run"] != r["epochs"] else ""
+            shape = f"{stem}input {r['input_size']}, {r['epochs_run']}{ran} epochs{cut}"
+        else:
+            shape = f"{r['epochs_run']} epochs{cut}"
         detail = (
-            f"{r['recipe']}: {metric} {value}{over}, {r['parameters']:,} params, "
-            f"{r['epochs_run']} epochs{cut}, {r['train_seconds']:.0f} s"
+            f"{r['recipe']}: {metric} {value}{over}, {r['parameters']:,} params, {shape}, {r['train_seconds']:.0f} s"
         )
         return f"| {detail} | {value} | {target} | {anchor} | {_verdict(r.get('meets_target'))} | {where} |"
     if name.startswith("planetoid-"):

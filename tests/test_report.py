@@ -97,3 +97,18 @@ def test_a_seq2seq_row_shows_greedy_and_beam_and_the_comparison_setting(report: 
     assert "without greedy 30.00% / beam 5 35.00%" in line and "| yes |" in line
     del r["comparison"], r["decoding"]  # a result from before the comparison and the beam: the shipped pair
     assert "with attention 100.00% (10 params, 6 epochs, 100 s); without 30.00% (8 params" in report.row(r)
+
+
+def test_a_recipe_row_states_its_stem_input_size_and_epochs(report: ModuleType) -> None:
+    r = {"benchmark": "recipe-fashion-resnet50", "recipe": "fashion-resnet50", "metric": "test/acc", "value": 0.9,
+         "target": None, "meets_target": None, "anchor": None, "parameters": 23_000_000, "epochs": 2,
+         "epochs_run": 2, "train_seconds": 900.0, "stem": "imagenet", "input_size": "1x28x28",
+         "date": "2026-01-01", "machine": {"cpu": "CPU", "torch_threads": 1}}  # fmt: skip
+    assert "23,000,000 params, imagenet stem, input 1x28x28, 2 epochs, 900 s" in report.row(r)
+    r["epochs_run"] = 1  # early stopping: the planned epochs are shown beside the ones run
+    assert "input 1x28x28, 1 of 2 epochs, 900 s" in report.row(r)
+    r["stem"] = None  # a model without a stem argument
+    assert "params, input 1x28x28, 1 of 2 epochs" in report.row(r)
+    for key in ("stem", "input_size", "epochs"):  # a result from before issue 18 still renders
+        del r[key]
+    assert "23,000,000 params, 1 epochs, 900 s" in report.row(r)

@@ -9,11 +9,14 @@ graph batches for the families to come).
 from __future__ import annotations
 
 import inspect
+import typing
 from typing import Any
 
 import pytest
 import torch
+import torch.nn.functional as F
 
+from archzoo.models._classifier import ImageClassifier
 from archzoo.registry import MODELS, list_models
 
 # Small sizes for a fast test, passed to the builders that accept them.
@@ -97,3 +100,43 @@ def test_example_input_fits_the_default_arguments(name: str) -> None:
         with torch.no_grad():
             out = _output_tensor(model(*model.example_input(2)))
     assert out.shape[0] == 2
+
+
+def _image_classifiers() -> list[str]:
+    """The registered models whose builder returns an image classifier (read from its return annotation)."""
+    names = []
+    for name in list_models():
+        returns = typing.get_type_hints(MODELS.get(name)).get("return")
+        if isinstance(returns, type) and issubclass(returns, ImageClassifier):
+            names.append(name)
+    return names
+
+
+IMAGE_CLASSIFIERS = _image_classifiers()
+
+
+def test_the_variants_without_a_recipe_are_image_classifiers() -> None:
+    # Issue 18: these have no recipe of their own, so this file is what shows that they train.
+    assert {"efficientnet_b1", "efficientnet_b2", "efficientnet_b3", "resnet10", "resnet34", "vgg11"} <= set(
+        IMAGE_CLASSIFIERS
+    )
+
+
+@pytest.mark.parametrize("name", IMAGE_CLASSIFIERS)
+def test_image_classifier_takes_an_optimizer_step(name: str) -> None:
+    torch.manual_seed(0)
+    model = _small_model(name).train()
+    # 16 px: the smallest size every small stem takes (VGG's four pools, AlexNet's three, LeNet's 5x5s),
+    # a quarter of the example input's cost.
+    x = torch.randn(2, model.in_channels, 16, 16)
+    labels = torch.tensor([0, 2])
+    before = [p.detach().clone() for p in model.parameters()]
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    loss = F.cross_entropy(model(x), labels)
+    assert torch.isfinite(loss), f"{name}: loss {loss}"
+    loss.backward()
+    opt.step()
+    after = list(model.parameters())
+    assert all(torch.isfinite(p).all() for p in after)
+    changed = sum(not torch.equal(a, b) for a, b in zip(before, after, strict=True))
+    assert changed >= len(after) // 2, f"{name}: only {changed} of {len(after)} parameter tensors changed"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import pickle
 from pathlib import Path
 
@@ -25,12 +26,12 @@ ONE_STEP = [
 ]
 
 
-def _one_step(recipe: str, tmp_path: Path, *extra: str) -> dict[str, float]:
-    cfg = load_config(recipe, None, [*ONE_STEP, *extra])
+def _one_step(recipe: str, tmp_path: Path, *extra: str, steps: int = 1) -> dict[str, float]:
+    cfg = load_config(recipe, None, [*ONE_STEP, *extra, f"train.max_steps={steps}"])
     tr = Trainer(cfg, run_dir=tmp_path / recipe)
     assert tr.steps_per_epoch >= 1
     res = tr.fit()
-    assert tr.ctx.global_step == 1
+    assert tr.ctx.global_step == steps
     return res
 
 
@@ -48,6 +49,30 @@ def test_mnist_recipes_take_a_step_without_flips(recipe: str, data_root: Path, t
     assert not (recipe_dict(recipe)["data"].get("augment") or {}).get("flip", False)
     res = _one_step(recipe, tmp_path, f"data.dir={data_root}", "data.args.limit=256")
     assert 0.0 <= res["test/acc"] <= 1.0
+
+
+# Issue 18: one recipe per classic CNN on 28 px Fashion-MNIST; each description states its stem, input and epochs.
+CLASSIC = {
+    "fashion-alexnet": "alexnet",
+    "fashion-vgg16": "vgg16_bn",
+    "fashion-mobilenetv1": "mobilenet_v1",
+    "fashion-resnet50": "resnet50",
+    "fashion-attention-cnn": "attention_cnn",
+    "fashion-googlenet": "inception_small",
+    "fashion-dynamic-cnn": "dynamic_cnn",
+}
+
+
+@pytest.mark.parametrize("recipe", sorted(CLASSIC))
+def test_classic_cnn_recipes_load_and_take_two_steps(recipe: str, data_root: Path, tmp_path: Path) -> None:
+    spec = recipe_dict(recipe)
+    assert spec["model"]["name"] == CLASSIC[recipe]
+    text = spec["description"]
+    assert "28 px" in text and "1x28x28" in text and "stem" in text
+    assert f"{spec['train']['epochs']} epochs" in text
+    res = _one_step(recipe, tmp_path, f"data.dir={data_root}", "data.args.limit=256", steps=2)
+    assert 0.0 <= res["test/acc"] <= 1.0
+    assert math.isfinite(res["test/loss"])
 
 
 def _write_cifar(folder: Path, n: int = 8) -> None:
