@@ -64,8 +64,6 @@ MODELS = {
     # Guidance 4: of the weights 2, 4 and 6 scored on the 2-epoch CPU DDPM (results/generative-frechet-ddpm-2ep-g*.json)
     # it gave the lowest distance (1.44, 1.15, 1.31); class accuracy rises with the weight (80.5%, 92.4%, 95.3%).
     "ddpm": ("fashion-ddpm", {"steps": 25, "guidance": 4.0, "method": "ddim"}),
-    # The fully connected GAN most tutorials teach first (issue 18); not part of issue 4's ordering.
-    "gan_mlp": ("fashion-gan", {}),
 }
 GANS = ("dcgan", "wgan_gp")
 # MNIST: the tutorials' two GANs, with the tutorial VAE as the baseline the Fashion figures also have.

@@ -36,7 +36,6 @@ STEPS = [
         ("fashion-realnvp", []),
         # A small U-Net and a short schedule keep the per-epoch sample grid cheap.
         ("fashion-ddpm", ["model.args.base_channels=8", "model.args.timesteps=20"]),
-        ("fashion-gan", []),
         ("fashion-ae", []),
         ("mnist-gan", []),
         ("mnist-dcgan", []),
