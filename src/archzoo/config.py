@@ -381,12 +381,18 @@ class LogConfig:
         tensorboard: write TensorBoard event files.
         plots: write loss and metric curves as PNG at the end.
         progress: auto (a bar on a terminal, epoch lines otherwise), bar, lines or none.
+        report: write ``report.html`` (``archzoo report``) at the end of training.
+        mlflow: also log to MLflow, in the run's own SQLite store ``sqlite:///RUN/mlflow.db``.
+        wandb: also log to Weights & Biases, in offline mode under ``RUN/wandb`` (``wandb sync`` uploads it).
     """
 
     dir: str = "runs"
     tensorboard: bool = True
     plots: bool = True
     progress: str = "auto"
+    report: bool = True
+    mlflow: bool = False
+    wandb: bool = False
 
     def __post_init__(self) -> None:
         _check(
@@ -460,11 +466,33 @@ class TuneConfig:
 
 
 @dataclass
+class AnchorConfig:
+    """A published figure the recipe is compared with (the run report shows it beside the result).
+
+    Args:
+        metric: the result it compares with (``test/acc``).
+        value: the published value, in the metric's own units (0.925 for 92.5%).
+        source: who reported it, and where.
+    """
+
+    metric: str = ""
+    value: float | None = None
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        _check(
+            self.value is None or (bool(self.metric) and "/" in self.metric),
+            f"anchor.metric must name a result such as test/acc, got '{self.metric}'.",
+        )
+
+
+@dataclass
 class Config:
     """A whole experiment: what ``archzoo train`` runs and saves as ``config.yaml``."""
 
     recipe: str = "custom"
     description: str = ""
+    anchor: AnchorConfig = field(default_factory=AnchorConfig)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     task: TaskConfig = field(default_factory=TaskConfig)
