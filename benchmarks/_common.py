@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import subprocess
 import time
 from collections.abc import Callable
@@ -13,30 +12,14 @@ from typing import Any
 
 import torch
 
+from archzoo.utils import machine_facts
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def machine() -> dict[str, Any]:
-    """What the figures were measured on."""
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info: dict[str, Any] = {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        # Other work on the machine slows every figure; the 1-minute load average says how much there was.
-        "load_average_1min": round(os.getloadavg()[0], 2),
-    }
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
+    """What the figures were measured on (archzoo.utils.machine_facts, and the commit)."""
+    info = machine_facts()
     # A copy of the tree without .git (a lent GPU machine) names its commit in ARCHZOO_GIT.
     info["git"] = os.environ.get("ARCHZOO_GIT", "")
     if not info["git"]:

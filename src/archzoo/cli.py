@@ -211,6 +211,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--api", default="sequential", choices=["sequential", "functional"])
     s.add_argument("--run-dir", help="write the run here instead of runs/<recipe>-keras/<timestamp>")
     s.add_argument("--data-dir", help="data root (else ARCHZOO_DATA, else a cache directory)")
+
+    s = sub.add_parser("report", help="write a run's self-contained HTML report (RUN/report.html)")
+    s.add_argument("run", help="run directory")
+    s.add_argument("--out", help="write the page here instead of RUN/report.html")
+    s.add_argument("--no-maps", action="store_true", help="draw no new feature, attention or embedding maps")
+
+    s = sub.add_parser("runs", help="a table of runs: archzoo runs [--recipe R]; archzoo runs compare RUN RUN ...")
+    s.add_argument("args", nargs="*", metavar="compare RUN", help="'compare' and two or more run directories")
+    s.add_argument("--dir", default="runs", help="where to look for runs (default runs/)")
+    s.add_argument("--recipe", help="only the runs of this recipe")
+    s.add_argument("--json", action="store_true", help="print the rows as JSON")
+    s.add_argument("--out", default="runs/compare", help="folder of the comparison plots (runs compare)")
     return p
 
 
@@ -581,6 +593,36 @@ def cmd_plot(a: argparse.Namespace) -> int:
     raise UserError("Use 'archzoo plot activations', 'archzoo plot optimizers RECIPE' or 'archzoo plot losses'.")
 
 
+def cmd_report(a: argparse.Namespace) -> int:
+    from archzoo.report import write_report
+
+    print(write_report(Path(a.run), Path(a.out) if a.out else None, maps=not a.no_maps))
+    return 0
+
+
+def cmd_runs(a: argparse.Namespace) -> int:
+    from archzoo import runs
+
+    if a.args and a.args[0] == "compare":
+        if a.recipe or a.json:
+            raise UserError("archzoo runs compare takes run directories and --out only.")
+        for p in runs.compare_runs([Path(r) for r in a.args[1:]], Path(a.out)):
+            print(p)
+        return 0
+    if a.args:
+        raise UserError(
+            f"Unknown runs command '{a.args[0]}'; use 'archzoo runs [--recipe R]' or 'archzoo runs compare A B'."
+        )
+    rows = [runs.describe_run(rd) for rd in runs.find_runs(Path(a.dir), a.recipe)]
+    if a.json:
+        print(json.dumps(rows, indent=2))
+    elif not rows:
+        print(f"No runs under {a.dir}" + (f" for recipe {a.recipe}" if a.recipe else "") + ".", file=sys.stderr)
+    else:
+        print(runs.runs_table(rows))
+    return 0
+
+
 COMMANDS = {
     "list": cmd_list,
     "train": cmd_train,
@@ -597,6 +639,8 @@ COMMANDS = {
     "inspect": cmd_inspect,
     "find-batch": cmd_find_batch,
     "plot": cmd_plot,
+    "report": cmd_report,
+    "runs": cmd_runs,
 }
 
 

@@ -379,7 +379,8 @@ class LogConfig:
     Args:
         dir: parent of run directories (``<dir>/<recipe>/<timestamp>``).
         tensorboard: write TensorBoard event files.
-        plots: write loss and metric curves as PNG at the end.
+        plots: draw at the end: the loss and metric curves as PNG, and the report's figures (confusion
+            matrix, maps); with false the report holds tables, the config and pictures already drawn.
         progress: auto (a bar on a terminal, epoch lines otherwise), bar, lines or none.
         report: write ``report.html`` (``archzoo report``) at the end of training.
         mlflow: also log to MLflow, in the run's own SQLite store ``sqlite:///RUN/mlflow.db``.

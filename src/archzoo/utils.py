@@ -95,3 +95,32 @@ def gather_across_ranks(obj: Any) -> list[Any]:
     out: list[Any] = [None] * n
     dist.all_gather_object(out, obj)
     return out
+
+
+def machine_facts(device: Any = None) -> dict[str, Any]:
+    """What a run or a benchmark ran on: CPU model, cores, torch threads and version, Python, the
+    1-minute load average (other work slows every figure), and the GPU when ``device`` is one (or, with
+    no device given, when CUDA is present)."""
+    import os
+    import platform
+
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info: dict[str, Any] = {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "load_average_1min": round(os.getloadavg()[0], 2),
+    }
+    cuda = torch.cuda.is_available() if device is None else torch.device(device).type == "cuda"
+    if cuda:
+        info["gpu"] = torch.cuda.get_device_name(torch.device(device) if device is not None else 0)
+    return info

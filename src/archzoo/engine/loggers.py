@@ -1,4 +1,4 @@
-"""metrics.csv and TensorBoard, written by the main process only."""
+"""metrics.csv and TensorBoard, and optionally MLflow and Weights & Biases, written by the main process only."""
 
 from __future__ import annotations
 
@@ -32,8 +32,15 @@ class MetricsLog:
             events a killed run wrote at and after it, so resumed steps are not doubled.
     """
 
-    def __init__(self, path: Path, tensorboard_dir: Path | None = None, purge_step: int | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        tensorboard_dir: Path | None = None,
+        purge_step: int | None = None,
+        sinks: list[Any] | None = None,
+    ) -> None:
         self.path = Path(path)
+        self.sinks = list(sinks or [])  # further loggers (MLflow, W&B) that take each new row
         self.rows: list[dict[str, Any]] = []
         self.columns: list[str] = list(FIRST_COLUMNS)
         self.writer: Any = None  # a SummaryWriter, imported only when TensorBoard is on
@@ -61,6 +68,9 @@ class MetricsLog:
             if k not in self.columns:
                 self.columns.append(k)
         self.rows.append(row)
+        if tb:
+            for sink in self.sinks:
+                sink.log(row)
         if tb and self.writer is not None:
             step = int(row.get("step", 0))
             for k, v in row.items():
@@ -93,9 +103,129 @@ class MetricsLog:
         if self.writer is not None:
             self.writer.flush()
 
-    def close(self) -> None:
+    def close(self, status: str = "FINISHED") -> None:
+        """Close every logger; ``status`` (FINISHED or FAILED) is what MLflow records for the run."""
         if self.writer is not None:
             self.writer.close()
+        for sink in self.sinks:
+            sink.close(status)
+
+
+def _numbers(row: dict[str, Any]) -> dict[str, float]:
+    """The metrics of a row (``split/name`` keys with numeric values)."""
+    return {k: float(v) for k, v in row.items() if "/" in k and isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = str(v)[:500]
+    return out
+
+
+class MlflowSink:
+    """MLflow in the run's own SQLite store, ``sqlite:///RUN/mlflow.db`` (``log.mlflow=true``).
+
+    The experiment is the recipe; the MLflow run id is kept in ``RUN/mlflow.json``, so a resumed
+    training continues the same MLflow run. The config goes in as flattened parameters, every logged
+    row as metrics at its optimizer step, and ``results.json`` and ``report.html`` as artifacts at the
+    end. Steps the killed process had logged after its checkpoint are not logged twice (resume
+    reproduces them exactly). Browse with ``mlflow ui --backend-store-uri sqlite:///RUN/mlflow.db``.
+    """
+
+    def __init__(self, run_dir: Path, cfg: Any, resume: bool) -> None:
+        try:
+            from mlflow.entities import Metric, Param
+            from mlflow.tracking import MlflowClient
+        except ImportError:
+            from archzoo.errors import UserError
+
+            raise UserError("log.mlflow=true needs MLflow: pip install 'archzoo[loggers]' (or mlflow).") from None
+        import json
+        import logging
+
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+        self._metric = Metric
+        self.run_dir = Path(run_dir)
+        self.uri = f"sqlite:///{(self.run_dir / 'mlflow.db').resolve()}"
+        self.client = MlflowClient(tracking_uri=self.uri)
+        ids = self.run_dir / "mlflow.json"
+        self.logged: dict[str, int] = {}  # the last step of each metric already in the store
+        if resume and ids.is_file():
+            self.run_id = json.loads(ids.read_text())["run_id"]
+            for key in self.client.get_run(self.run_id).data.metrics:
+                hist = self.client.get_metric_history(self.run_id, key)
+                self.logged[key] = max((m.step for m in hist), default=-1)
+            self.client.update_run(self.run_id, status="RUNNING")
+        else:
+            name = cfg.recipe or "custom"
+            exp = self.client.get_experiment_by_name(name)
+            art = (self.run_dir / "mlartifacts").resolve().as_uri()
+            exp_id = exp.experiment_id if exp else self.client.create_experiment(name, artifact_location=art)
+            self.run_id = self.client.create_run(exp_id, run_name=self.run_dir.name).info.run_id
+            params = [Param(k, v) for k, v in _flat(cfg.to_dict()).items()]
+            for i in range(0, len(params), 100):
+                self.client.log_batch(self.run_id, params=params[i : i + 100])
+            atomic_write_bytes(ids, json.dumps({"run_id": self.run_id, "tracking_uri": self.uri}).encode())
+
+    def log(self, row: dict[str, Any]) -> None:
+        import time
+
+        step = int(row.get("step", 0))
+        now = int(time.time() * 1000)
+        fresh = [self._metric(k, v, now, step) for k, v in _numbers(row).items() if step > self.logged.get(k, -1)]
+        if fresh:
+            self.client.log_batch(self.run_id, metrics=fresh)
+
+    def close(self, status: str) -> None:
+        if status == "FINISHED":
+            for name in ("results.json", "report.html"):
+                if (self.run_dir / name).is_file():
+                    self.client.log_artifact(self.run_id, str(self.run_dir / name))
+        self.client.set_terminated(self.run_id, status)
+
+
+class WandbSink:
+    """Weights & Biases in offline mode under ``RUN/wandb`` (``log.wandb=true``); ``wandb sync`` uploads it.
+
+    The run id is the run directory's name and is resumed with ``resume="allow"``; W&B itself drops
+    rows at steps it already holds.
+    """
+
+    def __init__(self, run_dir: Path, cfg: Any, resume: bool) -> None:
+        try:
+            import wandb
+        except ImportError:
+            from archzoo.errors import UserError
+
+            raise UserError(
+                "log.wandb=true needs Weights & Biases: pip install 'archzoo[loggers]' (or wandb)."
+            ) from None
+        import re
+
+        run_dir = Path(run_dir)
+        rid = re.sub(r"[^A-Za-z0-9_-]+", "-", f"{cfg.recipe}-{run_dir.name}")[-64:]
+        self.run = wandb.init(
+            project=cfg.recipe or "archzoo",
+            dir=str(run_dir),
+            mode="offline",
+            id=rid,
+            name=run_dir.name,
+            resume="allow",
+            config=cfg.to_dict(),
+            settings=wandb.Settings(silent=True, console="off", x_disable_stats=True),
+        )
+
+    def log(self, row: dict[str, Any]) -> None:
+        values = _numbers(row)
+        if values:
+            self.run.log({**values, "epoch": float(row.get("epoch", 0))}, step=int(row.get("step", 0)))
+
+    def close(self, status: str) -> None:
+        self.run.finish(exit_code=0 if status == "FINISHED" else 1)
 
 
 def _fmt(v: Any) -> Any:

@@ -44,6 +44,7 @@ from archzoo.engine.resume import resume_changes
 from archzoo.errors import TrainingDiverged, UserError
 from archzoo.registry import MODELS
 from archzoo.tasks.base import Task, to_device
+from archzoo.utils import machine_facts
 
 EMA_FILE = "ema.safetensors"  # the averaged weights inside a full checkpoint (train.ema_decay)
 
@@ -492,19 +493,33 @@ class Trainer:
             cfg.save(self.run_dir / "config.yaml")
             save_info(self.info, self.run_dir)
             tb = self.run_dir / "tensorboard" if cfg.log.tensorboard else None
+            sinks: list[Any] = []
+            if cfg.log.mlflow:
+                from archzoo.engine.loggers import MlflowSink
+
+                sinks.append(MlflowSink(self.run_dir, cfg, self.resume))
+            if cfg.log.wandb:
+                from archzoo.engine.loggers import WandbSink
+
+                sinks.append(WandbSink(self.run_dir, cfg, self.resume))
             log = MetricsLog(
-                self.run_dir / "metrics.csv", tb, purge_step=self.ctx.global_step + 1 if self.resume else None
+                self.run_dir / "metrics.csv",
+                tb,
+                purge_step=self.ctx.global_step + 1 if self.resume else None,
+                sinks=sinks,
             )
             if self.resume:
                 log.load(self.ctx.global_step)
         barrier(self.dist)
 
+        status = "FAILED"
         try:
             self._loop(log)
             results = self._finish(log)
+            status = "FINISHED"
         finally:
             if log is not None:
-                log.close()
+                log.close(status)
         return results
 
     def _stopping(self) -> bool:
@@ -785,9 +800,24 @@ class Trainer:
                 else {"decay": self.ema.decay, "from_step": self.ctx.global_step - self.ema.updates},
                 "metrics": {k: v for k, v in results.items() if "/" in k},
             }
+            summary["machine"] = machine_facts(self.device)
             (self.run_dir / "results.json").write_text(json.dumps(summary, indent=2))
+            confusion = getattr(self.task, "last_confusion", {})
+            split = "test" if "test" in confusion else "val"
+            if split in confusion:
+                payload = {"split": split, "classes": self.info.get("classes"), "matrix": confusion[split].tolist()}
+                (self.run_dir / "confusion.json").write_text(json.dumps(payload))
             if self.cfg.log.plots:
                 from archzoo.viz.curves import plot_curves
 
                 plot_curves(self.run_dir / "metrics.csv", self.run_dir / "plots")
+            if self.cfg.log.report:
+                from archzoo.engine.run import Run
+                from archzoo.report import write_report
+
+                self.model.eval()
+                run = Run(self.run_dir, self.cfg, self.info, self.model, self.task, self.device, self.data_dir,
+                          self.data)  # fmt: skip
+                path = write_report(run, draw=self.cfg.log.plots)
+                self.progress.message(f"report written to {path}")
         return results

@@ -12,6 +12,7 @@ from archzoo.errors import UserError
 from archzoo.layers.outputs import AuxLogits
 from archzoo.registry import register_task
 from archzoo.tasks.base import Option, Task, collected
+from archzoo.utils import sum_across_ranks
 
 CLASSIFICATION_LOSSES = ("ce", "nll", "hinge")
 TTA_MODES = ("none", "flip")
@@ -126,6 +127,10 @@ class Classification(Task):
             return torchmetrics.MetricCollection(m).to(device)
 
         self.metrics = {s: collection() for s in ("train", "val", "test")}
+        # Counts of (true class, predicted class) per split, summed on the device; compute() moves them
+        # to ``last_confusion`` (the run report draws the test split's).
+        self.confusion_counts: dict[str, Tensor] = {}
+        self.last_confusion: dict[str, Tensor] = {}
         self.tta_metrics = {s: collection() for s in ("train", "val", "test")}
 
     def set_tta(self, tta: str, info: dict[str, Any]) -> None:
@@ -193,6 +198,11 @@ class Classification(Task):
         else:
             loss = self.objective(logits, y, reduction="sum")
         m = (self.metrics if metrics is None else metrics)[split]
+        if metrics is None and logits.numel():
+            c = self.num_classes
+            pairs = torch.bincount(y.long() * c + logits.argmax(-1), minlength=c * c)[: c * c]
+            prev = self.confusion_counts.get(split)
+            self.confusion_counts[split] = pairs if prev is None else prev + pairs
         for name, metric in m.items():
             if name == "loss":
                 metric.update(loss / max(y.numel(), 1), weight=y.numel())
@@ -200,6 +210,9 @@ class Classification(Task):
                 metric.update(logits, y)
 
     def compute(self, split: str) -> dict[str, float]:
+        counts = self.confusion_counts.pop(split, None)
+        if counts is not None:
+            self.last_confusion[split] = sum_across_ranks(counts).view(self.num_classes, self.num_classes).cpu()
         out = collected(self.metrics[split], split)
         if self.tta == "flip" and split in self.tta_metrics:
             tta = collected(self.tta_metrics[split], split)
