@@ -43,18 +43,20 @@ def _results(rd: Path) -> dict[str, Any]:
     return r if isinstance(r, dict) else {}
 
 
+# The metrics a run is judged by, most telling first (a loss says least across recipes).
+PREFERRED = ("acc", "exact", "bleu", "f1", "auc", "ap", "rmse", "mae", "ppl", "nll", "fid", "loss")
+
+
 def key_metric(cfg: dict[str, Any], metrics: dict[str, float]) -> str | None:
-    """The result a run is judged by: its recipe's anchor metric, else the test (or val) form of its
-    monitored metric, else its first test metric."""
+    """The result a run is judged by: its recipe's anchor metric, else the first of :data:`PREFERRED`
+    in its test (else val) metrics, else its first test (else val) metric."""
     anchor = (cfg.get("anchor") or {}).get("metric")
     if anchor in metrics:
         return anchor
-    monitor = (cfg.get("train") or {}).get("monitor") or ""
-    name = monitor.split("/", 1)[-1] if monitor else ""
     for split in ("test", "val"):
-        if name and f"{split}/{name}" in metrics:
-            return f"{split}/{name}"
-    for split in ("test", "val"):
+        for name in PREFERRED:
+            if f"{split}/{name}" in metrics:
+                return f"{split}/{name}"
         first = next((k for k in metrics if k.startswith(f"{split}/")), None)
         if first:
             return first

@@ -225,7 +225,10 @@ class WandbSink:
             self.run.log({**values, "epoch": float(row.get("epoch", 0))}, step=int(row.get("step", 0)))
 
     def close(self, status: str) -> None:
+        import wandb
+
         self.run.finish(exit_code=0 if status == "FINISHED" else 1)
+        wandb.teardown()  # stops W&B's service process, which writes the offline records out first
 
 
 def _fmt(v: Any) -> Any:
