@@ -38,8 +38,8 @@ def write_report(run: Any, out: Path | None = None, *, maps: bool = True, draw: 
 
     A directory is opened with its final weights (its last checkpoint when it did not finish;
     without weights the report holds what the files say). ``maps=False`` draws no new maps;
-    ``draw=False`` draws no figure at all (training with ``log.plots=false``): the page then holds
-    the tables, the config and the pictures already in the run.
+    ``draw=False`` draws and generates nothing (training with ``log.plots=false``): the page then
+    holds the tables, the config and the pictures already in the run.
     """
     loaded = run if hasattr(run, "run_dir") else _open(Path(run))
     rd = Path(loaded.run_dir if loaded is not None else run)
@@ -225,7 +225,7 @@ class _Page:
             body += self._drawn_samples(run, tmp / "samples")
         if (self.rd / "attention.png").is_file():
             body.append(self.figure(self.rd / "attention.png", "attention of the validation probe"))
-        if run is not None and run.cfg.task.name == "language_model":
+        if draw and run is not None and run.cfg.task.name == "language_model":
             texts = run.task.sample(run, tmp / "text", tokens=300, seed=0)
             for p in texts:
                 text = Path(p).read_text(errors="replace")
