@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from archzoo.config import Config, config_from_dict, load_yaml
 from archzoo.data.splits import example_batch
 from archzoo.engine import checkpoint as ckpt
+from archzoo.engine import faults
 from archzoo.engine.builders import build_data, build_model, build_task, resolve_device, save_info, seed_everything
 from archzoo.engine.context import OptimizerSlot, TrainContext, max_norm_targets
 from archzoo.engine.distributed import DistInfo, barrier, broadcast_object, gather_to_main, init_distributed
@@ -251,6 +252,7 @@ class Trainer:
         # Called as fn(step, val_metrics) after every validation (archzoo tune reports to Optuna and may
         # raise optuna.TrialPruned here, which ends fit() like any exception: the run's files are closed).
         self.on_validate: list[Callable[[int, dict[str, float]], None]] = []
+        self._raise_at = faults.raise_step(self.dist.rank)  # ARCHZOO_FAULT=raise-on-rank (a test hook), else None
 
     # --------------------------------------------------------------------- setup helpers
 
@@ -500,8 +502,10 @@ class Trainer:
         barrier(self.dist)
 
         try:
-            self._loop(log)
-            results = self._finish(log)
+            # A full disk anywhere in the run (metrics.csv, TensorBoard, plots) ends it with one sentence too.
+            with ckpt.disk_full_guard("the run's files", self.run_dir, self.ckpt_dir, self.run_dir):
+                self._loop(log)
+                results = self._finish(log)
         finally:
             if log is not None:
                 log.close()
@@ -555,6 +559,8 @@ class Trainer:
                     continue
                 self.ctx.global_step += 1
                 step = self.ctx.global_step
+                if self._raise_at is not None and step == self._raise_at:
+                    raise RuntimeError(f"ARCHZOO_FAULT: rank {self.dist.rank} raises at step {step} (a test hook).")
                 if self.ema is not None:
                     self.ema.update(self.model)
                 if log is not None and t.log_histograms and step % t.log_histograms == 0:
@@ -674,7 +680,9 @@ class Trainer:
             if self.dist.is_main:
                 with self._averaged():
                     meta = {"epoch": str(self.epoch), "step": str(self.ctx.global_step), monitor: str(value)}
-                    ckpt.save_weights(self.model, self.ckpt_dir / "best.safetensors", meta)
+                    best = self.ckpt_dir / "best.safetensors"
+                    with ckpt.disk_full_guard("the best weights best.safetensors", self.ckpt_dir, self.ckpt_dir):
+                        ckpt.save_weights(self.model, best, meta)
         else:
             self.bad_evals += 1
             if t.early_stopping and self.bad_evals >= t.early_stopping:
@@ -751,7 +759,9 @@ class Trainer:
         # The epoch whose weights are kept: the best one, or the last when nothing is monitored.
         results["best_epoch"] = self.best_epoch + 1 if self.task.monitor is not None else self.epoch
         if main:
-            ckpt.save_weights(self.model, self.run_dir / "model.safetensors")
+            ckpt.remove_stale_temps(self.run_dir)  # of a process killed while writing these files
+            with ckpt.disk_full_guard("the final weights model.safetensors", self.run_dir, self.ckpt_dir):
+                ckpt.save_weights(self.model, self.run_dir / "model.safetensors")
             if log is not None:
                 log.log(
                     {
@@ -785,7 +795,8 @@ class Trainer:
                 else {"decay": self.ema.decay, "from_step": self.ctx.global_step - self.ema.updates},
                 "metrics": {k: v for k, v in results.items() if "/" in k},
             }
-            (self.run_dir / "results.json").write_text(json.dumps(summary, indent=2))
+            with ckpt.disk_full_guard("results.json", self.run_dir, self.ckpt_dir):
+                ckpt.atomic_write_bytes(self.run_dir / "results.json", json.dumps(summary, indent=2).encode())
             if self.cfg.log.plots:
                 from archzoo.viz.curves import plot_curves
 
