@@ -95,9 +95,10 @@ def fail_rank(info: DistInfo, e: BaseException, user_error: bool) -> NoReturn:
     """
     code = 2 if user_error else 130 if isinstance(e, KeyboardInterrupt) else 1
     first = (str(e).strip().splitlines() or [""])[0]
-    if not user_error and not isinstance(e, KeyboardInterrupt):
-        traceback.print_exception(e)
+    # A collective that lost its peer: the error is the other rank's, whose traceback is printed there.
     peer = "Connection closed by peer" in first or "remote worker crashing" in first
+    if not (user_error or peer or isinstance(e, KeyboardInterrupt)):
+        traceback.print_exception(e)
     why = "another rank failed first" if peer else f"{type(e).__name__}: {first}" if not user_error else first
     print(
         f"archzoo: error: rank {info.rank} of {info.world} failed ({why}); it exits with status {code}, "
