@@ -158,3 +158,54 @@ def test_enospc_on_the_final_weights_names_them(tmp_path: Path) -> None:
     )
     assert ckpt.load_checkpoint(last)[1]["epoch"] == 3
     assert not (run / "model.safetensors").exists()
+
+
+TMPFS_SCRIPT = r"""
+set -u
+mount -t tmpfs -o size=1000k tmpfs "$1" || exit 97
+cd "$2"
+"$3" -m archzoo train {args} --run-dir "$1/run" > /dev/null 2> "$4/full.err"; echo "full_rc=$?"
+echo "last=$(cat "$1/run/checkpoints/LAST")"
+echo "entries=$(ls -A "$1/run/checkpoints" | tr '\n' ' ')"
+"$3" -c "from archzoo.engine import checkpoint as c; w, s = c.load_checkpoint(c.latest_checkpoint('$1/run/checkpoints')); print('loaded_step=%d' % s['global_step'])"
+mount -o remount,size=20m "$1"
+"$3" -m archzoo train --resume "$1/run" > /dev/null 2> "$4/resume.err"; echo "resume_rc=$?"
+cp "$1/run/model.safetensors" "$4/model.safetensors"
+umount "$1"
+"""
+
+
+@pytest.mark.slow
+def test_a_real_full_tmpfs_ends_in_one_sentence_and_resumes(forks: object, tmp_path: Path) -> None:
+    """ENOSPC from a 1000 kB tmpfs, mounted in a private mount namespace (needs root; skipped elsewhere)."""
+    import shutil
+    import subprocess
+
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("mounting a tmpfs needs root and unshare(1)")
+    args = ARGS[1:]
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    rc, err = _train(forks, ["train", *args, "--run-dir", str(tmp_path / "ref")], logs, "ref")
+    assert rc == 0, err
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    script = TMPFS_SCRIPT.replace("{args}", " ".join(args))
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "bash", "-c", script, "-", str(mnt), str(root),
+         sys.executable, str(logs)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    if done.returncode == 97 or "unshare failed" in done.stderr:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()[:200]}")
+    got = dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
+    err = (logs / "full.err").read_text()
+    print(f"\n{err.strip()}")
+    assert got["full_rc"] == "2" and "Traceback" not in err, err
+    assert "no space left on device (ENOSPC); the last good checkpoint" in err and len(err.strip().splitlines()) == 1
+    assert got["entries"].split() == ["LAST", got["last"]]  # no temp files, no partial checkpoint
+    assert int(got["loaded_step"]) >= 2
+    assert got["resume_rc"] == "0", (logs / "resume.err").read_text()
+    a, b = load_file(str(tmp_path / "ref" / "model.safetensors")), load_file(str(logs / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
