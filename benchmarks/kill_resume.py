@@ -18,8 +18,8 @@ torchmetrics once (seconds) and forks a child for each training, which runs the 
 ``archzoo.cli.main`` as the command line; the children are the processes killed. With
 ``--spawn`` every training is a fresh ``python -m archzoo`` instead (the same outcome, slower).
 
-Usage: ``python benchmarks/kill_resume.py [--kills 20] [--seed 0] [--spawn] [RECIPE ...]``;
-writes ``benchmarks/results/kill_resume.json``. tests/engine/test_kill_faults.py runs the
+Usage: ``python benchmarks/kill_resume.py [--kills 20] [--seed 0] [--spawn] [--label L] [RECIPE ...]``;
+writes ``benchmarks/results/kill_resume.json`` (``kill_resume-L.json`` with a label). tests/engine/test_kill_faults.py runs the
 same harness with 3 kills per recipe (20 under ``-m slow``).
 """
 
@@ -382,6 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--kills", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--spawn", action="store_true", help="a fresh python -m archzoo per training, not forks")
+    p.add_argument("--label", default="", help="write kill_resume-LABEL.json (another setting of the same benchmark)")
     a = p.parse_args(argv)
     unknown = [r for r in a.recipes if r not in RECIPES]
     if unknown:
@@ -389,6 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from _common import write_result
 
+    torch.set_num_threads(1)  # what the trainings use (train.threads=1), and what the result records
     runner = launcher(a.spawn)
     outcomes = []
     try:
@@ -406,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
         for o in outcomes
     )
     write_result(
-        "kill_resume",
+        f"kill_resume-{a.label}" if a.label else "kill_resume",
         {
             "value": s["unreadable_checkpoints"],
             "unit": "unreadable checkpoints after SIGKILL",

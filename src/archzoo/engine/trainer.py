@@ -502,7 +502,7 @@ class Trainer:
         barrier(self.dist)
 
         try:
-            # A full disk anywhere in the run (metrics.csv, TensorBoard, plots) ends it with one sentence too.
+            # A full disk for any other file the loop writes (metrics.csv, plots) ends the run with one sentence too.
             with ckpt.disk_full_guard("the run's files", self.run_dir, self.ckpt_dir, self.run_dir):
                 self._loop(log)
                 results = self._finish(log)
