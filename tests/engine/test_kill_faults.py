@@ -62,3 +62,28 @@ def test_three_kills_resume_bitwise(recipe: str, kr: ModuleType, forks: object, 
 @pytest.mark.parametrize("recipe", RECIPES)
 def test_twenty_kills_resume_bitwise(recipe: str, kr: ModuleType, forks: object, tmp_path: Path) -> None:
     _check(kr.kill_resume(recipe, 20, 1, tmp_path, forks), 20)
+
+
+def test_a_kill_between_an_epoch_row_and_its_checkpoint_logs_the_row_once(
+    kr: ModuleType, forks: object, tmp_path: Path
+) -> None:
+    """The last epoch ends at step 42, where a step checkpoint was just written; its row is logged, then the
+    end-of-epoch checkpoint (same step) is torn. The resume must drop that row before logging it again."""
+    argv = ["train", *kr.RECIPES["digits-mlp"], *kr.COMMON]
+    env = {"ARCHZOO_FAULT": ""}
+    forks.start([*argv, "--run-dir", str(tmp_path / "ref")], tmp_path / "o", tmp_path / "e0", env)
+    assert forks.wait() == 0
+    # 21 steps an epoch, a checkpoint every 2: write 69 is the weights of the checkpoint at the last epoch's end.
+    forks.start(
+        [*argv, "--run-dir", str(tmp_path / "v")],
+        tmp_path / "o",
+        tmp_path / "e1",
+        {"ARCHZOO_FAULT": "kill-at-write:69"},
+    )
+    assert forks.wait() == -9
+    assert ".epoch0002-step0000042.tmp" in (tmp_path / "e1").read_text()
+    assert (tmp_path / "v" / "checkpoints" / "LAST").read_text() == "epoch0001-step0000042"
+    forks.start(["train", "--resume", str(tmp_path / "v")], tmp_path / "o", tmp_path / "e2", env)
+    assert forks.wait() == 0, (tmp_path / "e2").read_text()
+    assert kr._rows(tmp_path / "v") == kr._rows(tmp_path / "ref")
+    assert kr._same_weights(tmp_path / "ref" / "model.safetensors", tmp_path / "v" / "model.safetensors")

@@ -253,6 +253,8 @@ class Trainer:
         # raise optuna.TrialPruned here, which ends fit() like any exception: the run's files are closed).
         self.on_validate: list[Callable[[int, dict[str, float]], None]] = []
         self._raise_at = faults.raise_step(self.dist.rank)  # ARCHZOO_FAULT=raise-on-rank (a test hook), else None
+        self._log: MetricsLog | None = None
+        self._metrics_rows: int | None = None  # metrics.csv rows the checkpoint resumed from had seen
 
     # --------------------------------------------------------------------- setup helpers
 
@@ -401,6 +403,9 @@ class Trainer:
             "precision": self.precision,
             "ema_updates": self.ema.updates if self.ema is not None else None,
             "grad_norms": self.ctx.grad_norm_state(),  # train.log_grad_norm: summed since the last row
+            # The rows of metrics.csv written before this checkpoint: a row logged after it at the same step
+            # (an epoch's end, the final one) is dropped on resume, which logs it again.
+            "metrics_rows": len(self._log.rows) if self._log is not None else None,
         }
 
     def _load_state(self, path: Path) -> None:
@@ -435,6 +440,8 @@ class Trainer:
             self.task.load_extra_state(ranks[self.dist.rank] if ranks is not None else state.get("task", {}))
             _set_rng_state(state["rng"])
             self.ctx.load_grad_norm_state(state.get("grad_norms", {}))
+            rows = state.get("metrics_rows")
+            self._metrics_rows = int(rows) if rows is not None else None
             if self.ema is not None:
                 averaged = ckpt.load_extra_weights(path, EMA_FILE)
                 if averaged is None or state.get("ema_updates") is None:
@@ -499,6 +506,9 @@ class Trainer:
             )
             if self.resume:
                 log.load(self.ctx.global_step)
+                if self._metrics_rows is not None:
+                    del log.rows[self._metrics_rows :]
+            self._log = log
         barrier(self.dist)
 
         try:
