@@ -377,6 +377,7 @@ def summary_of(outcomes: list[Outcome]) -> dict[str, Any]:
         "resumes": sum(o.resumes for o in outcomes),
         "unreadable_checkpoints": sum(o.unreadable for o in outcomes),
         "all_bitwise_equal": all(o.bitwise_equal for o in outcomes),
+        "all_metrics_rows_equal": all(o.metrics_rows_equal for o in outcomes),
     }
 
 
@@ -417,14 +418,18 @@ def main(argv: list[str] | None = None) -> int:
             "value": s["unreadable_checkpoints"],
             "unit": "unreadable checkpoints after SIGKILL",
             "target": 0,
-            "meets_target": s["unreadable_checkpoints"] == 0 and s["all_bitwise_equal"] and s["kills_in_writes"] > 0,
+            "meets_target": s["unreadable_checkpoints"] == 0
+            and s["all_bitwise_equal"]
+            and s["all_metrics_rows_equal"]
+            and s["kills_in_writes"] > 0,
             "anchor": None,
             "anchor_source": None,
             "summary": (
                 f"SIGKILL at {a.kills} random moments per recipe, resumed each time: {s['kills']} kills, "
                 f"{s['kills_in_writes']} inside checkpoint writes, {s['resumes']} resumes, "
                 f"{s['unreadable_checkpoints']} unreadable checkpoints; final weights equal to the uninterrupted "
-                f"run bit for bit: {'all' if s['all_bitwise_equal'] else 'NOT all'} ({per}); "
+                f"run bit for bit: {'all' if s['all_bitwise_equal'] else 'NOT all'}, metrics.csv rows: "
+                f"{'all equal' if s['all_metrics_rows_equal'] else 'NOT all equal'} ({per}); "
                 f"{'fresh processes' if a.spawn else 'forked processes'}, seed {a.seed}"
             ),
             **s,
@@ -434,7 +439,7 @@ def main(argv: list[str] | None = None) -> int:
             "recipes": [{**o.__dict__, "kills_in_writes": o.kills_in_writes} for o in outcomes],
         },
     )
-    return 0 if s["unreadable_checkpoints"] == 0 and s["all_bitwise_equal"] else 1
+    return 0 if s["unreadable_checkpoints"] == 0 and s["all_bitwise_equal"] and s["all_metrics_rows_equal"] else 1
 
 
 if __name__ == "__main__":
