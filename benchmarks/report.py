@@ -289,6 +289,7 @@ def row(r: dict[str, Any]) -> str:
         per = "; ".join(
             f"{x['recipe']} {x['kills']} kills ({x['kills_in_writes']} inside writes), {x['resumes']} resumes, "
             + ("bitwise equal" if x["bitwise_equal"] else "**not bitwise equal**")
+            + (", metrics rows equal" if x.get("metrics_rows_equal") else ", **metrics rows differ**")
             for x in r["recipes"]
         )
         detail = (
