@@ -17,7 +17,7 @@ Where each result goes:
   ``planetoid-*``, ``gnn_speed``, ``molecule-*``, ``tu-*``, ``entities-*``, ``vgae-*``, ``graphgen-*`` and
   ``recipe-graph-*`` in ``docs/graphs.md``; ``gpt-*``, ``gpt_generation*``, ``gpt_throughput*``,
   ``nanogpt-*``, ``bert-*``, ``minilm-*``, ``vit-*``, ``long_attention*`` and ``tfseq2seq-*`` in
-  ``docs/transformers.md``.
+  ``docs/transformers.md``; ``kill_resume*`` in ``docs/reliability.md``.
   A result that no page claims is an error.
 * **README.** Only headlines: one row per recipe or benchmark. A result is a *detail*,
   not a headline, when its benchmark name is another result's name followed by
@@ -78,6 +78,7 @@ PAGES: dict[str, tuple[str, ...]] = {
     ),
     "docs/vision.md": ("recipe-",),
     "docs/generative.md": ("generative-",),
+    "docs/reliability.md": ("kill_resume*",),
 }  # fmt: skip
 
 
@@ -284,6 +285,19 @@ def row(r: dict[str, Any]) -> str:
             f"({lay['cells_over_fused']:.2f}×)"
         )
         return f"| {detail} | ratio {r['ratio']:.3f} | ≥ {r['target']} | – | {_verdict(r['meets_target'])} | {where} |"
+    if name.startswith("kill_resume"):
+        per = "; ".join(
+            f"{x['recipe']} {x['kills']} kills ({x['kills_in_writes']} inside writes), {x['resumes']} resumes, "
+            + ("bitwise equal" if x["bitwise_equal"] else "**not bitwise equal**")
+            + (", metrics rows equal" if x.get("metrics_rows_equal") else ", **metrics rows differ**")
+            for x in r["recipes"]
+        )
+        detail = (
+            f"SIGKILL at {r['kills_per_recipe']} random moments per recipe, resumed each time "
+            f"({'fresh' if r['launcher'] == 'spawn' else 'forked'} processes, seed {r['seed']}): {per}"
+        )
+        value = f"{r['unreadable_checkpoints']} unreadable, {r['kills_in_writes']} of {r['kills']} kills inside writes"
+        return f"| {detail} | {value} | 0 unreadable, all bitwise equal | – | {_verdict(r['meets_target'])} | {where} |"
     if name.startswith("time_to_accuracy") and "speedup" not in r:  # the speedrun against the tutorials' SimpleCNN
         return _speedrun_row(r, where)
     if name.startswith("time_to_accuracy"):  # the earlier form: one seed, the recipe's own model on both sides

@@ -276,7 +276,14 @@ def cmd_train(a: argparse.Namespace) -> int:
             raise UserError("Name a recipe (archzoo list recipes) or pass --config FILE.")
         cfg = load_config(recipe, a.config, overrides)
         trainer = Trainer(cfg, run_dir=Path(a.run_dir) if a.run_dir else None, data_dir=a.data_dir)
-    results = trainer.fit()
+    try:
+        results = trainer.fit()
+    except BaseException as e:
+        if not trainer.dist.enabled:
+            raise
+        from archzoo.engine.distributed import fail_rank
+
+        fail_rank(trainer.dist, e, isinstance(e, UserError))  # exits non-zero; never reaches the os._exit(0) below
     if trainer.dist.is_main:
         print(json.dumps({"run_dir": str(trainer.run_dir), **results}, indent=2))
         main_metric = next((k for k in ("test/acc", "test/rmse", "test/loss") if k in results), None)
@@ -287,7 +294,8 @@ def cmd_train(a: argparse.Namespace) -> int:
     shutdown(trainer.dist)
     if trainer.dist.enabled:
         # Under torchrun, leave without interpreter finalisation: gloo's worker threads can abort the
-        # process (SIGABRT) while Python tears down. Everything is written and closed by now.
+        # process (SIGABRT) while Python tears down. Everything is written and closed by now, and only
+        # a successful fit() gets here (a failure left through fail_rank above, with a non-zero status).
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(0)

@@ -3,12 +3,21 @@
 ``torchrun --nproc_per_node=N -m archzoo train RECIPE`` sets ``RANK``,
 ``WORLD_SIZE`` and ``LOCAL_RANK``; :func:`init_distributed` then joins the
 process group (NCCL on CUDA, gloo on CPU). Rank 0 alone logs and checkpoints.
+
+A rank that fails ends its process at once with a non-zero status (:func:`fail_rank`);
+torchrun sees it exit, stops the other ranks (SIGTERM, then SIGKILL after its grace
+period) and exits non-zero itself. A rank waiting in a collective on the failed one gets
+gloo's "connection closed" error as soon as the failed process is gone, so no rank waits
+for the process group's timeout (see docs/reliability.md).
 """
 
 from __future__ import annotations
 
 import os
+import sys
+import traceback
 from dataclasses import dataclass
+from typing import NoReturn
 
 import torch
 import torch.distributed as dist
@@ -75,3 +84,27 @@ def shutdown(info: DistInfo) -> None:
     if info.enabled and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
+
+
+def fail_rank(info: DistInfo, e: BaseException, user_error: bool) -> NoReturn:
+    """Print this rank's error in one sentence (a traceback before it unless it is a user error) and
+    leave at once with a non-zero status: 2 for a user error, 130 for an interrupt, else 1.
+
+    ``os._exit`` skips interpreter finalisation, where gloo's threads can abort or hang a process
+    whose peers are gone; torchrun then reports this rank's status and stops the others.
+    """
+    code = 2 if user_error else 130 if isinstance(e, KeyboardInterrupt) else 1
+    first = (str(e).strip().splitlines() or [""])[0]
+    # A collective that lost its peer: the error is the other rank's, whose traceback is printed there.
+    peer = "Connection closed by peer" in first or "remote worker crashing" in first
+    if not (user_error or peer or isinstance(e, KeyboardInterrupt)):
+        traceback.print_exception(e)
+    why = "another rank failed first" if peer else f"{type(e).__name__}: {first}" if not user_error else first
+    print(
+        f"archzoo: error: rank {info.rank} of {info.world} failed ({why}); it exits with status {code}, "
+        "and torchrun stops the other ranks.",
+        file=sys.stderr,
+    )
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

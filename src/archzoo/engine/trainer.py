@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from archzoo.config import Config, config_from_dict, load_yaml
 from archzoo.data.splits import example_batch
 from archzoo.engine import checkpoint as ckpt
+from archzoo.engine import faults
 from archzoo.engine.builders import build_data, build_model, build_task, resolve_device, save_info, seed_everything
 from archzoo.engine.context import OptimizerSlot, TrainContext, max_norm_targets
 from archzoo.engine.distributed import DistInfo, barrier, broadcast_object, gather_to_main, init_distributed
@@ -252,6 +253,9 @@ class Trainer:
         # Called as fn(step, val_metrics) after every validation (archzoo tune reports to Optuna and may
         # raise optuna.TrialPruned here, which ends fit() like any exception: the run's files are closed).
         self.on_validate: list[Callable[[int, dict[str, float]], None]] = []
+        self._raise_at = faults.raise_step(self.dist.rank)  # ARCHZOO_FAULT=raise-on-rank (a test hook), else None
+        self._log: MetricsLog | None = None
+        self._metrics_rows: int | None = None  # metrics.csv rows the checkpoint resumed from had seen
 
     # --------------------------------------------------------------------- setup helpers
 
@@ -400,6 +404,9 @@ class Trainer:
             "precision": self.precision,
             "ema_updates": self.ema.updates if self.ema is not None else None,
             "grad_norms": self.ctx.grad_norm_state(),  # train.log_grad_norm: summed since the last row
+            # The rows of metrics.csv written before this checkpoint: a row logged after it at the same step
+            # (an epoch's end, the final one) is dropped on resume, which logs it again.
+            "metrics_rows": len(self._log.rows) if self._log is not None else None,
         }
 
     def _load_state(self, path: Path) -> None:
@@ -434,6 +441,8 @@ class Trainer:
             self.task.load_extra_state(ranks[self.dist.rank] if ranks is not None else state.get("task", {}))
             _set_rng_state(state["rng"])
             self.ctx.load_grad_norm_state(state.get("grad_norms", {}))
+            rows = state.get("metrics_rows")
+            self._metrics_rows = int(rows) if rows is not None else None
             if self.ema is not None:
                 averaged = ckpt.load_extra_weights(path, EMA_FILE)
                 if averaged is None or state.get("ema_updates") is None:
@@ -510,12 +519,17 @@ class Trainer:
             )
             if self.resume:
                 log.load(self.ctx.global_step)
+                if self._metrics_rows is not None:
+                    del log.rows[self._metrics_rows :]
+            self._log = log
         barrier(self.dist)
 
         status = "FAILED"
         try:
-            self._loop(log)
-            results = self._finish(log)
+            # A full disk for any other file the loop writes (metrics.csv, plots) ends the run with one sentence too.
+            with ckpt.disk_full_guard("the run's files", self.run_dir, self.ckpt_dir, self.run_dir):
+                self._loop(log)
+                results = self._finish(log)
             status = "FINISHED"
         finally:
             if log is not None:
@@ -570,6 +584,8 @@ class Trainer:
                     continue
                 self.ctx.global_step += 1
                 step = self.ctx.global_step
+                if self._raise_at is not None and step == self._raise_at:
+                    raise RuntimeError(f"ARCHZOO_FAULT: rank {self.dist.rank} raises at step {step} (a test hook).")
                 if self.ema is not None:
                     self.ema.update(self.model)
                 if log is not None and t.log_histograms and step % t.log_histograms == 0:
@@ -689,7 +705,9 @@ class Trainer:
             if self.dist.is_main:
                 with self._averaged():
                     meta = {"epoch": str(self.epoch), "step": str(self.ctx.global_step), monitor: str(value)}
-                    ckpt.save_weights(self.model, self.ckpt_dir / "best.safetensors", meta)
+                    best = self.ckpt_dir / "best.safetensors"
+                    with ckpt.disk_full_guard("the best weights best.safetensors", self.ckpt_dir, self.ckpt_dir):
+                        ckpt.save_weights(self.model, best, meta)
         else:
             self.bad_evals += 1
             if t.early_stopping and self.bad_evals >= t.early_stopping:
@@ -766,7 +784,9 @@ class Trainer:
         # The epoch whose weights are kept: the best one, or the last when nothing is monitored.
         results["best_epoch"] = self.best_epoch + 1 if self.task.monitor is not None else self.epoch
         if main:
-            ckpt.save_weights(self.model, self.run_dir / "model.safetensors")
+            ckpt.remove_stale_temps(self.run_dir)  # of a process killed while writing these files
+            with ckpt.disk_full_guard("the final weights model.safetensors", self.run_dir, self.ckpt_dir):
+                ckpt.save_weights(self.model, self.run_dir / "model.safetensors")
             if log is not None:
                 log.log(
                     {
@@ -801,7 +821,8 @@ class Trainer:
                 "metrics": {k: v for k, v in results.items() if "/" in k},
             }
             summary["machine"] = machine_facts(self.device)
-            (self.run_dir / "results.json").write_text(json.dumps(summary, indent=2))
+            with ckpt.disk_full_guard("results.json", self.run_dir, self.ckpt_dir):
+                ckpt.atomic_write_bytes(self.run_dir / "results.json", json.dumps(summary, indent=2).encode())
             confusion = getattr(self.task, "last_confusion", {})
             split = "test" if "test" in confusion else "val"
             if split in confusion:
