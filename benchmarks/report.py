@@ -71,6 +71,7 @@ PAGES: dict[str, tuple[str, ...]] = {
         "toolkit_tuning-",
         "keras_parity-",
         "grad_checkpointing",
+        "stream_memory",
     ),
     # Graph benchmarks come before vision's catch-all "recipe-".
     "docs/graphs.md": (

@@ -296,6 +296,10 @@ class TrainConfig:
             (``train/grad_norm_<slot>`` for tasks with several optimizers).
         log_histograms: every N optimizer steps, write TensorBoard histograms of each parameter
             (``weights/<name>``) and of its gradient (``grads/<name>``); 0 disables.
+        skip_nonfinite: skip an optimizer step whose loss or gradients are NaN or infinite (no
+            update, no scheduler or EMA step, optimizer state and the model's buffers as before the
+            batch) and count it (``train/skipped_steps``, ``results.json``), instead of stopping
+            with the first bad step named. It costs one host sync per step; the default check none.
     """
 
     epochs: int = 10
@@ -319,6 +323,7 @@ class TrainConfig:
     ema_decay: float = 0.0
     log_grad_norm: bool = False
     log_histograms: int = 0
+    skip_nonfinite: bool = False
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, f"train.epochs must be at least 1, got {self.epochs}.")

@@ -97,7 +97,7 @@ def test_planetoid_missing_raw_file_is_one_sentence_naming_the_folder(tmp_path: 
         planetoid("pubmed", data_dir=tmp_path)
 
 
-def test_cora_public_split_from_a_cache_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cora_public_split_read_in_place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root = _planetoid_root()
     monkeypatch.setenv("ARCHZOO_CACHE", str(tmp_path / "cache"))
     b = create_dataset("cora", data_dir=root)
@@ -109,6 +109,28 @@ def test_cora_public_split_from_a_cache_copy(tmp_path: Path, monkeypatch: pytest
     assert torch.bincount(data.y[data.mask]).tolist() == [20] * 7
     rows = data.x.sum(1)
     torch.testing.assert_close(rows[rows > 0], torch.ones(int((rows > 0).sum())))  # row-normalised
-    # PyG processed the copy in the cache; the data root is only read.
-    assert list((tmp_path / "cache" / "planetoid").glob("*/Cora/processed/data.pt"))
+    # The raw files are read in place: nothing is written, to the cache or beside them (no processed/ file).
+    assert not (tmp_path / "cache" / "planetoid").exists()
     assert not (root / "planetoid" / "Cora" / "processed").exists()
+
+
+@pytest.mark.parametrize("name", ["Cora", "CiteSeer"])
+def test_read_planetoid_equals_pygs_planetoid_tensor_for_tensor(name: str, tmp_path: Path) -> None:
+    """archzoo's restricted reader builds the graph PyG's Planetoid builds from the same raw files
+    (PyG run here on a private copy that this test wrote, the only place its unrestricted reader runs)."""
+    import shutil
+    import warnings
+
+    from torch_geometric.datasets import Planetoid
+
+    from archzoo.data.graphs import read_planetoid
+
+    raw = _planetoid_root() / "planetoid" / name / "raw"
+    shutil.copytree(raw, tmp_path / name / "raw")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = Planetoid(str(tmp_path), name, split="public")[0]
+    ours = read_planetoid(raw, name)
+    assert sorted(ours.keys()) == sorted(ref.keys())
+    for k in ref.keys():
+        assert ours[k].dtype == ref[k].dtype and torch.equal(ours[k], ref[k]), k

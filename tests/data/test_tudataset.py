@@ -124,7 +124,7 @@ def test_a_hand_built_tudataset(tmp_path: Path) -> None:
         assert sorted(int(g.y) for g in split.data_list) == [0, 1]  # stratified: one of each class
     tri = next(g for g in b.test.data_list if int(g.y) == 1)
     assert tri.num_nodes == 3 and tri.edge_index.size(1) == 6
-    assert not (tmp_path / "tudataset" / "TOY" / "processed").exists()  # PyG wrote into the cache, not the data root
+    assert not (tmp_path / "tudataset" / "TOY" / "processed").exists()  # read in place: nothing is written
 
 
 def test_edges_out_of_range_and_missing_node_labels_are_one_sentence(tmp_path: Path) -> None:
@@ -132,3 +132,29 @@ def test_edges_out_of_range_and_missing_node_labels_are_one_sentence(tmp_path: P
         tudataset("TOY", data_dir=_write_toy(tmp_path / "a", edges=[(1, 2), (2, 1), (99, 1)]), folds=3)
     with pytest.raises(DataError, match="TOY has no node labels or attributes"):
         tudataset("TOY", data_dir=_write_toy(tmp_path / "b", node_labels=False), folds=3)
+
+
+def test_read_tu_graphs_equals_pygs_tudataset(mutag_root: Path, tmp_path: Path) -> None:
+    """The graphs read from the text files alone are PyG's TUDataset's, tensor for tensor (PyG run on a
+    private copy this test wrote), for MUTAG and for a toy set whose continuous node attributes are dropped."""
+    import shutil
+    import warnings
+
+    from torch_geometric.datasets import TUDataset
+
+    from archzoo.data.tudataset import read_tu_graphs
+
+    toy = _write_toy(tmp_path / "toy") / "tudataset" / "TOY" / "raw"
+    (toy / "TOY_node_attributes.txt").write_text("".join(f"{i * 0.5}, {-i}\n" for i in range(15)))
+    for name, raw in (("MUTAG", mutag_root / "tudataset" / "MUTAG" / "raw"), ("TOY", toy)):
+        copy = tmp_path / "pyg" / name
+        shutil.copytree(raw, copy / name / "raw")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ref = TUDataset(str(copy), name)
+        ours = read_tu_graphs(raw, name)
+        assert len(ours) == len(ref)
+        for a, b in zip(ours, ref, strict=True):
+            assert sorted(a.keys()) == sorted(b.keys())
+            assert all(torch.equal(a[k], b[k]) for k in b.keys())
+        assert ours[0].x.shape[1] == (7 if name == "MUTAG" else 2)  # labels one-hot, attributes left out

@@ -48,7 +48,7 @@ from typing import Any
 import torch
 
 from archzoo.data.graphs import DATA_SEED, check_graph
-from archzoo.data.root import PathLike, cache_dir, find_dataset_dir
+from archzoo.data.root import PathLike, cache_dir, find_dataset_dir, read_cache_tensors
 from archzoo.data.splits import DataBundle, FullGraph
 from archzoo.errors import DataError, UserError
 from archzoo.registry import register_dataset
@@ -178,17 +178,21 @@ def parse_entities(raw: Path, name: str) -> dict[str, Any]:
     return out
 
 
-def _cached(raw: Path, name: str) -> dict[str, Any]:
-    """:func:`parse_entities`, from the cache when the raw files have been parsed before."""
+def cache_path(raw: Path, name: str) -> Path:
+    """The cache file of the parsed ``raw`` files of entities graph ``name``, keyed by their SHA-256."""
     h = hashlib.sha256(f"v{CACHE_VERSION}".encode())
     for f in _raw_files(ENTITIES[name][0]):
         h.update(f.encode() + b"\0" + (raw / f).read_bytes())
-    path = cache_dir("entities") / f"{name}-{h.hexdigest()[:16]}.pt"
+    return cache_dir("entities") / f"{name}-{h.hexdigest()[:16]}.pt"
+
+
+def _cached(raw: Path, name: str) -> dict[str, Any]:
+    """:func:`parse_entities`, from the cache when the raw files have been parsed before."""
+    path = cache_path(raw, name)
     if path.is_file():
-        try:
-            return torch.load(path, weights_only=True)
-        except (OSError, RuntimeError, EOFError, ValueError):
-            pass  # a damaged cache file: parse again and overwrite it
+        cached = read_cache_tensors(path)  # None for a damaged or foreign file: parse again and overwrite it
+        if isinstance(cached, dict):
+            return cached
     parsed = parse_entities(raw, name)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     torch.save(parsed, tmp)

@@ -10,11 +10,14 @@
 
 * ``cora``, ``citeseer`` (one builder, :func:`planetoid`): the citation graphs of
   Yang et al. (2016) with their public split (20 labelled nodes per class, 500
-  validation, 1000 test nodes), read from ``<data root>/planetoid/<Name>/raw`` by PyG's
-  :class:`~torch_geometric.datasets.Planetoid`. The raw files are Python pickles: they
-  are read only by PyG's reader, only from the data root, and only after being copied
-  into archzoo's writable cache (PyG writes its ``processed/`` folder beside ``raw/``,
-  and the data root may be read-only). Features are row-normalised (``NormalizeFeatures``)
+  validation, 1000 test nodes), read from ``<data root>/planetoid/<Name>/raw``. The raw
+  files are Python 2 pickles (scipy CSR matrices, numpy arrays, a ``defaultdict`` of
+  neighbour lists), the one kind of pickle archzoo reads: :func:`read_planetoid` loads
+  them through :class:`PlanetoidUnpickler`, which rebuilds those types and nothing else
+  (a CSR matrix as a plain record of its arrays: no scipy code runs), and builds the same
+  graph as PyG's :class:`~torch_geometric.datasets.Planetoid` (a test checks it tensor for
+  tensor), without PyG's ``processed/`` file, which PyG would unpickle without the
+  restriction when its safe load fails. Features are row-normalised (``NormalizeFeatures``)
   as in Kipf & Welling (2017).
 
 :func:`check_graph` refuses, in one sentence, a graph with no nodes or edges, edge
@@ -25,14 +28,16 @@ indices out of range, or features and labels whose rows do not match the nodes.
 
 from __future__ import annotations
 
-import hashlib
-import shutil
+import collections
+import pickle
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-from archzoo.data.root import PathLike, cache_dir, find_dataset_dir
+from archzoo.data.cifar import RestrictedUnpickler
+from archzoo.data.root import PathLike, find_dataset_dir
 from archzoo.data.splits import DataBundle, FullGraph, GraphBatches
 from archzoo.errors import DataError, UserError
 from archzoo.registry import register_dataset
@@ -147,30 +152,127 @@ PLANETOID_NAMES = {"cora": "Cora", "citeseer": "CiteSeer"}
 PLANETOID_FILES = ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")
 
 
-def raw_copy(kind: str, name: str, raw: Path, files: list[str]) -> Path:
-    """A writable copy of ``files`` in ``raw`` laid out as ``root/<name>/raw``, keyed by their SHA-256; its ``root``.
+class _CSRRecord:
+    """What a pickled ``scipy.sparse.csr_matrix`` becomes: its attributes (``data``, ``indices``, ``indptr``,
+    ``_shape``) set by the pickle's BUILD, and no methods that could run."""
 
-    PyG's dataset classes write ``processed/`` beside ``raw/``, and the data root is read-only;
-    the copy lives under the cache (``cache_dir(kind)``), one folder per content.
+    def dense(self, path: Path) -> np.ndarray:
+        d = self.__dict__
+        try:
+            data, indices, indptr = (np.asarray(d[k]) for k in ("data", "indices", "indptr"))
+            rows, cols = (int(v) for v in d["_shape"])
+        except (KeyError, TypeError, ValueError):
+            raise DataError(f"{path} does not hold a CSR matrix (data, indices, indptr, _shape).") from None
+        if indptr.shape != (rows + 1,) or indices.shape != data.shape or int(indptr[-1]) != data.size:
+            raise DataError(f"{path}: the CSR matrix's arrays do not fit its shape {rows}x{cols}.")
+        if data.size and (indices.min() < 0 or indices.max() >= cols or (np.diff(indptr) < 0).any()):
+            raise DataError(f"{path}: the CSR matrix has column indices outside 0..{cols - 1}.")
+        out = np.zeros((rows, cols), dtype=data.dtype)
+        row_of = np.repeat(np.arange(rows), np.diff(indptr))  # the row of each stored value
+        out[row_of, indices] = data  # no duplicates in these files; a duplicate would keep the last
+        return out
+
+
+def _neighbour_lists(factory: Any) -> collections.defaultdict[Any, Any]:
+    """``collections.defaultdict(list)``, the graph file's one call; any other factory is refused."""
+    if factory is not list:
+        raise pickle.UnpicklingError(f"refused defaultdict with factory {factory!r}")
+    return collections.defaultdict(list)
+
+
+class PlanetoidUnpickler(RestrictedUnpickler):
+    """:class:`~archzoo.data.cifar.RestrictedUnpickler` plus what the Planetoid files need: a stand-in for
+    ``scipy.sparse.csr_matrix`` (a plain record), ``defaultdict(list)`` and ``list``. Python 2 strings load as
+    latin-1 text, as numpy's own advice for Python 2 pickles says."""
+
+    ALLOWED = {
+        **RestrictedUnpickler.ALLOWED,
+        ("scipy.sparse.csr", "csr_matrix"): _CSRRecord,
+        ("scipy.sparse._csr", "csr_matrix"): _CSRRecord,
+        ("collections", "defaultdict"): _neighbour_lists,
+        ("__builtin__", "list"): list,
+        ("builtins", "list"): list,
+    }
+
+    def __init__(self, file: Any) -> None:
+        pickle.Unpickler.__init__(self, file, encoding="latin1")
+
+
+def _planetoid_pickle(path: Path) -> Any:
+    try:
+        with open(path, "rb") as f:
+            obj = PlanetoidUnpickler(f).load()
+    except Exception as e:  # a malformed or refused pickle fails in many ways; all of them are the file's fault
+        raise DataError(f"{path} is not a Planetoid file archzoo reads ({type(e).__name__}: {e}).") from None
+    return obj
+
+
+def _planetoid_matrix(path: Path) -> torch.Tensor:
+    obj = _planetoid_pickle(path)
+    if isinstance(obj, _CSRRecord):
+        obj = obj.dense(path)
+    if not isinstance(obj, np.ndarray) or obj.ndim != 2 or obj.dtype.kind not in "fiub":
+        raise DataError(f"{path} does not hold a 2-d numeric matrix.")
+    return torch.from_numpy(np.ascontiguousarray(obj)).float()
+
+
+def read_planetoid(raw: PathLike, name: str) -> Any:
+    """The Planetoid graph ``name`` (``cora``, ``citeseer``) of the raw files in ``raw``, public split, as a PyG ``Data``.
+
+    Nodes are ordered as ``allx`` then the test nodes by id; the test rows (given in
+    ``test.index`` order in ``tx``/``ty``) move to their ids. CiteSeer has ids in the test
+    range with no row in ``tx`` (isolated papers): they get zero features and label 0,
+    as PyG and the GCN code give them. Edges are the neighbour lists without self loops
+    and duplicates, ordered by target then source (PyG's ``coalesce(sort_by_row=False)``).
+    Masks: train is the first ``len(y)`` nodes, val the next 500, test the ids of ``test.index``.
     """
-    h = hashlib.sha256()
-    for f in files:
-        h.update(f.encode() + b"\0" + (raw / f).read_bytes())
-    root = cache_dir(kind) / h.hexdigest()[:16]
-    dest = root / name / "raw"
-    dest.mkdir(parents=True, exist_ok=True)
-    for f in files:
-        target = dest / f
-        if not target.is_file() or target.stat().st_size != (raw / f).stat().st_size:
-            tmp = target.with_suffix(target.suffix + ".tmp")
-            shutil.copyfile(raw / f, tmp)
-            tmp.replace(target)  # atomic: another process never sees half a file
-    return root
+    from torch_geometric.data import Data
 
+    raw = Path(raw)
+    key = name.lower()
 
-def _planetoid_cache(name: str, raw: Path) -> Path:
-    """A writable copy of ``raw`` for PyG's ``Planetoid`` (:func:`raw_copy`); its ``root``."""
-    return raw_copy("planetoid", name, raw, [f"ind.{name.lower()}.{f}" for f in PLANETOID_FILES])
+    def f(part: str) -> Path:
+        return raw / f"ind.{key}.{part}"
+
+    x, tx, allx, y, ty, ally = (_planetoid_matrix(f(p)) for p in ("x", "tx", "allx", "y", "ty", "ally"))
+    graph = _planetoid_pickle(f("graph"))
+    if not isinstance(graph, dict):
+        raise DataError(f"{f('graph')} does not hold a dict of neighbour lists.")
+    try:
+        test_index = torch.tensor([int(t) for t in f("test.index").read_text().split()], dtype=torch.long)
+    except ValueError:
+        raise DataError(f"{f('test.index')} must hold one node id per line.") from None
+    if not len(test_index) or len(tx) != len(test_index) or len(ty) != len(test_index):
+        raise DataError(f"{raw}: tx and ty need one row per id of test.index ({len(test_index)}).")
+    lo, hi = int(test_index.min()), int(test_index.max())
+    if lo != len(allx) or len(ally) != len(allx):
+        raise DataError(f"{raw}: the test ids must start after the {len(allx)} rows of allx and ally.")
+    ordered = test_index.sort().values
+    # Rows for every id in lo..hi; ids missing from test.index (CiteSeer's isolated papers) stay zero.
+    tx_all, ty_all = tx.new_zeros(hi - lo + 1, tx.shape[1]), ty.new_zeros(hi - lo + 1, ty.shape[1])
+    tx_all[ordered - lo], ty_all[ordered - lo] = tx, ty
+    feats = torch.cat([allx, tx_all])  # (N, F)
+    feats[test_index] = feats[ordered]
+    labels = torch.cat([ally, ty_all]).max(1).indices  # (N,) one-hot rows to class ids
+    labels[test_index] = labels[ordered]
+    n = len(labels)
+    src, dst = [], []
+    for node, neighbours in graph.items():
+        if not isinstance(neighbours, list):
+            raise DataError(f"{f('graph')}: node {node!r} has no list of neighbours.")
+        src += [int(node)] * len(neighbours)
+        dst += [int(v) for v in neighbours]
+    ei = torch.tensor([src, dst], dtype=torch.long)  # (2, E) with duplicates and self loops
+    if ei.numel() and (int(ei.min()) < 0 or int(ei.max()) >= n):
+        raise DataError(f"{f('graph')}: an edge names a node outside 0..{n - 1}.")
+    ei = ei[:, ei[0] != ei[1]]
+    order = torch.unique(ei[1] * n + ei[0])  # sorted and deduplicated by (target, source)
+    ei = torch.stack([order % n, order // n])
+    masks = {k: torch.zeros(n, dtype=torch.bool) for k in ("train_mask", "val_mask", "test_mask")}
+    masks["train_mask"][: len(y)] = True
+    masks["val_mask"][len(y) : len(y) + 500] = True
+    masks["test_mask"][test_index] = True
+    return Data(x=feats, edge_index=ei, y=labels, **masks)
 
 
 def planetoid(name: str, data_dir: PathLike | None = None, normalize_features: bool = True) -> DataBundle:
@@ -193,13 +295,11 @@ def planetoid(name: str, data_dir: PathLike | None = None, normalize_features: b
         required=[f"ind.{key}.{f}" for f in PLANETOID_FILES],
         how_to_get="copy them from the Planetoid repository (kimiyoung/planetoid, data/)",
     )
-    from torch_geometric.datasets import Planetoid
     from torch_geometric.transforms import NormalizeFeatures
 
     try:
-        ds = Planetoid(str(_planetoid_cache(pyg_name, raw)), pyg_name, split="public")
-        data = ds[0]
-    except (OSError, EOFError, ValueError, IndexError, KeyError, RuntimeError) as e:
+        data = read_planetoid(raw, key)
+    except (OSError, IndexError, RuntimeError) as e:
         raise DataError(
             f"{pyg_name}: the Planetoid files in {raw} could not be read ({type(e).__name__}: {e})."
         ) from None

@@ -57,7 +57,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from archzoo.data.root import PathLike, cache_dir, find_dataset_dir
+from archzoo.data.root import PathLike, cache_dir, find_dataset_dir, read_cache_tensors
 from archzoo.data.splits import DataBundle, GraphBatches
 from archzoo.errors import DataError, UserError
 from archzoo.registry import register_dataset
@@ -257,10 +257,10 @@ def _featurised(key: str, digest: str, smiles: list[str]) -> tuple[list[Any], li
 
     path = cache_dir("molecules") / f"{key}-{digest[:24]}-v{FEATURISER_VERSION}.pt"
     if path.is_file():
+        c = read_cache_tensors(path)  # None for a file archzoo did not write (nothing in it runs)
         try:
-            c = torch.load(path, weights_only=True)
-            ok = c["version"] == FEATURISER_VERSION and c["n"] == len(smiles)
-        except (OSError, RuntimeError, KeyError, EOFError):
+            ok = c is not None and c["version"] == FEATURISER_VERSION and c["n"] == len(smiles)
+        except (KeyError, TypeError):
             ok = False
         if ok:
             graphs = []

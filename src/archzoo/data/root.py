@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from archzoo.errors import DataError
 
@@ -70,6 +71,27 @@ def cache_dir(sub: str = "") -> Path:
             f"The cache folder {folder} cannot be created ({e.strerror}); set {CACHE_ENV_VAR} to a writable folder."
         ) from None
     return folder
+
+
+def read_cache_tensors(path: Path) -> Any:
+    """A cache file of plain tensors and containers, or None when it cannot be read as one.
+
+    It is read with ``torch.load(weights_only=True)``, which rebuilds tensors, numbers, strings,
+    lists and dicts and refuses every other global (nothing in the file runs). A file that is
+    truncated, foreign or holds anything else (a pickle planted in the cache) is reported in one
+    warning and treated as absent: the caller rebuilds it from the raw data and overwrites it.
+    """
+    import warnings
+
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure means a file that archzoo did not write
+        first = ((str(e).strip().splitlines() or [type(e).__name__])[0])[:120]
+        warnings.warn(f"ignored the cache file {path}, which is not one archzoo wrote ({first}); rebuilding it",
+                      stacklevel=2)  # fmt: skip
+        return None
 
 
 def _alternatives(item: Required) -> tuple[str, ...]:

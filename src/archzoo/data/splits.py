@@ -46,6 +46,7 @@ for it.
 from __future__ import annotations
 
 import copy
+import mmap
 import os
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -260,12 +261,45 @@ def write_tokens(path: str | os.PathLike[str], ids: Any, dtype: Any = np.uint16)
     return path
 
 
+#: Growth of the process's file-backed resident pages after which a token stream drops its corpus's mapped
+#: pages (see TokenStream).
+RELEASE_BYTES = 64 << 20
+
+
+def _file_resident() -> int | None:
+    """Bytes of file-backed (and shared) pages resident in this process: ``/proc/self/statm``'s third field.
+
+    One small read, cheap enough for every batch; None where there is no such file (not Linux).
+    """
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[2]) * mmap.PAGESIZE
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 class TokenStream:
     r"""A 1-D token corpus cut into next-token ``(x, y)`` windows of ``block_size`` tokens.
 
     The tokens stay where they are (a ``np.memmap`` stays on disk): each batch
     gathers its windows with one numpy fancy index, so corpora larger than
     memory work. In both modes ``y`` is ``x`` shifted by one token.
+
+    **Bounded memory.** The pages of a mapped file that a process has read count in
+    its resident set (``RssFile``) until the kernel reclaims them, so streaming
+    over a corpus larger than memory would grow the RSS by the corpus read. How
+    much one read maps is the kernel's choice (64 KiB of fault-around, or a whole
+    large folio of the page cache: about 0.9 MiB a read was measured on Linux 6.18
+    with ext4), so when ``tokens`` is a read-only ``np.memmap`` the stream measures
+    it: after each batch it reads the process's file-backed resident size
+    (``/proc/self/statm``, one small read) and, once that has grown by
+    :data:`RELEASE_BYTES` since the last release, drops the whole mapping's pages
+    from the process (``madvise(MADV_DONTNEED)``, one call; the data stays in the
+    page cache, and a later read maps it again). The resident file pages so stay
+    within ``RELEASE_BYTES`` plus what one batch maps. Without ``/proc`` (not
+    Linux) it releases after every ``RELEASE_BYTES`` of windows read, which bounds
+    nothing but the common case. ``benchmarks/stream_memory.py`` measures it on a
+    1 GiB corpus.
 
     * ``mode="random"`` (GPT pre-training): in training (``shuffle=True``) batch
       ``i`` is ``batch_size`` window starts drawn uniformly, with replacement,
@@ -340,6 +374,9 @@ class TokenStream:
         self.mode = mode
         self.windows_per_epoch = windows_per_epoch if windows_per_epoch is not None else (n - 1) // block_size
         self.device: torch.device | None = None
+        self._since: int | None = None  # file-backed resident bytes after the last release (or first read)
+        self._read = 0  # bytes of windows read since then (the fallback without /proc)
+        self.releases = 0  # how many times the mapped pages were dropped
 
     @classmethod
     def from_file(
@@ -410,11 +447,31 @@ class TokenStream:
 
     def _gather(self, starts: np.ndarray, width: int) -> tuple[Tensor, Tensor]:
         """``x`` and ``y`` of the windows of ``width`` tokens beginning at ``starts``: one read of the array."""
+        if self._since is None:  # the baseline of the page-release budget: before the first read
+            self._since = _file_resident()
         idx = starts[:, None] + np.arange(width + 1, dtype=np.int64)
         buf = torch.from_numpy(np.asarray(self.tokens[idx], dtype=np.int64))
+        self._note_read(starts, width + 1)
         if self.device is not None and self.device.type != "cpu":
             buf = buf.to(self.device, non_blocking=True)
         return buf[:, :-1].contiguous(), buf[:, 1:].contiguous()
+
+    def _note_read(self, starts: np.ndarray, width: int) -> None:
+        """After a batch's windows were read: drop the corpus's mapped pages once the file pages grew past the budget."""
+        mm = getattr(self.tokens, "_mmap", None)  # np.memmap's mapping, shared by its slices
+        # Only a read-only map: dropping a copy-on-write map's pages would lose what was written to them.
+        if mm is None or getattr(self.tokens, "mode", None) != "r" or not hasattr(mmap, "MADV_DONTNEED"):
+            return
+        now = _file_resident()
+        if now is None:
+            self._read += len(starts) * width * self.tokens.itemsize
+            due = self._read >= RELEASE_BYTES
+        else:
+            due = now - (self._since if self._since is not None else now) >= RELEASE_BYTES
+        if due:
+            mm.madvise(mmap.MADV_DONTNEED)  # read-only file pages: dropped from this process, kept in the cache
+            self._since, self._read = _file_resident(), 0
+            self.releases += 1
 
     def batches(
         self,

@@ -1,8 +1,8 @@
 """Text corpora as token streams, and labelled text as padded sequences.
 
 Corpora (:class:`~archzoo.data.splits.TokenStream`): ``python_chars`` (embedded),
-``tiny_shakespeare``, ``ptb`` and ``text_file`` (any UTF-8 file, char, word or
-BPE tokens). Labelled text (:class:`~archzoo.data.splits.PaddedSequences`):
+``tiny_shakespeare``, ``ptb``, ``text_file`` (any UTF-8 file, char, word or
+BPE tokens) and ``token_file`` (a raw file of token ids, tokenised elsewhere; no tokenizer). Labelled text (:class:`~archzoo.data.splits.PaddedSequences`):
 ``names`` (surname -> language, characters) and ``sms_spam`` (ham/spam, words).
 Every dataset puts its tokenizer (:mod:`archzoo.data.tokenizers`) in
 ``info["tokenizer"]``, saved with the run, and its vocabulary in ``info["itos"]``;
@@ -407,6 +407,90 @@ def text_file(
     info = _stream_info(
         tok, block_size, mode, tokens={"train": a, "val": n_val, "test": n_val}, token_file=str(file), path=str(p)
     )
+    return DataBundle(*splits, info=info)
+
+
+def _largest_id(path: Path, dtype: np.dtype, chunk: int = 16 << 20) -> int:
+    """The largest token id in a raw token file, read in chunks of ``chunk`` tokens (not mapped: no RSS is left)."""
+    top = 0
+    with open(path, "rb") as f:
+        while True:
+            part = np.fromfile(f, dtype=dtype, count=chunk)
+            if not part.size:
+                return top
+            top = max(top, int(part.max()))
+
+
+@register_dataset("token_file")
+def token_file(
+    path: str | None = None,
+    vocab_size: int | None = None,
+    dtype: str = "uint16",
+    block_size: int = 64,
+    mode: str = "streams",
+    val_fraction: float = 0.01,
+    windows_per_epoch: int | None = None,
+) -> DataBundle:
+    """An already tokenised corpus: a raw file of token ids (as :func:`~archzoo.data.splits.write_tokens`
+    or nanoGPT's ``prepare.py`` writes them), memory-mapped and split chronologically.
+
+    The first ``1 - 2 * val_fraction`` of the tokens train, the next ``val_fraction``
+    validate and the last ``val_fraction`` test. The file is never read whole: each
+    batch reads its windows, and the stream drops its mapped pages as it goes, so
+    corpora larger than memory train with a bounded resident set (see
+    :class:`~archzoo.data.splits.TokenStream`). The ids are checked once, in chunks,
+    against ``vocab_size``. There is no tokenizer, so text cannot be sampled or read.
+
+    Args:
+        path: the file (``data.args.path=...``).
+        vocab_size: the number of token ids; every id in the file must be below it.
+        dtype: the integer type on disk: ``uint8``, ``uint16`` (default) or ``uint32``.
+        block_size: tokens per row (default 64).
+        mode: ``"streams"`` (default; contiguous rows for recurrent models) or ``"random"``.
+        val_fraction: the share of the tokens in each of val and test (default 0.01).
+        windows_per_epoch: random windows in a training epoch (``mode="random"``; default: as many as
+            the training part holds without overlap).
+    """
+    if path is None or str(path) == "":
+        raise UserError("token_file needs a file of token ids: pass data.args.path=FILE.")
+    if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 2:
+        raise UserError(
+            f"token_file needs data.args.vocab_size, the number of token ids (at least 2), got {vocab_size!r}."
+        )
+    if dtype not in ("uint8", "uint16", "uint32"):
+        raise UserError(f"data.args.dtype must be uint8, uint16 or uint32 for token_file, got {dtype!r}.")
+    _check_stream_args("token_file", block_size, mode)
+    if not 0.0 < val_fraction < 0.5:
+        raise UserError(f"data.val_fraction must be in (0, 0.5) for token_file, got {val_fraction}.")
+    if windows_per_epoch is not None and (isinstance(windows_per_epoch, bool) or windows_per_epoch < 1):
+        raise UserError(f"data.args.windows_per_epoch must be a positive number of windows, got {windows_per_epoch!r}.")
+    if windows_per_epoch is not None and mode != "random":
+        raise UserError("data.args.windows_per_epoch applies to mode=random only (streams read the corpus once).")
+    p = Path(path).expanduser()
+    dt = np.dtype(dtype)
+    stream = TokenStream.from_file(p, dt, block_size, mode)  # checks that the file exists and fits the dtype
+    top = _largest_id(p, dt)
+    if top >= vocab_size:
+        raise DataError(f"The token file {p} holds id {top}, not below data.args.vocab_size={vocab_size}.")
+    tokens = stream.tokens
+    n = len(tokens)
+    n_val = int(n * val_fraction)
+    a, b = n - 2 * n_val, n - n_val
+    hint = " or raise data.val_fraction"
+    splits = [
+        _stream("token_file", s, tokens[lo:hi], block_size, mode, hint if s != "train" else "")
+        for s, lo, hi in (("train", 0, a), ("val", a, b), ("test", b, n))
+    ]
+    if windows_per_epoch is not None:
+        splits[0].windows_per_epoch = int(windows_per_epoch)
+    info: dict[str, Any] = {
+        "vocab_size": vocab_size,
+        "kind": "text",
+        "block_size": block_size,
+        "contiguous": mode == "streams",
+        "tokens": {"train": a, "val": n_val, "test": n_val},
+        "token_file": str(p),
+    }
     return DataBundle(*splits, info=info)
 
 

@@ -11,11 +11,12 @@ Each graph carries ``graph_id`` :math:`(1,)`, its index in the files (a batch's
 ``graph_id`` :math:`(B,)` names its graphs), so a split's graphs can be traced and compared.
 
 The files are ``<data root>/tudataset/<Name>/raw/<Name>_*.txt`` (the TU archive's
-members; see ``../shared/data/MANIFEST.md``), read by PyG's
-:class:`~torch_geometric.datasets.TUDataset`. PyG writes its ``processed/`` folder beside
-``raw/`` and the data root may be read-only, so the raw files are first copied into
-archzoo's writable cache, ``tudataset/<sha256 of the raw files>/<Name>/raw``, as the
-Planetoid files are (:func:`archzoo.data.graphs._planetoid_cache`); nothing is downloaded.
+members; see ``../shared/data/MANIFEST.md``), parsed in place by PyG's text reader
+``read_tu_data`` into the same graphs as :class:`~torch_geometric.datasets.TUDataset`
+gives (node and edge attributes left out, as its defaults do; a test checks them tensor
+for tensor). Nothing is written and no ``processed/`` file is read: PyG loads that file
+with ``torch.load`` and, where the safe load fails, without its restriction, so a file
+planted there would run code. Nothing is downloaded.
 
 **Splits: 10-fold cross-validation.** The graphs are cut into ``folds`` stratified folds
 (scikit-learn's ``StratifiedKFold``, shuffled with the fixed seed 0, the seed of Xu et
@@ -41,7 +42,7 @@ from typing import Any
 
 import torch
 
-from archzoo.data.graphs import DATA_SEED, check_graph, raw_copy
+from archzoo.data.graphs import DATA_SEED, check_graph
 from archzoo.data.root import PathLike, find_dataset_dir
 from archzoo.data.splits import DataBundle, GraphBatches
 from archzoo.errors import DataError, UserError
@@ -53,9 +54,29 @@ VALIDATION = ("fold", "test")
 CLASSES = {"MUTAG": ["non-mutagenic", "mutagenic"]}  # labels -1 and 1
 
 
-def _tu_cache(name: str, raw: Path) -> Path:
-    """A writable copy of ``raw``'s ``<name>_*.txt`` for PyG's ``TUDataset`` (:func:`raw_copy`); its ``root``."""
-    return raw_copy("tudataset", name, raw, sorted(p.name for p in raw.glob(f"{name}_*.txt")))
+def read_tu_graphs(raw: Path, name: str) -> list[Any]:
+    """The graphs of ``raw/<name>_*.txt`` as PyG ``Data``, as ``TUDataset(root, name)`` gives them, from text alone.
+
+    ``x`` keeps the one-hot node labels and ``edge_attr`` the one-hot edge labels: the
+    continuous attributes (the first columns ``read_tu_data`` puts there) are dropped, as
+    TUDataset's ``use_node_attr=False`` and ``use_edge_attr=False`` do.
+    """
+    from torch_geometric.data import InMemoryDataset
+    from torch_geometric.io import read_tu_data
+
+    data, slices, sizes = read_tu_data(str(raw), name)
+    if data.x is not None:
+        data.x = data.x[:, sizes["num_node_attributes"] :]
+    if data.edge_attr is not None:
+        data.edge_attr = data.edge_attr[:, sizes["num_edge_attributes"] :]
+
+    class Graphs(InMemoryDataset):  # no root: nothing is processed, saved or loaded
+        def __init__(self) -> None:
+            super().__init__(None)
+            self._data, self.slices = data, slices
+
+    ds = Graphs()
+    return [ds[i] for i in range(len(ds))]
 
 
 def stratified_folds(y: torch.Tensor, folds: int, seed: int = DATA_SEED) -> list[torch.Tensor]:
@@ -133,11 +154,9 @@ def tudataset(
         how_to_get=f"unpack {name}.zip of the TU Dortmund collection (https://chrsmrrs.github.io/datasets/)",
     )
     from torch_geometric.data import Data
-    from torch_geometric.datasets import TUDataset
 
     try:
-        ds = TUDataset(str(_tu_cache(name, raw)), name)
-        graphs = [ds[i] for i in range(len(ds))]
+        graphs = read_tu_graphs(raw, name)
     except (OSError, EOFError, ValueError, IndexError, KeyError, RuntimeError) as e:
         raise DataError(f"{name}: the TUDataset files in {raw} could not be read ({type(e).__name__}: {e}).") from None
     if not graphs:

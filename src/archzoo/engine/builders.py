@@ -221,6 +221,8 @@ def _load_saved(run_dir: Path, key: str, entry: dict[str, Any]) -> Any:
     """An object :func:`save_info` wrote to a file of its own; only archzoo classes are loaded."""
     import importlib
 
+    from archzoo.data.tokenizers import Tokenizer
+
     module, _, qualname = str(entry[SAVED_OBJECT]).partition(":")
     if not module.startswith("archzoo.") or "." in qualname:
         raise UserError(f"{run_dir / INFO_FILE} names '{module}:{qualname}' for {key}, which is not an archzoo class.")
@@ -230,7 +232,13 @@ def _load_saved(run_dir: Path, key: str, entry: dict[str, Any]) -> Any:
         raise UserError(
             f"{run_dir / INFO_FILE} names {module}.{qualname} for {key}, which this archzoo lacks."
         ) from None
-    path = run_dir / str(entry.get("file", f"{key}.json"))
+    # Only the kinds save_info writes (tokenizers, read from JSON): not any archzoo attribute with a load().
+    if not (isinstance(cls, type) and issubclass(cls, Tokenizer)):
+        raise UserError(f"{run_dir / INFO_FILE} names {module}.{qualname} for {key}, which is not a tokenizer class.")
+    name = str(entry.get("file", f"{key}.json"))
+    if Path(name).name != name or name.startswith("."):
+        raise UserError(f"{run_dir / INFO_FILE} names the file {name!r} for {key}; it must be a file in the run.")
+    path = run_dir / name
     if not path.is_file():
         raise UserError(f"Run {run_dir} lacks {path.name}, which holds its {key}.")
     return cls.load(path)

@@ -239,7 +239,12 @@ def latest_checkpoint(ckpt_dir: Path) -> Path | None:
     ptr = Path(ckpt_dir) / POINTER
     if not ptr.is_file():
         return None
-    tag = ptr.read_text().strip()
+    try:
+        tag = ptr.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        raise CheckpointError(f"Checkpoint pointer {ptr} is not readable text.") from None
+    if not tag or Path(tag).name != tag or tag.startswith("."):
+        raise CheckpointError(f"Checkpoint pointer {ptr} names {tag[:60]!r}, which is not a checkpoint in that folder.")
     path = Path(ckpt_dir) / tag
     return path if path.is_dir() else None
 

@@ -75,6 +75,12 @@ class TrainContext:
         log_grad_norm: keep, per slot, the sum and count of the global gradient norms
             :math:`\\lVert g \\rVert_2` of its steps (before clipping, after unscaling) as device
             tensors, read by :meth:`pop_grad_norms` when a row is logged.
+        skip_nonfinite: skip an optimizer step whose loss (any micro-batch's, since the slot's last
+            step) or whose gradients (after unscaling) are not finite: no update, no scheduler step,
+            the optimizer's state untouched, the gradients dropped; the slot's name goes into
+            :attr:`skipped`. Deciding needs the flag on the host: one device sync per step (the
+            GradScaler of fp16 makes the same one), and under DDP one all-reduce of the flag, so every
+            rank skips together.
     """
 
     def __init__(
@@ -87,6 +93,7 @@ class TrainContext:
         l1: float = 0.0,
         l2: float = 0.0,
         log_grad_norm: bool = False,
+        skip_nonfinite: bool = False,
     ) -> None:
         self.slots = slots
         self.device = device
@@ -108,6 +115,10 @@ class TrainContext:
         # Set by the engine under DDP when no wrapper reduces the gradients (several optimizers).
         self.reduce_gradients = False
         self._dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+        self.skip_nonfinite = bool(skip_nonfinite)
+        self._loss_bad: dict[str, Tensor] = {}  # per slot: any non-finite loss since its last step (device)
+        # The slots whose step was skipped (train.skip_nonfinite); the engine empties it before each batch.
+        self.skipped: set[str] = set()
 
     @property
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
@@ -137,6 +148,9 @@ class TrainContext:
             loss = loss + penalty
         if self.grad_accum > 1:
             loss = loss / self.grad_accum
+        if self.skip_nonfinite:
+            bad = ~torch.isfinite(loss.detach()).all()
+            self._loss_bad[name] = bad if name not in self._loss_bad else self._loss_bad[name] | bad
         if slot.scaler is not None:
             loss = slot.scaler.scale(loss)
         loss.backward()
@@ -150,6 +164,12 @@ class TrainContext:
             average_gradients(opt)
         if slot.scaler is not None:
             slot.scaler.unscale_(opt)
+        if self.skip_nonfinite and not self._finite(name, opt):
+            opt.zero_grad(set_to_none=True)
+            if slot.scaler is not None:
+                slot.scaler.update()  # backs the scale off, as for any step with inf gradients
+            self.skipped.add(name)
+            return False
         if self.grad_clip > 0 or self.log_grad_norm:
             params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
             if self.grad_clip > 0:  # clipping returns the norm before it clips
@@ -173,6 +193,27 @@ class TrainContext:
         if slot.scheduler is not None and slot.scheduler_interval == "step":
             slot.scheduler.step()
         return True
+
+    def _finite(self, name: str, opt: torch.optim.Optimizer) -> bool:
+        """Whether slot ``name``'s losses since its last step and its gradients are all finite (one host sync)."""
+        bad = self._loss_bad.pop(name, None)
+        flag = torch.zeros((), device=self.device) if bad is None else bad.float().to(self.device)
+        groups: dict[tuple[torch.device, torch.dtype], list[Tensor]] = {}
+        for g in opt.param_groups:
+            for p in g["params"]:
+                if p.grad is not None:
+                    grad = p.grad.coalesce()._values() if p.grad.is_sparse else p.grad
+                    groups.setdefault((grad.device, grad.dtype), []).append(grad)
+        for (device, _), grads in groups.items():
+            # GradScaler's fused check: sets found to 1 where any gradient is inf or NaN (times 1: unchanged).
+            found = torch.zeros((), device=device)
+            torch._amp_foreach_non_finite_check_and_unscale_(grads, found, torch.ones((), device=device))
+            flag = torch.maximum(flag, found.to(flag.device))
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)  # a step skipped on one rank is skipped on all
+        return not bool(flag)  # the one host sync of this mode
 
     def _note_grad_norm(self, name: str, norm: Tensor) -> None:
         """Add a step's norm to the slot's running sum on the device (a skipped fp16 step's inf is left out)."""

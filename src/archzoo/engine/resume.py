@@ -38,6 +38,7 @@ RESUME_FREE = (
     "train.ema_decay",
     "train.log_grad_norm",
     "train.log_histograms",
+    "train.skip_nonfinite",  # resuming a diverged run with it on skips the bad steps from the last good checkpoint
     "log.",
     "tune.",  # read by archzoo tune only, never by the training
 )

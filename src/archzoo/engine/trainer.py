@@ -250,6 +250,11 @@ class Trainer:
         self.stopped_for_time = False
         self.train_sums: dict[str, Tensor] = {}
         self.train_count: int | float | Tensor = 0
+        # The first optimizer step whose training logs were not finite (-1: none yet), kept on the device and
+        # updated with torch.where at each batch, so the check costs no host sync per step: it is read only
+        # where the loop syncs anyway (logging rows, validations, checkpoints, epoch ends).
+        self._first_bad = torch.full((), -1, dtype=torch.long, device=self.device)
+        self.skipped_steps = 0  # optimizer steps skipped for a non-finite loss or gradient (train.skip_nonfinite)
         # Called as fn(step, val_metrics) after every validation (archzoo tune reports to Optuna and may
         # raise optuna.TrialPruned here, which ends fit() like any exception: the run's files are closed).
         self.on_validate: list[Callable[[int, dict[str, float]], None]] = []
@@ -369,7 +374,7 @@ class Trainer:
                 slots[name].max_normed = max_norm_targets(module, decayed)
         ctx = TrainContext(
             slots, self.device, self.precision, cfg.train.grad_accum, cfg.train.grad_clip, cfg.optim.l1, cfg.optim.l2,
-            log_grad_norm=cfg.train.log_grad_norm,
+            log_grad_norm=cfg.train.log_grad_norm, skip_nonfinite=cfg.train.skip_nonfinite,
         )  # fmt: skip
         self.ctx = ctx
         # Without a DDP wrapper around the whole model, the context averages each slot's gradients.
@@ -407,6 +412,7 @@ class Trainer:
             # The rows of metrics.csv written before this checkpoint: a row logged after it at the same step
             # (an epoch's end, the final one) is dropped on resume, which logs it again.
             "metrics_rows": len(self._log.rows) if self._log is not None else None,
+            "skipped_steps": self.skipped_steps,
         }
 
     def _load_state(self, path: Path) -> None:
@@ -443,6 +449,7 @@ class Trainer:
             self.ctx.load_grad_norm_state(state.get("grad_norms", {}))
             rows = state.get("metrics_rows")
             self._metrics_rows = int(rows) if rows is not None else None
+            self.skipped_steps = int(state.get("skipped_steps", 0))
             if self.ema is not None:
                 averaged = ckpt.load_extra_weights(path, EMA_FILE)
                 if averaged is None or state.get("ema_updates") is None:
@@ -549,6 +556,8 @@ class Trainer:
         unit, every = t.checkpoint_schedule()
         self._reached_max = False
         progress_hook = getattr(self.model, "on_train_progress", None)
+        skip = t.skip_nonfinite
+        saved_buffers: list[Tensor] = []
         while self.epoch < t.epochs and not self._stopping():
             self._set_trainable()
             self._train_mode()
@@ -566,16 +575,17 @@ class Trainer:
                 batch = to_device(batch, self.device, self.memory_format)
                 hist_due = log is not None and t.log_histograms and (self.ctx.global_step + 1) % t.log_histograms == 0
                 self.ctx.grad_observer = self._grad_histograms(log) if hist_due else None
+                if skip and self.ctx.micro_step % t.grad_accum == 0:
+                    # A skipped step leaves the buffers (batch-norm statistics) as they were before its batches.
+                    saved_buffers = [b.detach().clone() for b in self.model.buffers()]
+                self.ctx.skipped.clear()
                 with self.ctx.no_sync(self.net):
                     logs = self.task.training_step(self.net, batch, self.ctx)
                 stepped = not self.ctx.accumulating
                 self.ctx.micro_step += 1
                 self.batch_in_epoch += 1
                 n = self.task.count(batch)
-                for k, v in logs.items():
-                    v = v.detach().float()
-                    self.train_sums[k] = self.train_sums.get(k, 0) + v * n
-                self.train_count = self.train_count + n
+                self._add_logs(logs, n, skip)
                 # Reading the loss syncs with the device: the bar shows it every 20 batches only.
                 show = self.progress.mode == "bar" and self.batch_in_epoch % 20 == 1
                 counted = n * self.dist.world if isinstance(n, int) else 1
@@ -586,11 +596,17 @@ class Trainer:
                 step = self.ctx.global_step
                 if self._raise_at is not None and step == self._raise_at:
                     raise RuntimeError(f"ARCHZOO_FAULT: rank {self.dist.rank} raises at step {step} (a test hook).")
-                if self.ema is not None:
+                if self.ctx.skipped:  # train.skip_nonfinite skipped an optimizer step of this batch
+                    self.skipped_steps += 1
+                    with torch.no_grad():
+                        for b, before in zip(self.model.buffers(), saved_buffers, strict=True):
+                            b.copy_(before)
+                elif self.ema is not None:
                     self.ema.update(self.model)
                 if log is not None and t.log_histograms and step % t.log_histograms == 0:
                     log.histograms(((f"weights/{k}", p) for k, p in self.model.named_parameters()), step)
                 if step % t.log_every == 0:
+                    self._check_finite()
                     self._log_train(log, time.perf_counter() - self._t_start)
                 if t.eval_every and step % t.eval_every == 0 and self.validates:
                     self._check_finite()
@@ -626,15 +642,55 @@ class Trainer:
                 f"train.max_time={t.max_time:g}s reached at epoch {self.epoch + 1}, step {self.ctx.global_step}; stopping"
             )
 
+    def _add_logs(self, logs: dict[str, Tensor], n: int | Tensor, skip: bool) -> None:
+        """Add one batch's logs to the running sums, and note on the device whether they were finite.
+
+        By default the first optimizer step with a non-finite log goes into ``_first_bad`` (no host sync);
+        with train.skip_nonfinite such a batch is left out of the means instead (a device-side mask).
+        """
+        bad: Tensor | None = None
+        values = {k: v.detach().float() for k, v in logs.items()}
+        for v in values.values():
+            b = ~torch.isfinite(v).all()
+            bad = b if bad is None else bad | b
+        if bad is None:
+            self.train_count = self.train_count + n
+            return
+        if skip:
+            keep = (~bad).float()
+            for k, v in values.items():
+                self.train_sums[k] = self.train_sums.get(k, 0) + torch.where(bad, 0.0, v * n)
+            self.train_count = self.train_count + keep * n
+            return
+        for k, v in values.items():
+            self.train_sums[k] = self.train_sums.get(k, 0) + v * n
+        self.train_count = self.train_count + n
+        step = self.ctx.global_step + 1  # the optimizer step this batch belongs to (counted after the batch)
+        self._first_bad = torch.where(bad & (self._first_bad < 0), step, self._first_bad)
+
+    def _first_bad_step(self) -> int:
+        """The first optimizer step with a non-finite training log, or -1 (the check's one host read)."""
+        return int(self._first_bad)
+
     def _check_finite(self) -> None:
-        bad = [k for k, v in self.train_sums.items() if not torch.isfinite(v).all()]
-        if bad:
-            last = ckpt.latest_checkpoint(self.ckpt_dir)
-            kept = f"the last good checkpoint is {last}" if last else "no checkpoint was written yet"
-            raise TrainingDiverged(
-                f"Training diverged at epoch {self.epoch + 1}, step {self.ctx.global_step} "
-                f"({bad[0]} is not finite); {kept}; try a lower optim.lr or set train.grad_clip."
-            )
+        """Stop at a non-finite training log (unless train.skip_nonfinite), naming the first bad step.
+
+        Runs before every validation, checkpoint and logged row, so no checkpoint holds weights from
+        after a bad step.
+        """
+        if self.cfg.train.skip_nonfinite:
+            return
+        first = self._first_bad_step()
+        if first < 0:
+            return
+        bad = [f"train/{k}" for k, v in self.train_sums.items() if not torch.isfinite(v).all()] or ["train/loss"]
+        last = ckpt.latest_checkpoint(self.ckpt_dir)
+        kept = f"the last good checkpoint, {last}, is kept" if last else "no checkpoint had been written yet"
+        raise TrainingDiverged(
+            f"Training diverged: {', '.join(bad)} became NaN or infinite first at step {first} "
+            f"(epoch {self.epoch + 1}), and {kept}; try a lower optim.lr or train.grad_clip, "
+            "or resume with train.skip_nonfinite=true to skip such steps."
+        )
 
     def _train_means(self) -> dict[str, float]:
         if isinstance(self.train_count, Tensor):
@@ -677,10 +733,14 @@ class Trainer:
         """``train/grad_norm`` (per slot with several optimizers) since the last row, with train.log_grad_norm."""
         return self.ctx.pop_grad_norms() if self.cfg.train.log_grad_norm else {}
 
+    def _skips(self) -> dict[str, float]:
+        """``train/skipped_steps`` so far, with train.skip_nonfinite."""
+        return {"train/skipped_steps": float(self.skipped_steps)} if self.cfg.train.skip_nonfinite else {}
+
     def _log_train(self, log: MetricsLog | None, elapsed: float) -> None:
         if log is None:
             return
-        log.log({**self._row(elapsed), **self._train_means(), **self._lrs(), **self._grad_norms()})
+        log.log({**self._row(elapsed), **self._train_means(), **self._lrs(), **self._grad_norms(), **self._skips()})
 
     def _validate(self, log: MetricsLog | None, at_epoch_end: bool) -> dict[str, float]:
         """Validate; keep the best weights, count patience, step plateau schedules, check the time budget."""
@@ -743,7 +803,7 @@ class Trainer:
         self._note = ""
         if log is not None:
             log.log({"epoch": self.epoch + 1, "step": self.ctx.global_step, "time": round(elapsed, 3), **metrics,
-                     **self._lrs(), **self._grad_norms()})  # fmt: skip
+                     **self._lrs(), **self._grad_norms(), **self._skips()})  # fmt: skip
         if self.dist.is_main:
             with self._averaged():
                 shown = self.task.on_epoch_end(self.model, self.epoch, self.run_dir)
@@ -768,6 +828,7 @@ class Trainer:
     def _finish(self, log: MetricsLog | None) -> dict[str, float]:
         main = self.dist.is_main
         if self.last_save_step != self.ctx.global_step:
+            self._check_finite()
             self.elapsed = time.perf_counter() - self._t_start
             self._save()  # stopped inside an epoch: the end of training always has a checkpoint
         best_file = self.ckpt_dir / "best.safetensors"
@@ -821,6 +882,8 @@ class Trainer:
                 "metrics": {k: v for k, v in results.items() if "/" in k},
             }
             summary["machine"] = machine_facts(self.device)
+            if self.cfg.train.skip_nonfinite:
+                summary["skipped_steps"] = self.skipped_steps
             with ckpt.disk_full_guard("results.json", self.run_dir, self.ckpt_dir):
                 ckpt.atomic_write_bytes(self.run_dir / "results.json", json.dumps(summary, indent=2).encode())
             confusion = getattr(self.task, "last_confusion", {})

@@ -305,7 +305,13 @@ class GPT(GradCheckpointing, nn.Module):
         if (path / "model.safetensors").is_file():
             files = [path / "model.safetensors"]
         elif index.is_file():
-            files = [path / f for f in sorted(set(json.loads(index.read_text())["weight_map"].values()))]
+            try:
+                names = sorted({str(f) for f in json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()})
+            except (ValueError, KeyError, TypeError, AttributeError):
+                raise UserError(f"{index} is not a safetensors index (JSON with a weight_map).") from None
+            if any(Path(f).name != f or not f.endswith(".safetensors") for f in names):
+                raise UserError(f"{index} names weights files that are not .safetensors files in {path}.")
+            files = [path / f for f in names]
         elif any(path.glob("*.bin")) or any(path.glob("*.pt")) or any(path.glob("*.pth")):
             raise UserError(
                 f"The pretrained folder {path} holds only pickled weights (.bin/.pt), which archzoo never loads; "

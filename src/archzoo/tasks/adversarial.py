@@ -182,7 +182,8 @@ class GANTask(GenerativeTask):
         return m, x, labels
 
     def _step(self, model: nn.Module, ctx: Any, name: str, module: nn.Module, loss: Tensor) -> bool:
-        check_finite(loss, name)
+        if not getattr(ctx, "skip_nonfinite", False):  # with train.skip_nonfinite the context skips the step
+            check_finite(loss, name)
         ctx.backward(loss, name)
         return bool(ctx.step(name))
 

@@ -203,8 +203,10 @@ class LanguageModeling(Task):
             loss, new_state = self._nll(model, x, y, state, "mean")
         ctx.backward(loss)
         ctx.step()
-        # Truncated BPTT: the next batch starts from this state, without a path back through it.
-        self.train_state = detach_state(new_state) if self.carry else None
+        # Truncated BPTT: the next batch starts from this state, without a path back through it. A step
+        # skipped for a non-finite loss (train.skip_nonfinite) may leave a NaN state: the next batch starts fresh.
+        skipped = bool(getattr(ctx, "skipped", ()))
+        self.train_state = detach_state(new_state) if self.carry and not skipped else None
         return {"loss": loss.detach()}
 
     def extra_state(self) -> dict[str, Any]:
