@@ -125,6 +125,25 @@ def _traceable(model: nn.Module) -> Iterator[None]:
             setattr(m, attr, value)
 
 
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Hold back the exporters' progress lines, warnings, logged errors and graph dumps: stdout carries
+    the JSON summary, and a failure is reported as one sentence of its own."""
+    import logging
+    import warnings
+
+    sink = io.StringIO()
+    logger = logging.getLogger("torch")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
 def _reason(e: BaseException) -> str:
     """The root cause of an exporter failure as one short clause (no ANSI colours, no traceback)."""
     root = e
@@ -283,9 +302,8 @@ def export_run(
     tmp = path.with_name(f".{path.name}.tmp{Path(FILE_NAMES[fmt]).suffix}")  # torch.export.load wants .pt2
     _remove(tmp)
     name = run.cfg.model.name
-    log = io.StringIO()  # the exporters' progress lines; data goes to stdout, and these are neither
     try:
-        with torch.no_grad(), _traceable(model), contextlib.redirect_stdout(log):
+        with torch.no_grad(), _traceable(model), _quiet():
             if fmt == "onnx":
                 torch.onnx.export(
                     wrapper,
@@ -324,7 +342,8 @@ def export_run(
         try:
             with torch.no_grad():
                 ref = run.task.export_reference(model, *(i.tensor for i in checks)).float()
-            got, checker = _run_exported(fmt, tmp, checks)
+            with _quiet():
+                got, checker = _run_exported(fmt, tmp, checks)
             diff = _max_diff(got, ref, f"The {fmt} export of '{name}'")
         except UserError:
             _remove(tmp)
