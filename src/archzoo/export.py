@@ -373,7 +373,9 @@ def _run_exported(fmt: str, path: Path, inputs: list[ExportInput]) -> tuple[Tens
     if fmt == "onnx":
         import onnxruntime as ort
 
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        options = ort.SessionOptions()
+        options.log_severity_level = 4  # fatal only: a failing kernel is reported in the one sentence, not logged too
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         feed = {i.name: i.tensor.numpy() for i in inputs}
         out = session.run(None, feed)[0]
         return torch.from_numpy(out).float(), f"onnxruntime {ort.__version__} CPUExecutionProvider"

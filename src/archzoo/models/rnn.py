@@ -87,7 +87,8 @@ def padded_recurrence(rnn: nn.RNNBase, e: Tensor, lengths: Tensor) -> tuple[Tens
             params = [getattr(rnn, f"weight_ih{sfx}"), getattr(rnn, f"weight_hh{sfx}")]
             if rnn.bias:
                 params += [getattr(rnn, f"bias_ih{sfx}"), getattr(rnn, f"bias_hh{sfx}")]
-            inp = x.gather(1, rev[..., None].expand_as(x)) if d else x
+            # Indices expanded from rev's own (B, L), so the trace keeps L symbolic (not the GRU output's).
+            inp = x.gather(1, rev[..., None].expand(-1, -1, x.shape[-1])) if d else x
             h0 = x.new_zeros(1, b, h_size)
             if rnn.mode == "LSTM":
                 out = torch.lstm(inp, (h0, h0), params, rnn.bias, 1, 0.0, False, False, True)[0]
@@ -97,7 +98,7 @@ def padded_recurrence(rnn: nn.RNNBase, e: Tensor, lengths: Tensor) -> tuple[Tens
             # Backward: the reversed run's last valid step is the sequence's first position.
             last = out.gather(1, (lengths - 1)[..., None].expand(b, 1, h_size))[:, 0]  # (B, H)
             if d:
-                out = out.gather(1, rev[..., None].expand_as(out))
+                out = out.gather(1, rev[..., None].expand(-1, -1, h_size))
             outs.append(out * valid)
             finals.append(last)
         x = torch.cat(outs, -1) if directions > 1 else outs[0]  # (B, L, D H); eval mode: no dropout between
