@@ -1,5 +1,5 @@
 """The ``archzoo`` command: list, train, eval, predict, summary, sample, viz, inspect, find-batch, plot,
-lr-find, tune, keras, data.
+lr-find, tune, keras, export, data.
 
 Data (tables, metrics as JSON, predictions) goes to stdout; messages go to
 stderr. A user error (unknown name, bad option, corrupt file, NaN loss) prints
@@ -204,6 +204,16 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--base-url", help="mirror to download from")
     d = dsub.add_parser("where", help="print the data root that would be used")
     d.add_argument("--data-dir")
+
+    s = sub.add_parser("export", help="export a run's model as ONNX, a torch.export program or safetensors, checked")
+    s.add_argument("run", help="run directory")
+    s.add_argument("--format", required=True, choices=["onnx", "torch-export", "safetensors"], dest="fmt")
+    s.add_argument(
+        "--out", help="the file (a folder for safetensors); default RUN/export/model.onnx, model.pt2 or safetensors/"
+    )
+    s.add_argument("--batch", type=int, help="examples to export with (nodes of a graph); checked at another count")
+    s.add_argument("--weights", default="final", choices=["final", "best", "last"], help="which weights to export")
+    s.add_argument("--data-dir", help="data root for the sample inputs (else ARCHZOO_DATA, else a cache directory)")
 
     s = sub.add_parser("keras", help="train an MLP or small-CNN recipe as a Keras 3 model (torch backend)")
     s.add_argument("recipe", help="a recipe whose model is mlp, mlp_large, convnet or convnet_small")
@@ -518,6 +528,13 @@ def cmd_keras(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(a: argparse.Namespace) -> int:
+    from archzoo.export import export_run
+
+    print(json.dumps(export_run(load_run(a.run, a.data_dir, a.weights), a.fmt, a.out, a.batch), indent=2))
+    return 0
+
+
 def cmd_inspect(a: argparse.Namespace) -> int:
     from archzoo.engine import inspection as ins
 
@@ -644,6 +661,7 @@ COMMANDS = {
     "lr-find": cmd_lr_find,
     "tune": cmd_tune,
     "keras": cmd_keras,
+    "export": cmd_export,
     "inspect": cmd_inspect,
     "find-batch": cmd_find_batch,
     "plot": cmd_plot,

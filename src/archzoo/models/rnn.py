@@ -59,6 +59,52 @@ HEADS = ("softmax", "adaptive")
 POOLS = ("last", "mean", "attention")
 
 
+def padded_recurrence(rnn: nn.RNNBase, e: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+    """A fused recurrent layer over a padded batch without packing: the same outputs as packed.
+
+    Each layer and direction runs as its own one-layer call on the layer's own weights. The
+    forward direction reads the padded rows as they are (padding after a sequence's end cannot
+    reach its valid steps); the backward direction reads each sequence reversed within its own
+    length, so it starts at that sequence's last step, and its outputs are put back in order.
+    This is the form ``archzoo export`` traces: packing sorts by length with data-dependent shapes.
+
+    Shapes:
+        ``e`` :math:`(B, L, E)`, ``lengths`` :math:`(B,)`; returns the top layer's outputs
+        :math:`(B, L, D H)`, zero past each end, and the last valid states :math:`(L_{layers} D, B, H)`.
+    """
+    b, seq = e.shape[0], e.shape[1]
+    t = torch.arange(seq, device=e.device)[None, :]  # (1, L)
+    lengths = lengths.to(e.device)[:, None]  # (B, 1)
+    valid = (t < lengths)[..., None].to(e.dtype)  # (B, L, 1)
+    rev = torch.where(t < lengths, lengths - 1 - t, t)  # (B, L): each sequence reversed within its length
+    directions = 2 if rnn.bidirectional else 1
+    h_size = rnn.hidden_size
+    x, finals = e, []
+    for layer in range(rnn.num_layers):
+        outs = []
+        for d in range(directions):
+            sfx = f"_l{layer}" + ("_reverse" if d else "")
+            params = [getattr(rnn, f"weight_ih{sfx}"), getattr(rnn, f"weight_hh{sfx}")]
+            if rnn.bias:
+                params += [getattr(rnn, f"bias_ih{sfx}"), getattr(rnn, f"bias_hh{sfx}")]
+            # Indices expanded from rev's own (B, L), so the trace keeps L symbolic (not the GRU output's).
+            inp = x.gather(1, rev[..., None].expand(-1, -1, x.shape[-1])) if d else x
+            h0 = x.new_zeros(1, b, h_size)
+            if rnn.mode == "LSTM":
+                out = torch.lstm(inp, (h0, h0), params, rnn.bias, 1, 0.0, False, False, True)[0]
+            else:
+                fn = {"GRU": torch.gru, "RNN_TANH": torch.rnn_tanh, "RNN_RELU": torch.rnn_relu}[rnn.mode]
+                out = fn(inp, h0, params, rnn.bias, 1, 0.0, False, False, True)[0]  # (B, L, H)
+            # Backward: the reversed run's last valid step is the sequence's first position.
+            last = out.gather(1, (lengths - 1)[..., None].expand(b, 1, h_size))[:, 0]  # (B, H)
+            if d:
+                out = out.gather(1, rev[..., None].expand(-1, -1, h_size))
+            outs.append(out * valid)
+            finals.append(last)
+        x = torch.cat(outs, -1) if directions > 1 else outs[0]  # (B, L, D H); eval mode: no dropout between
+    return x, torch.stack(finals)  # (B, L, D H), (layers * D, B, H)
+
+
 def _cell(cell: str) -> type[nn.RNNBase]:
     if cell not in CELLS:
         raise UserError(f"model.args.cell must be one of {', '.join(CELLS)}, got '{cell}'.")
@@ -343,6 +389,30 @@ class RNNClassifier(nn.Module):
         x, lengths = batch.x, batch.lengths
         e = self.embed(x)  # (B, L, E)
         out, h = self._run(e, lengths)
+        return self._pooled(x, lengths, out, h)
+
+    @property
+    def export_refusal(self) -> str | None:
+        """Why ``archzoo export`` cannot trace this classifier (None: :meth:`forward_padded` can be)."""
+        if not isinstance(self.rnn, nn.RNNBase):
+            return (
+                "its recurrence is written out step by step (impl=cells, or layers stacked with 'between'), "
+                "a Python loop over the time steps that a trace fixes to one length"
+            )
+        return None
+
+    def forward_padded(self, x: Tensor, lengths: Tensor) -> Tensor:
+        """The logits of :meth:`forward` from the padded ids :math:`(B, L)` and lengths :math:`(B,)`,
+        without packing (:func:`padded_recurrence`): the form that ``archzoo export`` traces."""
+        if not isinstance(self.rnn, nn.RNNBase):
+            raise UserError(
+                f"forward_padded needs a fused recurrent layer, and this classifier's is {type(self.rnn).__name__}."
+            )
+        out, h = padded_recurrence(self.rnn, self.embed(x), lengths)
+        return self.head(self.drop(self._pooled(x, lengths, out, h)))
+
+    def _pooled(self, x: Tensor, lengths: Tensor, out: Tensor | None, h: Tensor) -> Tensor:
+        """The pooling of :meth:`forward_features` over the outputs ``out`` and last states ``h``."""
         b = x.shape[0]
         if self.pool == "last":
             h = h.view(self.num_layers, self.directions, b, -1)[-1]  # (dirs, B, H), the top layer

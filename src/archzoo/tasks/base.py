@@ -22,7 +22,11 @@ A task owns what a batch means:
   stays exact;
 * what a user hands ``archzoo predict`` is read by :meth:`Task.read_inputs` and
   answered by :meth:`Task.predict` and :meth:`Task.describe`; ``archzoo sample``
-  takes the options in :attr:`Task.sample_options` and calls :meth:`Task.sample`.
+  takes the options in :attr:`Task.sample_options` and calls :meth:`Task.sample`;
+* what ``archzoo export`` traces: :meth:`Task.export_inputs` turns a batch into the
+  model's named input tensors and :meth:`Task.export_forward` calls the model on them;
+  a task whose output is not one forward pass (a sampler, a decoder loop) says why in
+  :attr:`Task.export_refusal`.
 
 Tasks are handed the module to call (``model``: DDP-wrapped or compiled when the
 run asks for it) and reach the plain module through :func:`unwrap`; the engine
@@ -75,6 +79,20 @@ class Picture:
     nrow: int | None = None
     value_range: tuple[float, float] | None = (0.0, 1.0)
     title: str | None = None
+
+
+@dataclass
+class ExportInput:
+    """One named input tensor of an exported model and its dynamic dimensions.
+
+    ``dims`` maps a dimension to its name (``{0: "batch", 1: "seq"}``); ``max_sizes`` caps a
+    named dimension where the model has a limit (a GPT's ``block_size``).
+    """
+
+    name: str
+    tensor: Tensor
+    dims: dict[int, str]
+    max_sizes: dict[str, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -180,12 +198,64 @@ class Task(ABC):
         """Called on the main process after each epoch's evaluation; returns the pictures to draw (sample grids)."""
         return None
 
+    # ----------------------------------------------------------------- archzoo export
+
+    #: Why a run of this task cannot be exported as one traced forward pass (None: it can).
+    export_refusal: str | None = "its output is not one forward pass of the model"
+
+    def export_inputs(
+        self, model: nn.Module, batch: Any, size: int | None = None, vary: bool = False
+    ) -> list[ExportInput]:
+        """The model's inputs from a data batch, cut to its first ``size`` examples (all when None).
+
+        ``vary`` asks for inputs that also differ from the exported ones in the other dynamic
+        dimensions where that is natural (shorter sequences). The default reads a tuple batch
+        ``(x, ...)`` whose ``x`` the model takes alone, its first dimension dynamic.
+        """
+        from archzoo.errors import UserError
+
+        x = batch[0] if isinstance(batch, (tuple, list)) else None
+        if not isinstance(x, Tensor):
+            raise UserError(
+                f"{type(self).__name__} exports batches of tensors, and this run's batch is {type(batch).__name__}."
+            )
+        return [ExportInput("x", x[:size], {0: "batch"})]
+
+    def export_forward(self, model: nn.Module, *inputs: Tensor) -> Tensor:
+        """The output tensor that the export holds, from the tensors of :meth:`export_inputs`."""
+        out = model(*inputs)
+        return out[0] if isinstance(out, tuple) else out
+
+    def export_reference(self, model: nn.Module, *inputs: Tensor) -> Tensor:
+        """What the export is checked against: the model's own eval forward on the same inputs."""
+        return self.export_forward(model, *inputs)
+
+    def export_size(self, batch: Any) -> int:
+        """How many examples ``batch`` offers :meth:`export_inputs` (dim 0 of its ``x`` or first tensor)."""
+        x = getattr(batch, "x", None)
+        return int(x.shape[0]) if isinstance(x, Tensor) else batch_size_of(batch)
+
+    def export_sizes(self, available: int, size: int | None) -> tuple[int, int]:
+        """The example counts to export with and to check at (another one, so the batch is dynamic)."""
+        exported = min(8, available) if size is None else size
+        return exported, exported // 2 if exported >= 4 else exported + 1
+
     def extra_state(self) -> dict[str, Any]:
         """Task state that a checkpoint must carry (tensors, numbers, strings)."""
         return {}
 
     def load_extra_state(self, state: dict[str, Any]) -> None:  # noqa: B027 - an optional hook
         pass
+
+
+def sequence_cap(model: nn.Module) -> int | None:
+    """The longest sequence a model takes (a GPT's ``block_size``, a BERT's ``max_len``), if it has one."""
+    for m in model.modules():
+        for attr in ("block_size", "max_len"):
+            v = getattr(m, attr, None)
+            if isinstance(v, int) and not isinstance(v, bool) and v > 1:
+                return v
+    return None
 
 
 def collected(metrics: Any, split: str) -> dict[str, float]:

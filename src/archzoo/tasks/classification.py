@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from archzoo.errors import UserError
 from archzoo.layers.outputs import AuxLogits
 from archzoo.registry import register_task
-from archzoo.tasks.base import Option, Task, collected
+from archzoo.tasks.base import ExportInput, Option, Task, collected, sequence_cap
 from archzoo.utils import sum_across_ranks
 
 CLASSIFICATION_LOSSES = ("ce", "nll", "hinge")
@@ -219,6 +219,54 @@ class Classification(Task):
             out.update({k.replace("/", "/tta_", 1): v for k, v in tta.items()})
         return out
 
+    # ----------------------------------------------------------------- archzoo export
+
+    export_refusal = None
+
+    def export_inputs(
+        self, model: nn.Module, batch: Any, size: int | None = None, vary: bool = False
+    ) -> list[ExportInput]:
+        """A tuple batch's ``x``; a padded batch's ``x`` :math:`(B, L)` and ``lengths`` :math:`(B,)`,
+        cut to its first ``size`` sequences and to the longest of those (``vary``: to three quarters of
+        that). Graph mini-batches are refused."""
+        from archzoo.data.splits import PaddedBatch
+
+        if isinstance(batch, PaddedBatch):
+            lengths = batch.lengths[:size]
+            width = int(lengths.max())
+            if vary and width > 2:  # another length too: the sequences cut to three quarters (still valid inputs)
+                width = max(2, width * 3 // 4)
+                lengths = lengths.clamp(max=width)
+            x = batch.x[:size, :width]  # (B, L): the longest kept sequence sets L
+            cap = sequence_cap(model)
+            return [
+                ExportInput("x", x, {0: "batch", 1: "seq"}, {"seq": cap} if cap else None),
+                ExportInput("lengths", lengths, {0: "batch"}),
+            ]
+        if isinstance(getattr(batch, "y", None), Tensor):
+            raise UserError(
+                f"{type(unwrap_model(model)).__name__} reads PyG mini-batches of graphs, whose graph count "
+                "comes from the data (global pooling over a batch vector), and archzoo export traces tensors of fixed meaning only."
+            )
+        return super().export_inputs(model, batch, size, vary)
+
+    def export_forward(self, model: nn.Module, *inputs: Tensor) -> Tensor:
+        """The logits; padded sequences go to the model's ``forward_padded`` where it has one (no packing)."""
+        if len(inputs) == 2:
+            from archzoo.data.splits import PaddedBatch
+
+            padded = getattr(model, "forward_padded", None)
+            return padded(*inputs) if padded is not None else model(PaddedBatch(*inputs))
+        return super().export_forward(model, *inputs)
+
+    def export_reference(self, model: nn.Module, *inputs: Tensor) -> Tensor:
+        """The model's own forward: a padded batch as a :class:`~archzoo.data.splits.PaddedBatch` (packed)."""
+        if len(inputs) == 2:
+            from archzoo.data.splits import PaddedBatch
+
+            return model(PaddedBatch(*inputs))
+        return super().export_reference(model, *inputs)
+
     # ----------------------------------------------------------------- archzoo predict
 
     predict_options = {"top": Option(int, 1, "how many classes to show per input, most probable first")}
@@ -255,6 +303,12 @@ class Classification(Task):
             for p, i in zip(best.values.tolist(), best.indices.tolist(), strict=True):
                 lines.append(f"{path}\t{classes[i]}\t{p:.4f}")
         return lines
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    from archzoo.utils import unwrap
+
+    return unwrap(model)
 
 
 def _padded_texts(inputs: list[str], tokenizer: Any, pad_id: int) -> Any:

@@ -45,6 +45,8 @@ class DDPMTask(GenerativeTask):
     Metrics: ``loss``.
     """
 
+    export_refusal = "its samples come from a loop of denoising steps over the network, not from one forward pass"
+
     monitor = "val/loss"
     mode = "min"
 

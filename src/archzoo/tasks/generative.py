@@ -107,6 +107,9 @@ class GenerativeTask(ImageSampling, Task):
         seed: seed of the fixed noise behind sample grids and evaluation (default 0).
     """
 
+    #: archzoo export: a generative run's product is its samples, drawn by a procedure around the model.
+    export_refusal = "its samples are drawn by a sampling procedure around the network (noise, several networks or many steps), not by one forward pass"
+
     def __init__(self, sample_every: int = 5, num_samples: int = 64, seed: int = 0) -> None:
         if sample_every < 0 or num_samples < 1:
             raise UserError("sample_every must be >= 0 and num_samples >= 1.")

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from archzoo.registry import register_task
+from archzoo.tasks.base import ExportInput
 from archzoo.tasks.classification import Classification
 
 
@@ -54,6 +55,37 @@ class NodeClassification(Classification):
     def predict(self, model: nn.Module, batch: Any) -> Tensor:
         """Class probabilities of every node, :math:`(N, C)`."""
         return model(batch).float().softmax(-1)
+
+    # ----------------------------------------------------------------- archzoo export
+
+    def export_inputs(
+        self, model: nn.Module, batch: Any, size: int | None = None, vary: bool = False
+    ) -> list[ExportInput]:
+        """Node features ``x`` :math:`(N, F)` and ``edge_index`` :math:`(2, E)`; with ``size``, the
+        subgraph induced by the first ``size`` nodes (the edges among them)."""
+        x, edge_index = batch.x, batch.edge_index
+        if size is not None:
+            keep = (edge_index < size).all(0)  # (E,): both ends among the kept nodes
+            x, edge_index = x[:size], edge_index[:, keep]
+        return [ExportInput("x", x, {0: "nodes"}), ExportInput("edge_index", edge_index, {1: "edges"})]
+
+    def export_forward(self, model: nn.Module, *inputs: Tensor) -> Tensor:
+        """The logits of every node :math:`(N, C)`."""
+        from torch_geometric.data import Data
+
+        x, edge_index = inputs
+        return model(Data(x=x, edge_index=edge_index))
+
+    def export_reference(self, model: nn.Module, *inputs: Tensor) -> Tensor:
+        return self.export_forward(model, *inputs)
+
+    def export_size(self, batch: Any) -> int:
+        return int(batch.num_nodes)
+
+    def export_sizes(self, available: int, size: int | None) -> tuple[int, int]:
+        """The whole graph (or ``size`` nodes) exported, checked on the subgraph of half as many nodes."""
+        exported = available if size is None else size
+        return exported, max(2, exported // 2)
 
 
 @register_task("node_classification")

@@ -338,6 +338,8 @@ class GraphGeneration(Task):
     ``kl`` (graph and node KL).
     """
 
+    export_refusal = "it samples graphs from latent codes, with node counts drawn from the data, not one forward pass"
+
     monitor = "val/neg_elbo"
     mode = "min"
     sample_options = {

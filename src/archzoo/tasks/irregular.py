@@ -35,6 +35,10 @@ class IrregularRegression(Task):
     Metrics: ``loss``, ``mse``, ``interp_mse``, ``extrap_mse``.
     """
 
+    export_refusal = (
+        "its model steps through irregular time gaps (an ODE solver or decays per gap) driven by the data's timestamps"
+    )
+
     monitor = "val/mse"
     mode = "min"
 

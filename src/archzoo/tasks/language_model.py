@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 from archzoo.errors import UserError
 from archzoo.registry import register_task
-from archzoo.tasks.base import Option, StepContext, Task
+from archzoo.tasks.base import ExportInput, Option, StepContext, Task, sequence_cap
 from archzoo.utils import unwrap
 
 #: A recurrent state: one tensor (GRU, RNN), a tuple of them (LSTM's ``(h, c)``), or None (a fresh start).
@@ -249,6 +249,26 @@ class LanguageModeling(Task):
         loss = float(sums["nll"]) / tokens
         ppl = math.exp(loss) if loss < 700 else math.inf
         return {f"{split}/loss": loss, f"{split}/ppl": ppl, f"{split}/bpc": loss / LN2}
+
+    # ------------------------------------------------------------------- archzoo export
+
+    export_refusal = None
+
+    def export_inputs(
+        self, model: nn.Module, batch: Any, size: int | None = None, vary: bool = False
+    ) -> list[ExportInput]:
+        """Token ids :math:`(B, T)` from a fresh state (a carried state is not an input of the export);
+        ``vary`` shortens the windows to three quarters. A GPT caps ``seq`` at its ``block_size``."""
+        x = batch[0][:size]
+        if vary:
+            x = x[:, : max(2, x.shape[1] * 3 // 4)]
+        block = sequence_cap(unwrap(model))
+        return [ExportInput("x", x, {0: "batch", 1: "seq"}, {"seq": int(block)} if block else None)]
+
+    def export_forward(self, model: nn.Module, *inputs: Tensor) -> Tensor:
+        """The logits :math:`(B, T, V)` (log-probabilities with an adaptive head) from a fresh state."""
+        logits, _ = model(inputs[0])
+        return logits
 
     # ------------------------------------------------------------------- outputs for users
 

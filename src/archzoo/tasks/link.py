@@ -48,6 +48,10 @@ class LinkPrediction(Task):
     the highest validation AUC.
     """
 
+    export_refusal = (
+        "it scores node pairs chosen per split through an encoder and a pair decoder, not one forward pass over tensors"
+    )
+
     monitor = "val/auc"
     mode = "max"
 

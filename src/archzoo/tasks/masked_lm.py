@@ -71,6 +71,10 @@ class MaskedLM(Task):
         mask_prob: the chance that a real token is chosen (default 0.15).
     """
 
+    export_refusal = (
+        "it is a pre-training objective over randomly masked tokens; export a classifier fine-tuned from it instead"
+    )
+
     monitor = "val/loss"
     mode = "min"
 

@@ -53,6 +53,11 @@ def read_smiles(inputs: list[str], info: dict[str, Any]) -> Any:
 class MoleculeRegression(Regression):
     """Graph regression of molecules; ``archzoo predict`` takes SMILES and prints ``SMILES<TAB>value``."""
 
+    export_refusal = (
+        "it reads PyG mini-batches of molecular graphs, whose graph count and pooling come from the data's "
+        "batch vector, which archzoo export does not trace"
+    )
+
     def read_inputs(self, inputs: list[str], info: dict[str, Any]) -> Any:
         return read_smiles(inputs, info)
 
@@ -70,6 +75,11 @@ class MoleculeClassification(Classification):
     Metrics: ``loss``, ``acc``, ``f1`` and ``roc_auc`` (of the probability of class 1; NaN for a
     split whose molecules are all of one class, where the AUC is undefined).
     """
+
+    export_refusal = (
+        "it reads PyG mini-batches of molecular graphs, whose graph count and pooling come from the data's "
+        "batch vector, which archzoo export does not trace"
+    )
 
     monitor = "val/roc_auc"
     mode = "max"

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from archzoo.errors import UserError
 from archzoo.registry import register_task
 from archzoo.tasks import pictures
-from archzoo.tasks.base import Picture
+from archzoo.tasks.base import ExportInput, Picture
 from archzoo.tasks.generative import GenerativeTask, eval_mode
 from archzoo.utils import gather_across_ranks, sum_across_ranks, unwrap
 
@@ -73,6 +73,9 @@ class AutoencoderTask(GenerativeTask):
     Metrics: ``loss``, ``mse``.
     """
 
+    #: An autoencoder's product is its reconstruction, one forward pass of the input (``archzoo export``).
+    export_refusal = None
+
     monitor = "val/loss"
     mode = "min"
 
@@ -93,6 +96,12 @@ class AutoencoderTask(GenerativeTask):
         per = reconstruction_loss(recon, x, self.kind)
         mse = (recon.detach() - x).pow(2).flatten(1).mean(1)
         return per.mean(), {"mse": mse.mean()}
+
+    def export_inputs(
+        self, model: nn.Module, batch: Any, size: int | None = None, vary: bool = False
+    ) -> list[ExportInput]:
+        """The images in the model's range (as :meth:`loss` feeds them), the first dimension dynamic."""
+        return [ExportInput("x", self.to_model_range(model, batch[0][:size]), {0: "batch"})]
 
     def eval_step(self, model: nn.Module, batch: Any, split: str) -> None:
         x = self.to_model_range(model, batch[0])

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from archzoo.errors import UserError
 from archzoo.registry import register_task
-from archzoo.tasks.base import Task, collected
+from archzoo.tasks.base import ExportInput, Task, collected
 from archzoo.tasks.classification import unpack
 
 LOSSES = {"mse": F.mse_loss, "l1": F.l1_loss, "huber": F.smooth_l1_loss}
@@ -36,6 +36,20 @@ class Regression(Task):
 
     monitor = "val/rmse"
     mode = "min"
+
+    #: Regression exports the model's output on the standardised scale (``archzoo export``).
+    export_refusal = None
+
+    def export_inputs(
+        self, model: nn.Module, batch: Any, size: int | None = None, vary: bool = False
+    ) -> list[ExportInput]:
+        """A tuple batch's ``x``, the first dimension dynamic; graph mini-batches are refused."""
+        if isinstance(getattr(batch, "y", None), Tensor):
+            raise UserError(
+                f"{type(model).__name__} reads PyG mini-batches of graphs, whose graph count comes from the "
+                "data (global pooling over a batch vector), and archzoo export traces tensors of fixed meaning only."
+            )
+        return super().export_inputs(model, batch, size, vary)
 
     def __init__(self, loss: str = "mse") -> None:
         if loss not in LOSSES:

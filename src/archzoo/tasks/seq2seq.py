@@ -60,6 +60,11 @@ class Seq2SeqTask(Task):
         length_penalty: beam search's :math:`\\alpha` (default 0.6).
     """
 
+    export_refusal = (
+        "it decodes its output token by token (greedy or beam search), a loop whose length depends on the "
+        "tokens it draws, not one forward pass"
+    )
+
     monitor = "val/exact"
     mode = "max"
 
