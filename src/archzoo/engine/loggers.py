@@ -116,21 +116,11 @@ def _numbers(row: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in row.items() if "/" in k and isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
-def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, str]:
-    out: dict[str, str] = {}
-    for k, v in d.items():
-        if isinstance(v, dict) and v:
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = str(v)[:500]
-    return out
-
-
 class MlflowSink:
     """MLflow in the run's own SQLite store, ``sqlite:///RUN/mlflow.db`` (``log.mlflow=true``).
 
     The experiment is the recipe; the MLflow run id is kept in ``RUN/mlflow.json``, so a resumed
-    training continues the same MLflow run. The config goes in as flattened parameters, every logged
+    training continues the same MLflow run. The config goes in as parameters one level deep (``optim.lr``, ``model.args``), every logged
     row as metrics at its optimizer step, and ``results.json`` and ``report.html`` as artifacts at the
     end. Steps the killed process had logged after its checkpoint are not logged twice (resume
     reproduces them exactly). Browse with ``mlflow ui --backend-store-uri sqlite:///RUN/mlflow.db``.
@@ -166,7 +156,9 @@ class MlflowSink:
             art = (self.run_dir / "mlartifacts").resolve().as_uri()
             exp_id = exp.experiment_id if exp else self.client.create_experiment(name, artifact_location=art)
             self.run_id = self.client.create_run(exp_id, run_name=self.run_dir.name).info.run_id
-            params = [Param(k, v) for k, v in _flat(cfg.to_dict()).items()]
+            from archzoo.engine.resume import flat_config
+
+            params = [Param(k, str(v)[:500]) for k, v in flat_config(cfg.to_dict()).items()]
             for i in range(0, len(params), 100):
                 self.client.log_batch(self.run_id, params=params[i : i + 100])
             atomic_write_bytes(ids, json.dumps({"run_id": self.run_id, "tracking_uri": self.uri}).encode())

@@ -79,7 +79,7 @@ def classify(key: str) -> str:
 LENGTH_SHAPED_SCHEDULES = ("cosine", "onecycle", "warmup_cosine")
 
 
-def _flat(d: dict[str, Any]) -> dict[str, Any]:
+def flat_config(d: dict[str, Any]) -> dict[str, Any]:
     """``{"optim": {"lr": 1}}`` as ``{"optim.lr": 1}``: one level deep, so ``model.args`` is one value."""
     out: dict[str, Any] = {}
     for k, v in d.items():
@@ -99,7 +99,7 @@ def resume_changes(saved: Config, new: Config, run: str | Path = "RUN") -> list[
     ``train.epochs``. Those would be overwritten by the checkpoint's state without a word, or
     make a run that no single training produces.
     """
-    a, b = _flat(saved.to_dict()), _flat(new.to_dict())
+    a, b = flat_config(saved.to_dict()), flat_config(new.to_dict())
     changed = [k for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)]
     allowed, refused = [], []
     for k in changed:
