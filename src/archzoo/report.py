@@ -96,7 +96,6 @@ class _Page:
     def __init__(self, rd: Path) -> None:
         self.rd = rd
         self.parts: list[str] = []
-        self.figures = 0
         self.cfg_text = (rd / "config.yaml").read_text(errors="replace")
         import yaml
 
@@ -119,7 +118,6 @@ class _Page:
         self.parts.append(f"<section><h2>{html.escape(title)}</h2>\n{body}\n</section>")
 
     def figure(self, path: Path, caption: str) -> str:
-        self.figures += 1
         cap = html.escape(caption)
         return f'<figure><img src="{_png(path)}" alt="{cap}"><figcaption>{cap}</figcaption></figure>'
 
