@@ -7,13 +7,13 @@ import dataclasses
 import pytest
 
 from archzoo.config import Config, load_config
-from archzoo.engine.resume import _flat, classify, resume_changes
+from archzoo.engine.resume import classify, flat_config, resume_changes
 from archzoo.errors import UserError
 
 
 def test_every_config_field_is_classified_for_resume() -> None:
     """A new field must be put in RESUME_FREE or RESUME_REFUSED (exactly one), or this fails."""
-    keys = _flat(Config().to_dict())
+    keys = flat_config(Config().to_dict())
     for group in ("data", "model", "task", "optim", "train", "log"):
         cls = type(getattr(Config(), group))
         for f in dataclasses.fields(cls):
