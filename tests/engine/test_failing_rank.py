@@ -80,16 +80,52 @@ def _check(rc: int, out: str, elapsed: float, rank: int, step: int) -> None:
     assert "Traceback" in out  # the failing rank's traceback comes before the sentence
 
 
-# Slow: on a loaded 2-core CI machine the peer's gloo read error can reach torchrun before the raising
-# rank's own sentence (seen once in .ci/run); the job still exits non-zero. Runs with -m slow until fixed.
-@pytest.mark.slow
 def test_a_raising_rank_ends_the_job_nonzero_within_the_timeout(tmp_path: Path) -> None:
     rc, out, elapsed = _failing_job(tmp_path, rank=1, step=3)
     _check(rc, out, elapsed, 1, 3)
 
 
+# Slow: a second torchrun job of 2 processes; the first test covers the path in the default suite.
 @pytest.mark.slow
 def test_a_raising_rank_zero_after_a_checkpoint_ends_the_job(tmp_path: Path) -> None:
     rc, out, elapsed = _failing_job(tmp_path, rank=0, step=10)
     _check(rc, out, elapsed, 0, 10)
     assert (tmp_path / "run" / "checkpoints" / "LAST").read_text() == "epoch0000-step0000008"
+
+
+def _fail_rank_child(message: str, grace: float) -> tuple[int, str, float]:
+    """Call fail_rank in a child process (it leaves through os._exit); return status, stderr and seconds."""
+    code = (
+        "import archzoo.engine.distributed as d\n"
+        f"d.PEER_GRACE_S = {grace}\n"
+        "try:\n"
+        f"    raise RuntimeError({message!r})\n"
+        "except RuntimeError as e:\n"
+        "    d.fail_rank(d.DistInfo(rank=0, world=2), e, False)\n"
+    )
+    t0 = time.perf_counter()
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    return p.returncode, p.stderr, time.perf_counter() - t0
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "[/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:538] Read error [127.0.0.1]:4242: Connection reset by peer",
+        "[/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:589] Connection closed by peer [127.0.0.1]:4242",
+    ],
+)
+def test_a_rank_whose_peer_is_gone_waits_and_blames_the_other_rank(message: str) -> None:
+    # Exiting at once would let torchrun, which dates failures to the second, name this rank as the root cause.
+    rc, err, seconds = _fail_rank_child(message, grace=1.5)
+    assert rc == 1, err
+    assert "rank 0 of 2 failed (another rank failed first)" in err, err
+    assert "Traceback" not in err, err
+    assert seconds >= 1.5, f"the rank left after {seconds:.2f} s, before its grace period"
+
+
+def test_a_rank_with_its_own_error_prints_it_and_leaves_at_once() -> None:
+    rc, err, seconds = _fail_rank_child("boom at step 3", grace=30.0)
+    assert rc == 1, err
+    assert "Traceback" in err and "rank 0 of 2 failed (RuntimeError: boom at step 3)" in err, err
+    assert seconds < 30.0, "a rank's own error must not wait for the peer grace period"

@@ -14,7 +14,9 @@ for the process group's timeout (see docs/reliability.md).
 from __future__ import annotations
 
 import os
+import re
 import sys
+import time
 import traceback
 from dataclasses import dataclass
 from typing import NoReturn
@@ -86,17 +88,32 @@ def shutdown(info: DistInfo) -> None:
         dist.destroy_process_group()
 
 
+# gloo's errors in a collective whose peer process is gone ("closed" when the peer shut its socket,
+# "reset" when the kernel dropped it, a read or write error on the pair's socket).
+_PEER_GONE = re.compile(
+    r"Connection (closed|reset) by peer|remote worker crashing|Broken pipe|(Read|Write) error \[", re.IGNORECASE
+)
+# How long a rank whose peer is gone waits before it exits itself. torchrun dates a failure without
+# an error file to the whole second it saw it and names the earliest as the root cause, the lowest
+# local rank on a tie; a rank that exited at once on its peer's failure could therefore be named
+# instead of the rank that raised. Waiting lets torchrun see the first failure alone and stop this
+# rank with SIGTERM; if nothing stops it (no torchrun), it still exits non-zero after the wait.
+PEER_GRACE_S = 10.0
+
+
 def fail_rank(info: DistInfo, e: BaseException, user_error: bool) -> NoReturn:
     """Print this rank's error in one sentence (a traceback before it unless it is a user error) and
-    leave at once with a non-zero status: 2 for a user error, 130 for an interrupt, else 1.
+    leave with a non-zero status: 2 for a user error, 130 for an interrupt, else 1.
 
+    A rank whose collective lost its peer prints only that another rank failed first and waits up to
+    :data:`PEER_GRACE_S` for torchrun to stop it, so torchrun names the rank that failed first.
     ``os._exit`` skips interpreter finalisation, where gloo's threads can abort or hang a process
     whose peers are gone; torchrun then reports this rank's status and stops the others.
     """
     code = 2 if user_error else 130 if isinstance(e, KeyboardInterrupt) else 1
     first = (str(e).strip().splitlines() or [""])[0]
     # A collective that lost its peer: the error is the other rank's, whose traceback is printed there.
-    peer = "Connection closed by peer" in first or "remote worker crashing" in first
+    peer = not user_error and bool(_PEER_GONE.search(first))
     if not (user_error or peer or isinstance(e, KeyboardInterrupt)):
         traceback.print_exception(e)
     why = "another rank failed first" if peer else f"{type(e).__name__}: {first}" if not user_error else first
@@ -107,4 +124,6 @@ def fail_rank(info: DistInfo, e: BaseException, user_error: bool) -> NoReturn:
     )
     sys.stdout.flush()
     sys.stderr.flush()
+    if peer:
+        time.sleep(PEER_GRACE_S)
     os._exit(code)
