@@ -42,6 +42,21 @@ def test_lm_tied_weights_share_one_matrix() -> None:
         lstm_lm(vocab_size=9, embed_dim=8, hidden_size=16, tie_weights=True)
 
 
+@pytest.mark.skipif(
+    not torch.backends.cpu.get_cpu_capability().startswith("AVX512"),
+    reason="PyTorch's CPU bf16 LSTM (oneDNN) needs AVX-512; this CPU has "
+    + torch.backends.cpu.get_cpu_capability()
+    + " (train.precision=bf16 refuses such a model here: tests/engine/test_bf16_lstm_refusal.py)",
+)
+def test_adaptive_head_nll_stays_fp32_under_bf16_autocast() -> None:
+    torch.manual_seed(0)
+    m = lstm_lm(vocab_size=50, embed_dim=8, hidden_size=16, head="adaptive", cutoffs=[10, 30], div_value=2.0).eval()
+    x, y = torch.randint(0, 50, (3, 7)), torch.randint(0, 50, (3, 7))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        nll_bf16, _ = m(x, targets=y)
+    assert nll_bf16.dtype == torch.float32
+
+
 def test_adaptive_head_is_an_exact_distribution_and_scores_targets_alone() -> None:
     torch.manual_seed(0)
     m = lstm_lm(vocab_size=50, embed_dim=8, hidden_size=16, head="adaptive", cutoffs=[10, 30], div_value=2.0).eval()
@@ -54,10 +69,6 @@ def test_adaptive_head_is_an_exact_distribution_and_scores_targets_alone() -> No
     assert nll.shape == (3, 7)
     torch.testing.assert_close(nll, -logp.gather(-1, y.unsqueeze(-1)).squeeze(-1), atol=1e-5, rtol=0)
     torch.testing.assert_close(state2[0], state[0])
-    # under bf16 autocast the NLL is still fp32
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        nll_bf16, _ = m(x, targets=y)
-    assert nll_bf16.dtype == torch.float32
     # tied, the head's shortlist rows are the embeddings of the 10 most frequent ids
     tied = lstm_lm(vocab_size=50, embed_dim=16, hidden_size=16, head="adaptive", cutoffs=[10], tie_weights=True).eval()
     assert tied.head.head.weight.shape == (1, 16)  # the one cluster row alone

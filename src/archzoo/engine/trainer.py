@@ -50,37 +50,59 @@ from archzoo.utils import machine_facts
 EMA_FILE = "ema.safetensors"  # the averaged weights inside a full checkpoint (train.ema_decay)
 
 
+def _probe_steps(model: nn.Module, task: Task, batch: Any, device: torch.device, precision: str, steps: int) -> float:
+    """The fastest of ``steps + 1`` training steps under ``precision`` on copies of the model and the task,
+    with throwaway SGD optimizers at learning rate 0 (the model itself is untouched)."""
+    m = copy.deepcopy(model).train()
+    t = copy.deepcopy(task)
+    slots = {
+        name: OptimizerSlot(torch.optim.SGD(list(module.parameters()), lr=0.0), module)
+        for name, (module, _) in t.optimizers(m).items()
+    }
+    ctx = TrainContext(slots, device, precision)
+    best = math.inf
+    for _ in range(steps + 1):
+        t0 = time.perf_counter()
+        t.training_step(m, batch, ctx)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
 def probe_bf16_faster(model: nn.Module, task: Task, batch: Any, device: torch.device, steps: int = 3) -> bool:
     """Time training steps in fp32 and under bf16 autocast on a real batch; True if bf16 wins by 10%.
 
     The probe runs the task's own ``training_step`` (so a GAN's two optimizer steps are measured
     too) on copies of the model and the task, with throwaway SGD optimizers at learning rate 0,
-    and restores the global RNG afterwards: the run itself starts as if no probe had run.
+    and restores the global RNG afterwards: the run itself starts as if no probe had run. A model
+    that bf16 cannot run on this CPU (see :func:`bf16_refusal`) is not faster.
     """
+    if bf16_refusal(model) is not None:
+        return False
     rng = torch.get_rng_state()
-
-    def run(precision: str) -> float:
-        m = copy.deepcopy(model).train()
-        t = copy.deepcopy(task)
-        slots = {
-            name: OptimizerSlot(torch.optim.SGD(list(module.parameters()), lr=0.0), module)
-            for name, (module, _) in t.optimizers(m).items()
-        }
-        ctx = TrainContext(slots, device, precision)
-        best = math.inf
-        for _ in range(steps + 1):
-            t0 = time.perf_counter()
-            t.training_step(m, batch, ctx)
-            best = min(best, time.perf_counter() - t0)
-        return best
-
     try:
-        fp32, bf16 = run("fp32"), run("bf16")
+        fp32 = _probe_steps(model, task, batch, device, "fp32", steps)
+        bf16 = _probe_steps(model, task, batch, device, "bf16", steps)
     except (RuntimeError, TypeError):
         return False
     finally:
         torch.set_rng_state(rng)
     return bf16 < 0.9 * fp32
+
+
+def bf16_refusal(model: nn.Module) -> str | None:
+    """The sentence refusing ``train.precision=bf16`` for ``model`` on this CPU, or None.
+
+    PyTorch runs ``nn.LSTM`` under CPU bf16 autocast through oneDNN, whose bf16 LSTM needs AVX-512:
+    on a CPU without it the step raises deep inside the kernel, for some batches and not others
+    (padded input always, packed input depending on its lengths), so no short probe can clear it.
+    """
+    cap = torch.backends.cpu.get_cpu_capability()
+    if cap.startswith("AVX512") or not any(isinstance(m, nn.LSTM) for m in model.modules()):
+        return None
+    return (
+        "train.precision=bf16 cannot train this model on this CPU: PyTorch runs an LSTM under bf16 through "
+        f"oneDNN, which needs AVX-512, and this CPU offers {cap}; use train.precision=fp32 (or auto)."
+    )
 
 
 def smallest_image_size(model: nn.Module, x: Tensor, largest: int = 512) -> int | None:
@@ -328,6 +350,8 @@ class Trainer:
         p = self.cfg.train.precision
         if p == "fp16" and self.device.type != "cuda":
             raise UserError("train.precision=fp16 needs a CUDA device; use bf16 or fp32 on this device.")
+        if p == "bf16" and self.device.type == "cpu" and (why := bf16_refusal(self.model)) is not None:
+            raise UserError(why)
         if p != "auto":
             return p
         if self.device.type == "cuda":
