@@ -81,14 +81,20 @@ def main() -> None:
     p.add_argument("--limit", type=int, default=20000, help="data.args.limit of every training (0: all data)")
     p.add_argument("--trials", type=int, default=20)
     p.add_argument("--data-dir")
+    p.add_argument(
+        "--parts",
+        default="lrfind,workers",
+        help="which rows to measure, comma-separated (default both): lrfind (the unpruned study and the LR finder) "
+        "and workers (the storage stress and the pruned study, compared with the unpruned one)",
+    )
     a = p.parse_args()
+    parts = set(a.parts.split(","))
+    if not parts or parts - {"lrfind", "workers"}:
+        p.error(f"--parts takes lrfind and/or workers, got '{a.parts}'")
 
-    import optuna
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
-    from archzoo.engine.lr_finder import lr_find_command
-    from archzoo.engine.run import train
     from archzoo.engine.tuning import tune
 
     over = ["train.epochs=3", "train.threads=1", "log.tensorboard=false", "log.plots=false", "log.progress=none"]
@@ -98,11 +104,12 @@ def main() -> None:
     t_start = time.perf_counter()
 
     # 0. Which storage survives two concurrent writer processes?
-    db = tmp / "stress.db"
-    sqlite = stress(f"sqlite:///{db}", f"sqlite:///{db}")
-    jpath = tmp / "stress.journal"
-    journal = stress(f"journal:{jpath}", JournalStorage(JournalFileBackend(str(jpath))))
-    print("sqlite", sqlite, "\njournal", journal, flush=True)
+    if "workers" in parts:
+        db = tmp / "stress.db"
+        sqlite = stress(f"sqlite:///{db}", f"sqlite:///{db}")
+        jpath = tmp / "stress.journal"
+        journal = stress(f"journal:{jpath}", JournalStorage(JournalFileBackend(str(jpath))))
+        print("sqlite", sqlite, "\njournal", journal, flush=True)
 
     def study(name: str, pruner: str) -> tuple[dict, float]:
         t0 = time.perf_counter()
@@ -114,18 +121,9 @@ def main() -> None:
     full, full_s = study("full", "none")
     print("full", full["states"], full["best"], f"{full_s:.0f}s", flush=True)
     # 2. The same study with the median pruner.
-    pruned, pruned_s = study("pruned", "median")
-    print("pruned", pruned["states"], pruned["best"], f"{pruned_s:.0f}s", flush=True)
-
-    # 3. The LR finder's suggestion, trained as the recipe otherwise is.
-    t0 = time.perf_counter()
-    lf = lr_find_command("fashion-mlp", over, None, 100, 1e-7, 10.0, str(tmp / "lr_find.png"), None,
-                         data_dir=a.data_dir)  # fmt: skip
-    lr = float(f"{lf['suggested_lr']:.4g}")
-    run = train("fashion-mlp", run_dir=tmp / "lrfind-run", data_dir=a.data_dir, overrides=[*over, f"optim.lr={lr}"])
-    lr_test = run.evaluate("test")["test/acc"]
-    lr_s = time.perf_counter() - t0
-    print("lr-find", lf, lr_test, flush=True)
+    if "workers" in parts:
+        pruned, pruned_s = study("pruned", "median")
+        print("pruned", pruned["states"], pruned["best"], f"{pruned_s:.0f}s", flush=True)
 
     load = round(os.getloadavg()[2], 2)
     data_note = (
@@ -135,6 +133,25 @@ def main() -> None:
         else "each training on all 54000/6000 Fashion-MNIST train/val images"
     )
     tuned_test = 100 * full["best"]["test"]["test/acc"]
+    if "lrfind" in parts:
+        lrfind_row(a, over, tmp, full, full_s, tuned_test, data_note, load)
+    if "workers" in parts:
+        workers_row(a, over, full, full_s, pruned, pruned_s, tuned_test, data_note, sqlite, journal, t_start, load)
+
+
+def lrfind_row(a, over, tmp, full, full_s, tuned_test, data_note, load) -> None:  # noqa: ANN001
+    """3. The LR finder's suggestion (its default rule), trained as the recipe otherwise is."""
+    from archzoo.engine.lr_finder import lr_find_command
+    from archzoo.engine.run import train
+
+    t0 = time.perf_counter()
+    lf = lr_find_command("fashion-mlp", over, None, 100, 1e-7, 10.0, str(tmp / "lr_find.png"), None,
+                         data_dir=a.data_dir)  # fmt: skip
+    lr = float(f"{lf['suggested_lr']:.4g}")
+    run = train("fashion-mlp", run_dir=tmp / "lrfind-run", data_dir=a.data_dir, overrides=[*over, f"optim.lr={lr}"])
+    lr_test = run.evaluate("test")["test/acc"]
+    lr_s = time.perf_counter() - t0
+    print("lr-find", lf, lr_test, flush=True)
     gap = tuned_test - 100 * lr_test
     write_result(
         "toolkit_tuning-lrfind",
@@ -158,7 +175,9 @@ def main() -> None:
                 "seconds": round(full_s, 1),
             },
             "summary": (
-                f"fashion-mlp, 3 epochs, {data_note}: the LR finder's suggestion {lr:.3g} (100 steps from 1e-7 to 10) "
+                f"fashion-mlp, 3 epochs, {data_note}: the LR finder's suggestion {lr:.3g} (100 steps from 1e-7 to 10; "
+                f"rule {lf['rule']}: the recipe's onecycle peak is read where the loss stops falling, "
+                f"{lf['minimum_lr']:.3g}; the steepest descent was {lf['steepest_lr']:.3g}) "
                 f"reaches {100 * lr_test:.2f}% test accuracy against {tuned_test:.2f}% for the best trial (by "
                 f"validation accuracy) of a {a.trials}-trial TPE study without pruning (lr {full['best']['params']['optim.lr']:.3g}), "
                 f"a gap of {gap:.2f} points (target ≤ 0.5); 1 thread per process, 2 worker processes on 2 cores, "
@@ -166,6 +185,10 @@ def main() -> None:
             ),
         },
     )
+
+
+def workers_row(a, over, full, full_s, pruned, pruned_s, tuned_test, data_note, sqlite, journal, t_start, load) -> None:  # noqa: ANN001
+    """The pruned study by 2 workers against the unpruned one, and the storage stress."""
     n_pruned = pruned["states"].get("PRUNED", 0)
     lost = a.trials - pruned["finished_now"]
     frac = n_pruned / a.trials
@@ -205,7 +228,6 @@ def main() -> None:
             ),
         },
     )
-    del optuna
 
 
 if __name__ == "__main__":

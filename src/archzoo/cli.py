@@ -133,6 +133,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--loss", default="loss", help="the training log to record (default loss; a GAN: loss_d, loss_g)")
     s.add_argument("--out", help="the plot's path (default RUN/plots/lr_find.png, or lr_find-RECIPE.png)")
     s.add_argument("--apply", metavar="FILE", help="write the suggestion as an override YAML for train --config")
+    s.add_argument(
+        "--rule",
+        default="auto",
+        choices=["auto", "steepest", "minimum"],
+        help="the suggestion: steepest descent, or where the loss stops falling (auto, the default: "
+        "minimum for a onecycle schedule, whose lr is the peak, else steepest)",
+    )
     s.add_argument("--data-dir")
 
     s = sub.add_parser("tune", help="Optuna search over a recipe's tune: space: archzoo tune RECIPE --trials N")
@@ -487,9 +494,13 @@ def cmd_lr_find(a: argparse.Namespace) -> int:
     from archzoo.engine.lr_finder import lr_find_command
 
     summary = lr_find_command(a.target, a.overrides, a.slot, a.steps, a.start, a.end, a.out, a.apply, a.loss,
-                              a.data_dir)  # fmt: skip
+                              a.data_dir, rule=a.rule)  # fmt: skip
     print(json.dumps(summary, indent=2))
-    print(f"suggested lr {summary['suggested_lr']:.3g} ({summary['slot']}); plot {summary['plot']}", file=sys.stderr)
+    print(
+        f"suggested lr {summary['suggested_lr']:.3g} ({summary['slot']}, {summary['rule']}: steepest "
+        f"{summary['steepest_lr']:.3g}, minimum {summary['minimum_lr']:.3g}); plot {summary['plot']}",
+        file=sys.stderr,
+    )
     return 0
 
 

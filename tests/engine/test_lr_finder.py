@@ -15,7 +15,7 @@ import yaml
 
 from archzoo.cli import main
 from archzoo.config import load_config
-from archzoo.engine.lr_finder import divergence, lr_find, smooth, suggest
+from archzoo.engine.lr_finder import centred_mean, divergence, lr_find, pick_rule, smooth, suggest, suggest_minimum
 from archzoo.engine.trainer import Trainer
 from archzoo.errors import UserError
 
@@ -56,6 +56,48 @@ def test_suggestion_is_the_steepest_descent_before_divergence() -> None:
     assert got == pytest.approx(lrs[6], rel=1e-9)  # np.gradient's steepest point sits at 10**-3
     with pytest.raises(UserError, match="too soon"):
         suggest(lrs, s, 2)
+
+
+def test_centred_mean_averages_each_step_with_its_neighbours() -> None:
+    got = centred_mean([1.0, 2.0, 6.0, 3.0, 0.0], 3)
+    assert got.tolist() == pytest.approx([4 / 3, 3.0, 11 / 3, 3.0, 1.0], abs=1e-12)  # ends padded with themselves
+
+
+def test_minimum_is_where_the_loss_stops_falling_without_the_trailing_lag() -> None:
+    n = 100
+    lrs = [1e-7 * (1e8) ** (i / (n - 1)) for i in range(n)]
+    # A loss that falls until step 60 (lr ~6e-3), then climbs: noisy around that shape.
+    gen = torch.Generator().manual_seed(0)
+    noise = (0.02 * torch.randn(n, generator=gen)).tolist()
+    losses = [2.5 - 1.5 * min(i, 60) / 60 + 0.08 * max(0, i - 60) + noise[i] for i in range(n)]
+    got = suggest_minimum(lrs, losses, divergence(smooth(losses)))
+    assert lrs[57] <= got <= lrs[63]
+    # The trailing average of the divergence check lags: its minimum sits later in the sweep.
+    trailing = smooth(losses)
+    assert trailing.index(min(trailing)) >= 66
+    # A divergence step bounds the search; too few steps before it is refused.
+    assert suggest_minimum(lrs, losses, 40) == pytest.approx(lrs[39])
+    with pytest.raises(UserError, match="too soon"):
+        suggest_minimum(lrs, losses, 2)
+
+
+def test_auto_rule_reads_the_minimum_for_onecycle_and_the_steepest_otherwise() -> None:
+    assert pick_rule("auto", "onecycle") == "minimum"
+    for sched in ("none", "cosine", "step", "warmup_cosine", "plateau"):
+        assert pick_rule("auto", sched) == "steepest"
+    assert pick_rule("steepest", "onecycle") == "steepest" and pick_rule("minimum", "none") == "minimum"
+    with pytest.raises(UserError, match="--rule must be one of auto, steepest, minimum"):
+        pick_rule("valley", "none")
+
+
+@pytest.mark.parametrize(("scheduler", "rule"), [("onecycle", "minimum"), ("none", "steepest")])
+def test_lr_find_suggests_by_the_slot_schedule(tmp_path: Path, scheduler: str, rule: str) -> None:
+    result = lr_find(_trainer(tmp_path, f"optim.scheduler={scheduler}"), steps=20, start=1e-5, end=1.0)
+    assert result.rule == rule
+    assert result.suggestion == (result.minimum if rule == "minimum" else result.steepest)
+    assert result.steepest is not None and result.minimum is not None
+    forced = lr_find(_trainer(tmp_path, f"optim.scheduler={scheduler}"), steps=20, start=1e-5, end=1.0, rule="steepest")
+    assert forced.rule == "steepest" and forced.suggestion == forced.steepest
 
 
 def _trainer(tmp_path: Path, *extra: str) -> Trainer:

@@ -15,8 +15,20 @@ moving average
     s_i = \\beta s_{i-1} + (1 - \\beta) \\ell_i, \\qquad \\hat s_i = s_i / (1 - \\beta^{i+1}),
 
 and stop once :math:`\\hat s_i > k \\min_{j \\le i} \\hat s_j` (divergence, :math:`k = 4`).
-The suggested learning rate is where the smoothed loss falls fastest before divergence,
-:math:`\\arg\\min_i d\\hat s / d\\log\\eta`.
+Two learning rates are read off the curve before divergence:
+
+* **steepest**: where the smoothed loss falls fastest, :math:`\\arg\\min_i d\\hat s / d\\log\\eta`;
+  the rate for a constant or decaying schedule, whose ``optim.lr`` is where training starts.
+* **minimum**: where the loss stops falling, the minimum of the raw losses under a centred
+  (zero-lag) moving average over ``max(3, N // 15)`` steps. For ``optim.scheduler=onecycle``
+  ``optim.lr`` is the cycle's peak, and Smith (2018, "A disciplined approach to neural network
+  hyper-parameters", https://arxiv.org/abs/1803.09820, section 4.1) takes the peak from the range
+  test where the loss stops improving, not where it falls fastest. The trailing average above
+  lags by about :math:`\\beta / (1 - \\beta)` steps (49 of a 100-step sweep, four decades of
+  :math:`\\eta`), so the minimum is read from the centred one.
+
+The suggestion (``rule="auto"``, the default) is *minimum* for a onecycle slot and *steepest*
+for every other schedule; ``rule`` names either one instead.
 
 The sweep runs the task's own ``training_step`` through a :class:`TrainContext` built like the
 trainer's (precision, clipping, accumulation, penalties), on deep copies of the model, the task
@@ -52,9 +64,12 @@ class LRFindResult:
         lrs: the learning rate of each optimizer step.
         losses: the raw training loss of each step.
         smoothed: the bias-corrected moving average of ``losses``.
-        suggestion: the learning rate of steepest descent of ``smoothed`` before divergence.
+        suggestion: the suggested learning rate (``steepest`` or ``minimum``, as ``rule`` says).
         slot: the optimizer swept.
         diverged_at: the step whose smoothed loss passed ``diverge`` times the best, or None.
+        rule: which of the two the suggestion is: ``steepest`` or ``minimum``.
+        steepest: the learning rate of steepest descent of ``smoothed`` before divergence.
+        minimum: the learning rate where the centred average of ``losses`` is lowest before divergence.
     """
 
     lrs: list[float]
@@ -64,6 +79,9 @@ class LRFindResult:
     slot: str
     diverged_at: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    rule: str = "steepest"
+    steepest: float | None = None
+    minimum: float | None = None
 
 
 def smooth(losses: list[float], beta: float = 0.98) -> list[float]:
@@ -106,6 +124,40 @@ def suggest(lrs: list[float], smoothed: list[float], stop: int | None, skip: int
     return float(np.exp(x[int(np.argmin(slope))]))
 
 
+RULES = ("auto", "steepest", "minimum")
+
+
+def centred_mean(losses: list[float], width: int) -> np.ndarray:
+    """The moving average of ``losses`` over ``width`` (odd) steps centred on each, ends padded with the end values."""
+    k = width // 2
+    padded = np.pad(np.asarray(losses, dtype=np.float64), (k, k), mode="edge")
+    return np.convolve(padded, np.ones(2 * k + 1) / (2 * k + 1), mode="valid")
+
+
+def suggest_minimum(lrs: list[float], losses: list[float], stop: int | None, skip: int = 0) -> float:
+    """The learning rate where the loss stops falling: the minimum of :func:`centred_mean` of ``losses``
+    over ``max(3, N // 15)`` steps (odd), before ``stop`` and after the first ``skip`` steps."""
+    end = len(losses) if stop is None else stop
+    lo = min(skip, max(0, end - 3))
+    if end - lo < 3:
+        raise UserError(
+            f"The loss diverged after {end} steps, too soon to suggest a learning rate; lower --start or raise --steps."
+        )
+    width = max(3, len(lrs) // 15) | 1
+    s = centred_mean(losses[:end], width)[lo:]
+    finite = np.where(np.isfinite(s), s, np.inf)
+    return float(lrs[lo + int(np.argmin(finite))])
+
+
+def pick_rule(rule: str, scheduler: str) -> str:
+    """``auto`` resolved for a slot whose schedule is ``scheduler``: minimum for onecycle, else steepest."""
+    if rule not in RULES:
+        raise UserError(f"--rule must be one of {', '.join(RULES)}, got '{rule}'.")
+    if rule != "auto":
+        return rule
+    return "minimum" if scheduler == "onecycle" else "steepest"
+
+
 def _slot_name(trainer: Any, slot: str | None) -> str:
     names = list(trainer.ctx.slots)
     if slot is None:
@@ -146,6 +198,7 @@ def lr_find(
     loss_key: str = "loss",
     beta: float = 0.98,
     diverge: float = 4.0,
+    rule: str = "auto",
 ) -> LRFindResult:
     """Sweep one optimizer's learning rate on copies of ``trainer``'s model, task and optimizers.
 
@@ -159,12 +212,14 @@ def lr_find(
         loss_key: the training log that is recorded (default ``loss``; a GAN logs ``loss_d``, ``loss_g``).
         beta: smoothing of the moving average (default 0.98).
         diverge: stop once the smoothed loss exceeds this multiple of its best (default 4).
+        rule: the suggestion: ``steepest``, ``minimum``, or ``auto`` (minimum for a onecycle slot, else steepest).
     """
     if steps < 5:
         raise UserError(f"--steps must be at least 5, got {steps}.")
     if not (0 < start < end):
         raise UserError(f"The sweep needs 0 < --start < --end, got start={start:g}, end={end:g}.")
     name = _slot_name(trainer, slot)
+    chosen = pick_rule(rule, trainer.slot_configs[name].scheduler)
     rng = torch.get_rng_state()
     cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
     model = copy.deepcopy(trainer.model).train()
@@ -212,8 +267,11 @@ def lr_find(
         read = torch.stack(losses).cpu().tolist()
     smoothed = smooth(read, beta)
     stop = divergence(smoothed, diverge)
-    suggestion = suggest(lrs, smoothed, stop, skip=min(10, steps // 10))
-    return LRFindResult(lrs, read, smoothed, suggestion, name, stop)
+    skip = min(10, steps // 10)
+    steepest = suggest(lrs, smoothed, stop, skip=skip)
+    minimum = suggest_minimum(lrs, read, stop, skip=skip)
+    suggestion = minimum if chosen == "minimum" else steepest
+    return LRFindResult(lrs, read, smoothed, suggestion, name, stop, rule=chosen, steepest=steepest, minimum=minimum)
 
 
 def plot_lr_find(result: LRFindResult, path: Path, title: str = "") -> Path:
@@ -229,7 +287,13 @@ def plot_lr_find(result: LRFindResult, path: Path, title: str = "") -> Path:
     ax.plot(result.lrs[:end], result.losses[:end], alpha=0.25, label="loss")
     i = int(np.argmin(np.abs(np.log(result.lrs[:end]) - math.log(result.suggestion))))
     ax.scatter([result.suggestion], [result.smoothed[i]], color="red", zorder=3)
-    ax.axvline(result.suggestion, color="red", ls="--", lw=1, label=f"suggested lr {result.suggestion:.2e}")
+    ax.axvline(
+        result.suggestion, color="red", ls="--", lw=1, label=f"suggested lr {result.suggestion:.2e} ({result.rule})"
+    )
+    other = result.minimum if result.rule == "steepest" else result.steepest
+    if other is not None and other != result.suggestion:
+        name = "minimum" if result.rule == "steepest" else "steepest"
+        ax.axvline(other, color="gray", ls="--", lw=1, alpha=0.7, label=f"{name} {other:.2e}")
     if result.diverged_at is not None:
         ax.axvline(result.lrs[result.diverged_at], color="gray", ls=":", lw=1, label="divergence")
     finite = [v for v in result.smoothed[:end] if math.isfinite(v)]
@@ -280,6 +344,7 @@ def lr_find_command(
     apply: str | None,
     loss_key: str = "loss",
     data_dir: str | None = None,
+    rule: str = "auto",
 ) -> dict[str, Any]:
     """``archzoo lr-find RECIPE|RUN``: sweep, plot, optionally write the override file; returns the summary."""
     import tempfile
@@ -302,12 +367,15 @@ def lr_find_command(
             ckpt.load_into(trainer.model, ckpt.load_weights_file(rd / "model.safetensors"), rd / "model.safetensors")
         else:
             raise UserError(f"Run {rd} has no checkpoint and no model.safetensors to start the sweep from.")
-    result = lr_find(trainer, slot, steps, start, end, loss_key)
+    result = lr_find(trainer, slot, steps, start, end, loss_key, rule=rule)
     default = rd / "plots" / "lr_find.png" if is_run else Path(f"lr_find-{cfg.recipe}.png")
     plot = plot_lr_find(result, Path(out) if out else default, f"LR range test: {cfg.recipe}")
     several = len(trainer.ctx.slots) > 1
     summary: dict[str, Any] = {
         "suggested_lr": result.suggestion,
+        "rule": result.rule,
+        "steepest_lr": result.steepest,
+        "minimum_lr": result.minimum,
         "slot": result.slot,
         "steps_run": len(result.lrs),
         "diverged_at_lr": None if result.diverged_at is None else result.lrs[result.diverged_at],
