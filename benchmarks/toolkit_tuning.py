@@ -14,7 +14,10 @@ Writes two results:
 Every process trains with 1 thread. ``--limit`` shrinks the Fashion-MNIST training data of every
 trial (``data.args.limit``; the summary says so).
 
-    python benchmarks/toolkit_tuning.py [--limit 20000] [--trials 20] [--data-dir D]
+    python benchmarks/toolkit_tuning.py [--limit 20000] [--trials 20] [--parts lrfind,workers] [--data-dir D]
+
+``--parts lrfind`` runs the unpruned study and the LR finder only (the first row);
+``--parts workers`` runs the stress, the unpruned and the pruned study (the second).
 """
 
 from __future__ import annotations
