@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -38,6 +39,10 @@ def _pointer(run_dir: Path) -> str:
         return ""
 
 
+# Slow: tests/engine/test_kill_faults.py::test_three_kills_resume_bitwise[digits-mlp] kills the same
+# recipe three times at random moments, inside checkpoint writes too, and checks the same bitwise
+# equality in the default suite; this subprocess version (two full trainings side by side) runs with -m slow.
+@pytest.mark.slow
 def test_kill9_resume_is_bitwise_identical(tmp_path: Path) -> None:
     ref = _train(tmp_path / "ref")
     victim = _train(tmp_path / "victim")
