@@ -42,6 +42,7 @@ from torch import Tensor, nn
 
 from archzoo.errors import UserError
 from archzoo.tasks.base import Task, to_device
+from archzoo.viz.figure import save_figure
 
 VANISHING = 1e-7  # max |g| below this: the parameter learns (almost) nothing
 EXPLODING = 1e3  # max |g| above this (or not finite): a step at a usual learning rate overshoots
@@ -450,11 +451,7 @@ def plot_data_check(report: dict[str, Any], path: Path, title: str = "") -> Path
         ax2.set_axis_off()
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100)
 
 
 # ----------------------------------------------------------------------------- the whole inspection

@@ -52,6 +52,7 @@ from archzoo.engine.optim import build_optimizer, param_groups
 from archzoo.engine.pretrained import head_module
 from archzoo.errors import UserError
 from archzoo.tasks.base import to_device
+from archzoo.viz.figure import save_figure
 
 CHECK_EVERY = 10  # optimizer steps between divergence checks (each check reads the losses once)
 
@@ -306,11 +307,7 @@ def plot_lr_find(result: LRFindResult, path: Path, title: str = "") -> Path:
     ax.set_ylabel("training loss")
     ax.set_title(title or "LR range test")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100)
 
 
 def apply_file(path: Path, result: LRFindResult, several: bool) -> Path:

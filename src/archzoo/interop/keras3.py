@@ -45,6 +45,7 @@ from torch import nn
 
 from archzoo.config import Config, load_config, parse_override
 from archzoo.errors import UserError
+from archzoo.viz.figure import save_figure
 
 APIS = ("sequential", "functional")
 MODELS = ("mlp", "mlp_large", "convnet", "convnet_small")
@@ -651,7 +652,4 @@ def plot_history(history: dict[str, list[float]], path: Path, recipe: str, api: 
         ax.set_title(k)
         ax.legend()
     fig.suptitle(f"{recipe} (Keras, {api})")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100)

@@ -22,6 +22,7 @@ from torch import Tensor
 
 from archzoo.errors import UserError
 from archzoo.utils import unwrap
+from archzoo.viz.figure import save_figure
 
 
 def draw_attention(weights: Tensor, src: list[str], out: list[str], path: Path, title: str | None = None) -> Path:
@@ -41,12 +42,7 @@ def draw_attention(weights: Tensor, src: list[str], out: list[str], path: Path, 
     if title:
         ax.set_title(title, fontsize=9)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120)
 
 
 def viz_attention(run: Any, text: str, out_dir: Path | None = None) -> Path:
@@ -149,12 +145,7 @@ def draw_image_attention(image: Tensor, maps: Tensor, path: Path, title: str | N
         ax.set_axis_off()
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120)
 
 
 def viz_image_attention(run: Any, image: str, out_dir: Path | None = None) -> list[Path]:

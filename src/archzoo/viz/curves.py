@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from archzoo.utils import read_metrics
+from archzoo.viz.figure import save_figure
 
 
 def curve_series(metrics_csv: Path) -> dict[str, dict[str, list[tuple[float, float]]]]:
@@ -82,9 +83,4 @@ def plot_curves_grid(metrics_csv: Path, path: Path, columns: int = 3) -> Path | 
         _draw(ax, metric, splits)
     for ax in list(axes.flat)[n:]:
         ax.set_visible(False)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

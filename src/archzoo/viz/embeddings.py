@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from archzoo.errors import UserError
+from archzoo.viz.figure import save_figure
 
 METHODS = ("pca", "tsne")
 METHOD_NAMES = {"pca": "PCA", "tsne": "t-SNE"}
@@ -91,12 +92,7 @@ def draw_embeddings(
     ax.set_yticks([])
     if title:
         ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120)
 
 
 def viz_embeddings(run: Any, method: str = "pca", out_dir: Path | None = None) -> Path:

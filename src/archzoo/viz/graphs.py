@@ -7,6 +7,8 @@ from pathlib import Path
 
 from torch import Tensor
 
+from archzoo.viz.figure import save_figure
+
 
 def save_graph_drawings(
     adj: Tensor, counts: Tensor | None, path: str | Path, title: str | None = None, seed: int = 0
@@ -36,8 +38,4 @@ def save_graph_drawings(
         ax.set_axis_off()
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png")
-    return path
+    return save_figure(fig, path, format="png")

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from archzoo.tasks import pictures
 from archzoo.tasks.base import Picture
+from archzoo.viz.figure import save_figure
 
 PathLike = str | Path
 
@@ -128,11 +129,7 @@ def save_latent_points(z: Tensor, y: Tensor | None, path: PathLike, title: str |
     ax.set_xlabel("$z_1$")
     ax.set_ylabel("$z_2$")
     ax.set_title(title or "latent means")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png")
-    return path
+    return save_figure(fig, path, format="png")
 
 
 def save_point_scatter(points: Tensor, path: PathLike, title: str = "samples") -> Path:
@@ -147,8 +144,4 @@ def save_point_scatter(points: Tensor, path: PathLike, title: str = "samples") -
     ax.scatter(p[:, 0], p[:, 1], s=2, alpha=0.5)
     ax.set_title(title)
     ax.set_aspect("equal", adjustable="datalim")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png")
-    return path
+    return save_figure(fig, path, format="png")

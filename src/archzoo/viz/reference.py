@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from archzoo.errors import UserError
+from archzoo.viz.figure import save_figure
 
 #: The plotted activations and the resolver names they come from (leaky_relu has slope 0.2 there).
 ACTIVATIONS = {
@@ -89,11 +90,7 @@ def plot_activations(out: Path, lo: float = -4.0, hi: float = 4.0, points: int =
         a.axvline(0, color="grey", lw=0.5)
         a.set_xlabel("x")
         a.legend(fontsize=8)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out, dpi=100)
 
 
 # ----------------------------------------------------------------------------- optimizers
@@ -209,11 +206,7 @@ def plot_optimizers(curves: dict[str, list[float]], out: Path, title: str = "") 
         ax.set_yscale("log")
     ax.set_title(title or "optimizers")
     ax.legend()
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out, dpi=100)
 
 
 # ----------------------------------------------------------------------------- losses
@@ -285,8 +278,4 @@ def plot_losses(out: Path) -> Path:
         ax.set_title(panel)
         ax.set_ylim(0, 5)
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out, dpi=100)
