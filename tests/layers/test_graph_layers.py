@@ -94,6 +94,33 @@ def test_gat_attention_dropout_only_in_training() -> None:
     assert not torch.equal(layer(x, ei), layer(x, ei))
 
 
+def test_gat_feature_dropout_drops_the_averaged_features_not_the_scored_ones() -> None:
+    # The GAT authors' attn_head: scores from W h, then dropout on W h before the attention averages it.
+    import torch.nn.functional as F
+
+    from archzoo.layers.graph import with_self_loops
+
+    x, ei = _random_graph()
+    layer = GATLayer(7, 4, heads=2, feature_dropout=0.5)
+    plain = GATLayer(7, 4, heads=2)
+    plain.load_state_dict(layer.state_dict())
+    layer.eval()
+    torch.testing.assert_close(layer(x, ei), plain.eval()(x, ei))  # eval: no dropout
+    layer.train()
+    torch.manual_seed(3)
+    out = layer(x, ei)
+    torch.manual_seed(3)
+    n = x.size(0)
+    h = F.linear(x, layer.weight).view(n, 2, 4)
+    values = F.dropout(h, 0.5, True)  # the same draw as the layer's
+    src, dst = with_self_loops(ei, n)
+    e = F.leaky_relu((h * layer.att_src).sum(-1)[src] + (h * layer.att_dst).sum(-1)[dst], 0.2)
+    alpha = segment_softmax(e, dst, n)
+    want = torch.zeros_like(h).index_add_(0, dst, values[src] * alpha.unsqueeze(-1)).reshape(n, 8) + layer.bias
+    torch.testing.assert_close(out, want)
+    assert not torch.allclose(out, plain.train()(x, ei))
+
+
 def test_segment_softmax_is_stable_and_sums_to_one() -> None:
     scores = torch.tensor([[1000.0], [1001.0], [-5.0], [3.0]])  # exp(1000) overflows without the shift
     index = torch.tensor([0, 0, 2, 2])

@@ -96,6 +96,18 @@ def test_gat_node_scratch_equals_pyg_with_the_same_weights() -> None:
     torch.testing.assert_close(ours(data), out, atol=1e-5, rtol=0)
 
 
+def test_gat_node_feature_dropout_acts_on_both_scratch_layers_and_is_refused_for_pyg() -> None:
+    from archzoo.errors import UserError
+
+    kw = {"num_node_features": 4, "num_classes": 3, "hidden": 5, "heads": 3}
+    model = gat_node(**kw, impl="scratch", feature_dropout=0.6)
+    assert model.conv1.feature_dropout == model.conv2.feature_dropout == 0.6
+    with pytest.raises(UserError, match="needs model.args.impl=scratch"):
+        gat_node(**kw, feature_dropout=0.6)
+    with pytest.raises(UserError, match=r"must be in \[0, 1\)"):
+        gat_node(**kw, impl="scratch", feature_dropout=1.0)
+
+
 @pytest.mark.parametrize(
     ("build", "impl"),
     [(gcn_node, "pyg"), (gcn_node, "scratch"), (gat_node, "pyg"), (gat_node, "scratch"),

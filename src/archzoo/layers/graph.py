@@ -164,6 +164,9 @@ class GATLayer(nn.Module):
         negative_slope: the LeakyReLU's slope (default 0.2).
         dropout: dropout on the attention coefficients in training (default 0).
         bias: add a learned bias (default True).
+        feature_dropout: dropout on the transformed features :math:`W^k h_j` that the attention
+            averages (not on those it scores), as the GAT authors' code does with its input
+            dropout rate (default 0).
 
     Shapes:
         ``x`` :math:`(N, F)`, dense or sparse; ``edge_index`` :math:`(2, E)`;
@@ -179,10 +182,11 @@ class GATLayer(nn.Module):
         negative_slope: float = 0.2,
         dropout: float = 0.0,
         bias: bool = True,
+        feature_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         self.in_channels, self.out_channels, self.heads, self.concat = in_channels, out_channels, heads, concat
-        self.negative_slope, self.dropout = negative_slope, dropout
+        self.negative_slope, self.dropout, self.feature_dropout = negative_slope, dropout, feature_dropout
         self.weight = nn.Parameter(torch.empty(heads * out_channels, in_channels))  # PyG's lin.weight
         self.att_src = nn.Parameter(torch.empty(1, heads, out_channels))
         self.att_dst = nn.Parameter(torch.empty(1, heads, out_channels))
@@ -199,13 +203,15 @@ class GATLayer(nn.Module):
         e = F.leaky_relu(a_src.index_select(0, src) + a_dst.index_select(0, dst), self.negative_slope)  # (E, H)
         alpha = segment_softmax(e, dst, n)  # (E, H): sums to 1 over each node's incoming edges
         alpha = F.dropout(alpha, self.dropout, self.training)
-        msg = h.index_select(0, src) * alpha.unsqueeze(-1)  # (E, H, C)
+        values = F.dropout(h, self.feature_dropout, self.training) if self.feature_dropout else h  # (N, H, C)
+        msg = values.index_select(0, src) * alpha.unsqueeze(-1)  # (E, H, C)
         out = torch.zeros_like(h).index_add_(0, dst, msg)  # (N, H, C)
         out = out.reshape(n, heads * c) if self.concat else out.mean(1)  # (N, H C) or (N, C)
         return out if self.bias is None else out + self.bias
 
     def extra_repr(self) -> str:
-        return f"{self.in_channels}, {self.out_channels}, heads={self.heads}, concat={self.concat}"
+        extra = f", feature_dropout={self.feature_dropout}" if self.feature_dropout else ""
+        return f"{self.in_channels}, {self.out_channels}, heads={self.heads}, concat={self.concat}{extra}"
 
 
 def sparse_dropout(x: Tensor, p: float, training: bool = True) -> Tensor:

@@ -201,6 +201,9 @@ class GATNodeClassifier(_NodeClassifier):
         dropout: dropout on the inputs of both layers and on the attention (default 0.6).
         impl: ``pyg`` (``GATConv``, default) or ``scratch`` (:class:`~archzoo.layers.graph.GATLayer`).
         sparse_input: input dropout over the non-zeros of a sparse copy of ``x`` (:class:`InputDropout`).
+        feature_dropout: dropout, in both layers, on the transformed features :math:`W^k h_j` that
+            the attention averages, as the authors' code does (at the input rate, 0.6); needs
+            ``impl=scratch``, since PyG's ``GATConv`` has none (default 0).
 
     Shapes:
         input a PyG ``Data`` with ``x`` :math:`(N, F)` and ``edge_index`` :math:`(2, E)`;
@@ -217,19 +220,34 @@ class GATNodeClassifier(_NodeClassifier):
         dropout: float = 0.6,
         impl: str = "pyg",
         sparse_input: bool = False,
+        feature_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         _check_impl(impl)
+        if not 0.0 <= feature_dropout < 1.0:
+            from archzoo.errors import UserError
+
+            raise UserError(f"model.args.feature_dropout must be in [0, 1), got {feature_dropout}.")
+        extra: dict[str, Any] = {}
         if impl == "pyg":
             from torch_geometric.nn import GATConv as conv
+
+            if feature_dropout:
+                from archzoo.errors import UserError
+
+                raise UserError(
+                    "model.args.feature_dropout needs model.args.impl=scratch: PyG's GATConv has no dropout "
+                    "on the transformed features."
+                )
         else:
             from archzoo.layers.graph import GATLayer as conv
 
+            extra = {"feature_dropout": feature_dropout}
         self.num_node_features = num_node_features
         self.dropout = dropout
         self.input_dropout = InputDropout(dropout, sparse_input)
-        self.conv1 = conv(num_node_features, hidden, heads=heads, dropout=dropout)
-        self.conv2 = conv(hidden * heads, num_classes, heads=out_heads, concat=False, dropout=dropout)
+        self.conv1 = conv(num_node_features, hidden, heads=heads, dropout=dropout, **extra)
+        self.conv2 = conv(hidden * heads, num_classes, heads=out_heads, concat=False, dropout=dropout, **extra)
 
     def forward_features(self, data: Any) -> torch.Tensor:
         """The concatenated first-layer heads after ELU, :math:`(N, K F')`."""
@@ -431,7 +449,7 @@ def gcn_node(**kwargs: Any) -> GCNNodeClassifier:
 
 
 @register_model("gat_node")
-@variant(GATNodeClassifier, (*NODE_ARGS, "heads", "out_heads", "impl", "sparse_input"))
+@variant(GATNodeClassifier, (*NODE_ARGS, "heads", "out_heads", "impl", "sparse_input", "feature_dropout"))
 def gat_node(**kwargs: Any) -> GATNodeClassifier:
     """Veličković et al.'s two-layer GAT (8 heads of 8, ELU, dropout 0.6) for the nodes of one graph."""
     return GATNodeClassifier(**kwargs)
