@@ -143,7 +143,7 @@ def _val_mean(runs: list[dict], monitor: str, mode: str) -> dict:
     e = _best(curve, mode)
     at = [round(100 * r["test"][e]["test/acc"], 2) for r in runs]
     mean, std = _mean_std(at)
-    return {"per_fold": at, "epoch": e + 1, "monitor": monitor, "mean_val": round(curve[e], 4),
+    return {"per_fold": at, "epoch": e + 1, "monitor": monitor, "mean_val": curve[e],
             "mean_val_acc": round(100 * statistics.mean(r["val"][e]["val/acc"] for r in runs), 2),
             "mean": round(mean, 2), "std": round(std, 2), "mean_train_seconds": _seconds(runs)}  # fmt: skip
 
@@ -301,7 +301,7 @@ def run_grid(
         table.append(row)
         print(f"{recipe} [{' '.join(setting)}]: mean {v['monitor']} {v['mean_val']} at epoch {v['epoch']}")
         sign = 1 if mode == "max" else -1
-        if best_key is None or sign * v["mean_val"] > sign * best_key:  # the first setting of the best value
+        if best_key is None or sign * v["mean_val"] > sign * best_key:  # ties keep the first setting in grid order
             best_key, best_runs, summary = v["mean_val"], (setting, fold_runs, row), s
     setting, fold_runs, row = best_runs  # type: ignore[misc]
     chosen = {k: row[k] for k in row if k not in ("setting", "per_fold_epoch")}
