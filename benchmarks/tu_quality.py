@@ -1,14 +1,23 @@
-"""Graph classification on TUDataset MUTAG: 10-fold cross-validation of a recipe through the engine, two protocols.
+"""Graph classification on TUDataset MUTAG: 10-fold cross-validation of a recipe through the engine, three protocols.
 
 Each fold ``k`` trains the shipped recipe with ``data.args.fold=k`` (``load_config`` and
-``Trainer(...).fit()``, as ``planetoid_quality.py`` does), under two ways of choosing the epoch:
+``Trainer(...).fit()``, as ``planetoid_quality.py`` does). The trainer's ``on_validate`` hook (the
+one ``archzoo tune`` reports through) records the validation metrics at every epoch end and, with
+the 8-fold trainings, the test fold's metrics at the same weights (``Trainer.evaluate("test")``:
+the model in evaluation mode, no randomness drawn, so the training is the one it would be without
+it). The test curve is only read at an epoch chosen without it. Three ways of choosing the epoch:
 
-* **validation fold** (``data.args.validation=fold``, the recipe's): fold ``k - 1`` validates,
-  the other 8 train; the engine keeps the weights of the epoch with the best validation
-  accuracy (the recipe's ``train.monitor``) and tests them on fold ``k``. Every graph is
-  tested once and never used to choose anything. This is the headline figure.
-* **Xu et al.'s** (``data.args.validation=test``): the other 9 folds train and the test fold
-  is evaluated every epoch (as the validation split); the test-accuracy curves are averaged
+* **mean validation curve** (``val-mean``, the headline): fold ``k - 1`` validates and the other
+  8 train (``data.args.validation=fold``, the recipe's); the validation curves of the recipe's
+  ``train.monitor`` (validation accuracy) are averaged over the 10 folds, ONE epoch is chosen
+  where that mean curve is best (the first such epoch), and each fold's test accuracy at that
+  epoch is reported. Xu et al.'s choice of one epoch for all folds, made on the validation folds
+  instead of the test folds: no test graph chooses anything.
+* **per-fold validation** (``val``): the same trainings; the engine keeps each fold's weights of
+  its own best validation epoch and tests them. A validation fold holds 18-19 graphs, so this
+  choice is noisy (some folds stop at epoch 6).
+* **Xu et al.'s** (``xu``, ``data.args.validation=test``): the other 9 folds train and the test
+  fold is evaluated every epoch (as the validation split); the test-accuracy curves are averaged
   over the 10 folds and the figure is the mean ± std over folds at the epoch where that
   average peaks. This is how the GIN paper's 89.4 ± 5.6% was computed; it chooses one
   epoch on the test folds, so it is optimistic.
@@ -19,16 +28,23 @@ beside the issue's target (88%, GIN's only) and GIN's published figure. The edge
 (``mutag-mpnn``) has neither a target nor a published MUTAG figure of its own: its row is reported
 beside GIN's 89.4%, and says so.
 
+``--grid key=v1,v2 ...`` chooses settings as well as the epoch on the validation folds: every
+combination trains the 10 folds (8 training folds each), and the (setting, epoch) whose mean
+validation curve is best is kept; the test accuracy of each fold at that epoch is the figure.
+Every setting's best mean validation value, its epoch and the test accuracy there are listed
+(the test figures of the settings not kept choose nothing). It writes ``results/tu-<recipe>-grid.json``
+(or ``-<label>``).
+
 Overrides (``key=value``) with ``--label L`` write another setting as ``results/tu-<recipe>-L.json``.
 
-Usage: ``python benchmarks/tu_quality.py [mutag-gin mutag-mpnn ...] [--folds 0 1 ...] [--protocols val xu] [--data-dir D]
-[--label L] [key=value ...]``
+Usage: ``python benchmarks/tu_quality.py [mutag-gin mutag-mpnn ...] [--folds 0 1 ...] [--protocols val-mean val xu]
+[--grid key=v1,v2 ...] [--data-dir D] [--label L] [key=value ...]``
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
+import itertools
 import json
 import statistics
 import sys
@@ -57,89 +73,131 @@ TARGETS: dict[str, dict] = {
         "beside": "GIN",
     },  # fmt: skip
 }
-PROTOCOLS = {"val": "fold", "xu": "test"}
+# Protocol -> data.args.validation of its trainings (val-mean and val share theirs).
+PROTOCOLS = {"val-mean": "fold", "val": "fold", "xu": "test"}
 
 
-def _val_curve(metrics_csv: Path) -> list[float]:
-    """The validation accuracy at the end of each epoch (the final row, which also holds test/acc, left out)."""
-    with metrics_csv.open() as f:
-        rows = [r for r in csv.DictReader(f) if r.get("val/acc") and not r.get("test/acc")]
-    return [float(r["val/acc"]) for r in rows]
-
-
-def _fit(recipe: str, over: list[str]) -> tuple[dict, dict, Path]:
+def _fit(recipe: str, over: list[str], record_test: bool) -> dict:
+    """Train one fold; its results, summary, and the validation (and test) metrics at every epoch end."""
     trainer = Trainer(load_config(recipe, None, over))
+    val: list[dict[str, float]] = []
+    test: list[dict[str, float]] = []
+
+    def record(step: int, metrics: dict[str, float]) -> None:
+        val.append(dict(metrics))
+        if record_test:  # read at an epoch chosen without it; the weights the validation just saw
+            with trainer._averaged():
+                test.append(trainer.evaluate("test"))
+
+    trainer.on_validate.append(record)
     results = trainer.fit()
-    return results, json.loads((trainer.run_dir / "results.json").read_text()), trainer.run_dir
+    summary = json.loads((trainer.run_dir / "results.json").read_text())
+    if len(val) != summary["epochs_run"]:
+        raise RuntimeError(
+            f"{len(val)} validations in {summary['epochs_run']} epochs: this benchmark validates once an epoch."
+        )
+    if record_test:  # the kept weights are those of the best epoch: the recorded test accuracy there is theirs
+        at_best = test[summary["best_epoch"] - 1]["test/acc"]
+        if abs(at_best - results["test/acc"]) > 1e-6:
+            print(
+                f"warning: test acc {results['test/acc']:.4f} of the kept weights, {at_best:.4f} recorded at their epoch"
+            )
+    return {"results": results, "summary": summary, "val": val, "test": test, "mode": trainer.task.mode}
 
 
 def _mean_std(xs: list[float]) -> tuple[float, float]:
     return statistics.mean(xs), statistics.stdev(xs) if len(xs) > 1 else 0.0
 
 
-def run(
-    recipe: str,
-    folds: list[int],
-    protocols: list[str],
-    overrides: list[str],
-    data_dir: str | None,
-    runs: Path,
-    label: str = "",
-) -> dict:
-    spec = TARGETS[recipe]
-    base = [f"log.dir={runs}", "log.progress=none", "log.plots=false", "train.threads=1", *overrides]
-    if data_dir:
-        base.append(f"data.dir={data_dir}")
-    t0 = time.perf_counter()
-    out: dict = {}
-    summary: dict = {}
-    if "val" in protocols:
-        accs, best, seconds = [], [], []
-        for k in folds:
-            results, summary, _ = _fit(recipe, [*base, f"data.args.fold={k}", "data.args.validation=fold"])
-            accs.append(round(100 * results["test/acc"], 2))
-            best.append(summary["best_epoch"])
-            seconds.append(summary["train_seconds"])
-            print(
-                f"{recipe} fold {k} (validation fold): test acc {accs[-1]:.1f}% at epoch {best[-1]} ({seconds[-1]:.1f} s)"
-            )
-        mean, std = _mean_std(accs)
-        out["val"] = {"per_fold": accs, "best_epochs": best, "mean": round(mean, 2), "std": round(std, 2),
-                      "mean_train_seconds": round(statistics.mean(seconds), 2)}  # fmt: skip
-    if "xu" in protocols:
-        curves, seconds = [], []
-        for k in folds:
-            _, summary, run_dir = _fit(recipe, [*base, f"data.args.fold={k}", "data.args.validation=test"])
-            curves.append(_val_curve(run_dir / "metrics.csv"))
-            seconds.append(summary["train_seconds"])
-            print(f"{recipe} fold {k} (Xu et al.): best test acc over epochs {100 * max(curves[-1]):.1f}%")
-        n = min(map(len, curves))
-        avg = [statistics.mean(c[e] for c in curves) for e in range(n)]
-        e_best = max(range(n), key=avg.__getitem__)  # the first epoch of the highest mean
-        at = [round(100 * c[e_best], 2) for c in curves]
-        mean, std = _mean_std(at)
-        out["xu"] = {"per_fold": at, "epoch": e_best + 1, "mean": round(mean, 2), "std": round(std, 2),
-                     "mean_train_seconds": round(statistics.mean(seconds), 2)}  # fmt: skip
-    head = out.get("val") or out["xu"]
-    target = spec["target"]
-    anchor = f"{spec['anchor']} ± {spec['anchor_std']}% ({spec['anchor_source']})" if spec["anchor"] else "none"
-    if spec.get("beside"):  # another model's published figure, shown for comparison only
-        anchor = f"{spec['beside']}'s published {anchor}, beside which the {spec['model']} is reported (no target)"
+def _mean_curve(runs: list[dict], key: str, split: str) -> list[float]:
+    n = min(len(r[split]) for r in runs)
+    return [statistics.mean(r[split][e][key] for r in runs) for e in range(n)]
+
+
+def _best(curve: list[float], mode: str) -> int:
+    """The first epoch index of the best value."""
+    return (max if mode == "max" else min)(range(len(curve)), key=curve.__getitem__)
+
+
+def _fold_runs(recipe: str, base: list[str], folds: list[int], validation: str, tag: str) -> list[dict]:
+    runs = []
+    for k in folds:
+        r = _fit(recipe, [*base, f"data.args.fold={k}", f"data.args.validation={validation}"], validation == "fold")
+        runs.append(r)
+        if validation == "fold":
+            print(f"{recipe} fold {k}{tag}: test acc {100 * r['results']['test/acc']:.1f}% at its best validation "
+                  f"epoch {r['summary']['best_epoch']} ({r['summary']['train_seconds']:.1f} s)")  # fmt: skip
+        else:
+            print(f"{recipe} fold {k}{tag} (Xu et al.): best test acc over epochs "
+                  f"{100 * max(v['val/acc'] for v in r['val']):.1f}%")  # fmt: skip
+    return runs
+
+
+def _seconds(runs: list[dict]) -> float:
+    return round(statistics.mean(r["summary"]["train_seconds"] for r in runs), 2)
+
+
+def _val_mean(runs: list[dict], monitor: str, mode: str) -> dict:
+    """One epoch for every fold, where the validation curve of ``monitor`` averaged over folds is best."""
+    curve = _mean_curve(runs, monitor, "val")
+    e = _best(curve, mode)
+    at = [round(100 * r["test"][e]["test/acc"], 2) for r in runs]
+    mean, std = _mean_std(at)
+    return {"per_fold": at, "epoch": e + 1, "monitor": monitor, "mean_val": curve[e],
+            "mean_val_acc": round(100 * statistics.mean(r["val"][e]["val/acc"] for r in runs), 2),
+            "mean": round(mean, 2), "std": round(std, 2), "mean_train_seconds": _seconds(runs)}  # fmt: skip
+
+
+def _per_fold(runs: list[dict]) -> dict:
+    accs = [round(100 * r["results"]["test/acc"], 2) for r in runs]
+    mean, std = _mean_std(accs)
+    return {"per_fold": accs, "best_epochs": [r["summary"]["best_epoch"] for r in runs], "mean": round(mean, 2),
+            "std": round(std, 2), "mean_train_seconds": _seconds(runs)}  # fmt: skip
+
+
+def _xu(runs: list[dict]) -> dict:
+    curve = _mean_curve(runs, "val/acc", "val")  # the validation split is the test fold
+    e = _best(curve, "max")
+    at = [round(100 * r["val"][e]["val/acc"], 2) for r in runs]
+    mean, std = _mean_std(at)
+    return {"per_fold": at, "epoch": e + 1, "mean": round(mean, 2), "std": round(std, 2),
+            "mean_train_seconds": _seconds(runs)}  # fmt: skip
+
+
+def _describe(out: dict) -> list[str]:
     parts = []
+    if "val-mean" in out:
+        v = out["val-mean"]
+        parts.append(
+            f"one epoch for all folds where the mean validation curve ({v['monitor']}; fold k-1 validates, 8 folds "
+            f"train) is best, epoch {v['epoch']}{' of ' + v['setting'] if v.get('setting') else ''}: "
+            f"{v['mean']:.2f} ± {v['std']:.2f}% (min {min(v['per_fold']):.1f}, max {max(v['per_fold']):.1f})"
+        )
     if "val" in out:
         v = out["val"]
         parts.append(
-            f"epoch chosen on the validation fold (fold k-1; 8 folds train): {v['mean']:.2f} ± {v['std']:.2f}% "
+            f"each fold's own best validation epoch: {v['mean']:.2f} ± {v['std']:.2f}% "
             f"(min {min(v['per_fold']):.1f}, max {max(v['per_fold']):.1f})"
         )
     if "xu" in out:
         x = out["xu"]
         parts.append(
-            f"Xu et al.'s protocol (9 folds train, the epoch of the best test accuracy averaged over folds, "
-            f"epoch {x['epoch']}): {x['mean']:.2f} ± {x['std']:.2f}%"
+            f"Xu et al.'s protocol, test-selected (9 folds train, the epoch of the best test accuracy averaged over "
+            f"folds, epoch {x['epoch']}): {x['mean']:.2f} ± {x['std']:.2f}%"
         )
+    return parts
+
+
+def _payload(recipe: str, overrides: list[str], folds: list[int], out: dict, summary: dict, label: str,
+             t0: float, extra: dict | None = None) -> dict:  # fmt: skip
+    spec = TARGETS[recipe]
+    head = out.get("val-mean") or out.get("val") or out["xu"]
+    target = spec["target"]
+    anchor = f"{spec['anchor']} ± {spec['anchor_std']}% ({spec['anchor_source']})" if spec["anchor"] else "none"
+    if spec.get("beside"):  # another model's published figure, shown for comparison only
+        anchor = f"{spec['beside']}'s published {anchor}, beside which the {spec['model']} is reported (no target)"
     summary_text = (
-        f"{spec['model']} MUTAG test accuracy, mean ± std over {len(folds)} stratified folds; " + "; ".join(parts)
+        f"{spec['model']} MUTAG test accuracy, mean ± std over {len(folds)} stratified folds; " + "; ".join(_describe(out))
         + f"; {summary['parameters']:,} params, {summary['epochs_run']} epochs, "
         f"{head['mean_train_seconds']:.1f} s per fold" + (f"; {label}" if label else "")
         + ("; no published figure beside it" if anchor == "none" else f"; {anchor}" if spec.get("beside")
@@ -151,7 +209,9 @@ def run(
         "metric": "test/acc",
         "monitor": summary["monitor"],
         "folds": folds,
+        "headline": next(k for k in PROTOCOLS if k in out),
         "protocols": out,
+        **(extra or {}),
         "mean": head["mean"],
         "std": head["std"],
         "target_acc": target,
@@ -168,8 +228,96 @@ def run(
         "epochs": summary["epochs_run"],
         "wall_seconds": round(time.perf_counter() - t0, 1),
     }
-    write_result(f"tu-{recipe}" + (f"-{label}" if label else ""), payload)
     print(summary_text)
+    return payload
+
+
+def _base(runs: Path, overrides: list[str], data_dir: str | None) -> list[str]:
+    base = [f"log.dir={runs}", "log.progress=none", "log.plots=false", "train.threads=1", *overrides]
+    return [*base, f"data.dir={data_dir}"] if data_dir else base
+
+
+def run(
+    recipe: str,
+    folds: list[int],
+    protocols: list[str],
+    overrides: list[str],
+    data_dir: str | None,
+    runs: Path,
+    label: str = "",
+) -> dict:
+    base = _base(runs, overrides, data_dir)
+    t0 = time.perf_counter()
+    out: dict = {}
+    summary: dict = {}
+    if "val-mean" in protocols or "val" in protocols:
+        fold_runs = _fold_runs(recipe, base, folds, "fold", "")
+        summary = fold_runs[-1]["summary"]
+        if "val-mean" in protocols:
+            out["val-mean"] = _val_mean(fold_runs, summary["monitor"], fold_runs[-1]["mode"])
+        if "val" in protocols:
+            out["val"] = _per_fold(fold_runs)
+    if "xu" in protocols:
+        xu_runs = _fold_runs(recipe, base, folds, "test", "")
+        summary = summary or xu_runs[-1]["summary"]
+        out["xu"] = _xu(xu_runs)
+    out = {k: out[k] for k in PROTOCOLS if k in out}
+    payload = _payload(recipe, overrides, folds, out, summary, label, t0)
+    write_result(f"tu-{recipe}" + (f"-{label}" if label else ""), payload)
+    return payload
+
+
+def _settings(grid: list[str]) -> list[list[str]]:
+    """Every combination of ``key=v1,v2`` axes, as lists of ``key=v`` overrides."""
+    axes = []
+    for g in grid:
+        key, sep, values = g.partition("=")
+        if not sep or not key or not values:
+            raise SystemExit(f"--grid takes key=v1,v2,..., got {g!r}")
+        axes.append([f"{key}={v}" for v in values.split(",")])
+    return [list(c) for c in itertools.product(*axes)]
+
+
+def run_grid(
+    recipe: str,
+    folds: list[int],
+    grid: list[str],
+    overrides: list[str],
+    data_dir: str | None,
+    runs: Path,
+    label: str = "",
+) -> dict:
+    """Choose the setting and the epoch on the mean validation curve (8 training folds); see the module docstring."""
+    t0 = time.perf_counter()
+    table, best_runs, best_key, summary = [], None, None, {}
+    for setting in _settings(grid):
+        fold_runs = _fold_runs(
+            recipe, _base(runs, [*overrides, *setting], data_dir), folds, "fold", f" [{' '.join(setting)}]"
+        )
+        s = fold_runs[-1]["summary"]
+        mode = fold_runs[-1]["mode"]
+        v = _val_mean(fold_runs, s["monitor"], mode)
+        row = {"setting": setting, **v, "per_fold_epoch": _per_fold(fold_runs)}
+        table.append(row)
+        print(f"{recipe} [{' '.join(setting)}]: mean {v['monitor']} {v['mean_val']} at epoch {v['epoch']}")
+        sign = 1 if mode == "max" else -1
+        if best_key is None or sign * v["mean_val"] > sign * best_key:  # ties keep the first setting in grid order
+            best_key, best_runs, summary = v["mean_val"], (setting, fold_runs, row), s
+    setting, fold_runs, row = best_runs  # type: ignore[misc]
+    chosen = {k: row[k] for k in row if k not in ("setting", "per_fold_epoch")}
+    out = {"val-mean": {**chosen, "setting": " ".join(setting)}, "val": row["per_fold_epoch"]}
+    extra = {"grid": grid, "chosen": setting, "settings": table}
+    payload = _payload(
+        recipe,
+        overrides,
+        folds,
+        out,
+        summary,
+        label or f"settings chosen on the validation folds over {' '.join(grid)}",
+        t0,
+        extra,
+    )
+    write_result(f"tu-{recipe}-{label or 'grid'}", payload)
     return payload
 
 
@@ -177,7 +325,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("recipes", nargs="*")
     p.add_argument("--folds", type=int, nargs="+", default=list(range(10)))
-    p.add_argument("--protocols", nargs="+", default=["val", "xu"], choices=list(PROTOCOLS))
+    p.add_argument("--protocols", nargs="+", default=list(PROTOCOLS), choices=list(PROTOCOLS))
+    p.add_argument("--grid", nargs="+", default=[], help="key=v1,v2 axes: choose the setting on the validation folds")
     p.add_argument("--data-dir")
     p.add_argument("--label", default="", help="write results/tu-<recipe>-<label>.json (another setting)")
     a, overrides = p.parse_known_args()
@@ -185,7 +334,10 @@ def main() -> None:
     overrides += [r for r in a.recipes if "=" in r]
     with tempfile.TemporaryDirectory() as tmp:
         for r in recipes:
-            run(r, a.folds, a.protocols, overrides, a.data_dir, Path(tmp), a.label)
+            if a.grid:
+                run_grid(r, a.folds, a.grid, overrides, a.data_dir, Path(tmp), a.label)
+            else:
+                run(r, a.folds, a.protocols, overrides, a.data_dir, Path(tmp), a.label)
 
 
 if __name__ == "__main__":
