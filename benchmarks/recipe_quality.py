@@ -204,7 +204,9 @@ def main() -> None:
     p.add_argument("--runs", default="runs/benchmarks")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="train once per seed and report the mean")
     p.add_argument(
-        "--refresh", action="store_true", help="rewrite the results' targets (TARGETS) and anchors (the recipes'); train nothing"
+        "--refresh",
+        action="store_true",
+        help="rewrite the results' targets (TARGETS) and anchors (the recipes'); train nothing",
     )
     a, overrides = p.parse_known_args()
     recipes = [r for r in a.recipes if "=" not in r]
