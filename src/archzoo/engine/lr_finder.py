@@ -104,6 +104,18 @@ def divergence(smoothed: list[float], factor: float = 4.0) -> int | None:
     return None
 
 
+def _window(n: int, stop: int | None, skip: int) -> tuple[int, int]:
+    """The steps ``[lo, end)`` a suggestion reads: before the divergence step ``stop``, after ``skip``
+    leading ones (fewer when that would leave under 3); too few steps before ``stop`` is refused."""
+    end = n if stop is None else stop
+    lo = min(skip, max(0, end - 3))
+    if end - lo < 3:
+        raise UserError(
+            f"The loss diverged after {end} steps, too soon to suggest a learning rate; lower --start or raise --steps."
+        )
+    return lo, end
+
+
 def suggest(lrs: list[float], smoothed: list[float], stop: int | None, skip: int = 0) -> float:
     """The learning rate where ``smoothed`` falls fastest in :math:`\\log\\eta`, before ``stop``.
 
@@ -113,14 +125,9 @@ def suggest(lrs: list[float], smoothed: list[float], stop: int | None, skip: int
         stop: the divergence step (excluded with everything after it), or None.
         skip: leading steps left out (the average's warm-up).
     """
-    end = len(smoothed) if stop is None else stop
-    lo = min(skip, max(0, end - 3))
+    lo, end = _window(len(smoothed), stop, skip)
     s = np.asarray(smoothed[lo:end], dtype=np.float64)
     x = np.log(np.asarray(lrs[lo:end], dtype=np.float64))
-    if len(s) < 3:
-        raise UserError(
-            f"The loss diverged after {end} steps, too soon to suggest a learning rate; lower --start or raise --steps."
-        )
     slope = np.gradient(s, x)  # d s / d log(lr)
     return float(np.exp(x[int(np.argmin(slope))]))
 
@@ -138,12 +145,7 @@ def centred_mean(losses: list[float], width: int) -> np.ndarray:
 def suggest_minimum(lrs: list[float], losses: list[float], stop: int | None, skip: int = 0) -> float:
     """The learning rate where the loss stops falling: the minimum of :func:`centred_mean` of ``losses``
     over ``max(3, N // 15)`` steps (odd), before ``stop`` and after the first ``skip`` steps."""
-    end = len(losses) if stop is None else stop
-    lo = min(skip, max(0, end - 3))
-    if end - lo < 3:
-        raise UserError(
-            f"The loss diverged after {end} steps, too soon to suggest a learning rate; lower --start or raise --steps."
-        )
+    lo, end = _window(len(losses), stop, skip)
     width = max(3, len(lrs) // 15) | 1
     s = centred_mean(losses[:end], width)[lo:]
     finite = np.where(np.isfinite(s), s, np.inf)
